@@ -1,0 +1,32 @@
+# Every target sets itself up: a fresh machine needs only python3 (>= 3.11).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	mkdir -p out
+	$(BIN)/dagen build samples/seed-moe-10b-fixed.yaml -o out/dag.svg -o out/dag.json -o out/report.md
+	-$(BIN)/dagen check samples/seed-moe-10b.yaml
+
+lint: $(STAMP)
+	$(BIN)/ruff check dagen tests bench
+	$(BIN)/ruff format --check dagen tests bench
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) out build *.egg-info

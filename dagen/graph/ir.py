@@ -1,0 +1,319 @@
+"""The graph IR: columnar node and edge tables, no Python object per node.
+
+A :class:`Graph` is a set of equal-length numpy columns, one row per node, plus edge
+columns and a few small side tables. Everything a node "has" is either a column, an
+index into a side table, or derived from its rank through the mesh (stage, replica,
+host). Node ids such as ``r17/s1/L5/mb2/attn.qkv`` are generated on demand.
+
+Node kinds (:class:`Kind`):
+
+- ``compute``: an operator on one rank (``op`` says which; ``expert`` names the routed
+  expert of an expert FFN, else -1).
+- ``collective``: one rank's part in a collective. All members of one collective call
+  share ``inst`` (instance id); ``aux`` is the group id (row of the group table), and
+  ``coll`` of the instance says all-reduce, all-to-all, ….
+- ``send`` / ``recv``: point-to-point; ``aux`` is the peer rank. Each send has an edge
+  of kind ``p2p`` to its recv.
+
+Edge kinds (:class:`EdgeKind`): ``data`` (producer → consumer on one rank), ``order``
+(stream order on one rank, e.g. micro-batch m → m+1), ``p2p`` (send → recv across
+ranks). Collectives need no edges between members: an instance is one synchronisation
+of all its members, which the checks contract into a single vertex.
+
+Shapes, bytes and FLOPs repeat across many nodes, so each node points (``tmpl``) into
+a small template table that holds them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from dagen.errors import GraphError
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from dagen.mesh import Mesh
+    from dagen.plan.model import Plan
+
+__all__ = ["Coll", "EdgeKind", "Graph", "GroupKind", "Kind", "Op"]
+
+I32 = npt.NDArray[np.int32]
+I64 = npt.NDArray[np.int64]
+I16 = npt.NDArray[np.int16]
+U8 = npt.NDArray[np.uint8]
+F64 = npt.NDArray[np.float64]
+
+
+class Kind(enum.IntEnum):
+    """What a node is."""
+
+    COMPUTE = 0
+    COLLECTIVE = 1
+    SEND = 2
+    RECV = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class EdgeKind(enum.IntEnum):
+    """Why an edge exists."""
+
+    DATA = 0
+    ORDER = 1
+    P2P = 2
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class GroupKind(enum.IntEnum):
+    """Which mesh dimension a process group spans (see :mod:`dagen.mesh`)."""
+
+    TP = 0
+    CP = 1
+    DP = 2
+    PP = 3
+    EP = 4
+    ETP = 5
+    EDP = 6
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class Coll(enum.IntEnum):
+    """Collective operation of an instance."""
+
+    ALL_REDUCE = 0
+    ALL_GATHER = 1
+    REDUCE_SCATTER = 2
+    ALL_TO_ALL = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower().replace("_", "-")
+
+
+class Op(enum.IntEnum):
+    """Every operator dagen emits. ``label`` is the readable name used in node ids."""
+
+    EMBED = 0
+    EMBED_ALLREDUCE = 1
+    ATTN_NORM = 2
+    ATTN_QKV = 3
+    ATTN_CP_ALLGATHER = 4
+    ATTN_CORE = 5
+    ATTN_OUT = 6
+    ATTN_ALLREDUCE = 7
+    ATTN_REDUCESCATTER = 8
+    ATTN_ALLGATHER = 9
+    ATTN_RESIDUAL = 10
+    MOE_NORM = 11
+    MOE_ROUTER = 12
+    MOE_TOPK = 13
+    MOE_DISPATCH = 14
+    MOE_EXPERT = 15
+    MOE_ETP_REDUCE = 16
+    MOE_COMBINE = 17
+    MOE_SHARED = 18
+    MOE_SHARED_ALLREDUCE = 19
+    MOE_RESIDUAL = 20
+    FFN_NORM = 21
+    FFN_UP = 22
+    FFN_DOWN = 23
+    FFN_ALLREDUCE = 24
+    FFN_REDUCESCATTER = 25
+    FFN_ALLGATHER = 26
+    FFN_RESIDUAL = 27
+    FINAL_NORM = 28
+    LM_HEAD = 29
+    LOGITS_ALLGATHER = 30
+    SAMPLE = 31
+    PP_SEND = 32
+    PP_RECV = 33
+
+    @property
+    def label(self) -> str:
+        """``attn.qkv``, ``moe.expert``, ``pp.send``, …"""
+        head, _, tail = self.name.lower().partition("_")
+        return f"{head}.{tail}" if tail else head
+
+
+OP_LABELS: tuple[str, ...] = tuple(op.label for op in Op)
+
+
+@dataclass(slots=True, kw_only=True)
+class Graph:
+    """A per-GPU operator and communication DAG in columnar form.
+
+    Node columns (all of length ``n``):
+        rank (int32), layer (int16, -1 outside layers), mb (int16, micro-batch),
+        step (int16, decode step, 0 for prefill), op (uint8, :class:`Op`),
+        kind (uint8, :class:`Kind`), expert (int16, routed expert id or -1),
+        inst (int32, collective instance or -1), aux (int32, group id of a collective,
+        peer rank of a send/recv, else -1), tmpl (int32, row of the template table).
+
+    Edge columns (length ``m``): src, dst (int32 node indices), ekind (uint8).
+
+    Side tables:
+        tmpl_shape[t] (tuple of ints), tmpl_bytes[t] (int64, bytes the op moves or
+        produces), tmpl_flops[t] (float64);
+        inst_coll[i] (uint8 :class:`Coll`), inst_group[i] (int32 group id);
+        group_kind[g] (uint8 :class:`GroupKind`), group_offsets[g] / group_members
+        (CSR of member ranks, ascending).
+    """
+
+    plan: Plan
+    mesh: Mesh
+    rank: I32
+    layer: I16
+    mb: I16
+    step: I16
+    op: U8
+    kind: U8
+    expert: I16
+    inst: I32
+    aux: I32
+    tmpl: I32
+    src: I32
+    dst: I32
+    ekind: U8
+    tmpl_shape: list[tuple[int, ...]]
+    tmpl_bytes: I64
+    tmpl_flops: F64
+    inst_coll: U8
+    inst_group: I32
+    group_kind: U8
+    group_offsets: I64
+    group_members: I32
+    meta: dict[str, Any] = field(default_factory=dict)
+    """Free-form notes of the builder (e.g. replicas folded for scale)."""
+
+    NODE_COLUMNS = ("rank", "layer", "mb", "step", "op", "kind", "expert", "inst", "aux", "tmpl")
+    EDGE_COLUMNS = ("src", "dst", "ekind")
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.rank.shape[0])
+
+    @property
+    def n_edges(self) -> int:
+        return int(self.src.shape[0])
+
+    @property
+    def n_inst(self) -> int:
+        return int(self.inst_coll.shape[0])
+
+    def group(self, g: int) -> I32:
+        """Member ranks of group ``g``, ascending."""
+        return self.group_members[self.group_offsets[g] : self.group_offsets[g + 1]]
+
+    def nbytes(self) -> int:
+        """Bytes held by the node and edge columns (the per-node cost of the IR)."""
+        cols = self.NODE_COLUMNS + self.EDGE_COLUMNS
+        return sum(int(getattr(self, c).nbytes) for c in cols)
+
+    def node_id(self, i: int) -> str:
+        """Readable id of node ``i``, e.g. ``r17/s1/L5/mb2/attn.qkv``."""
+        r = int(self.rank[i])
+        parts = [f"r{r}", f"s{int(self.mesh.stage[r])}"]
+        if self.plan.workload.decode_steps > 1:
+            parts.append(f"t{int(self.step[i])}")
+        layer = int(self.layer[i])
+        if layer >= 0:
+            parts.append(f"L{layer}")
+        parts.append(f"mb{int(self.mb[i])}")
+        label = OP_LABELS[int(self.op[i])]
+        e = int(self.expert[i])
+        parts.append(f"{label}.e{e}" if e >= 0 else label)
+        return "/".join(parts)
+
+    def node_ids(self, idx: npt.ArrayLike) -> list[str]:
+        """Readable ids of several nodes."""
+        return [self.node_id(int(i)) for i in np.asarray(idx).ravel()]
+
+    def lint(self) -> None:
+        """Check the IR's own invariants; raise :class:`GraphError` naming the first broken one.
+
+        Columns have equal lengths and their dtypes; codes are in range; edges point at
+        existing nodes; collective nodes have an instance and a group, p2p nodes a peer;
+        templates and groups are referenced in range.
+        """
+        n = self.n_nodes
+        for name in self.NODE_COLUMNS:
+            if getattr(self, name).shape != (n,):
+                raise GraphError(f"IR lint: node column {name!r} has shape {getattr(self, name).shape}, expected ({n},)")
+        m = self.n_edges
+        for name in self.EDGE_COLUMNS:
+            if getattr(self, name).shape != (m,):
+                raise GraphError(f"IR lint: edge column {name!r} has shape {getattr(self, name).shape}, expected ({m},)")
+        _in_range("op", self.op, len(Op))
+        _in_range("kind", self.kind, len(Kind))
+        _in_range("ekind", self.ekind, len(EdgeKind))
+        _in_range("rank", self.rank, self.mesh.world)
+        _in_range("src", self.src, n)
+        _in_range("dst", self.dst, n)
+        _in_range("tmpl", self.tmpl, len(self.tmpl_shape))
+        coll = self.kind == Kind.COLLECTIVE
+        if np.any(self.inst[coll] < 0) or np.any(self.inst[~coll] >= 0):
+            raise GraphError("IR lint: inst must be set exactly on collective nodes")
+        _in_range("inst", self.inst[coll], self.n_inst)
+        _in_range("group (aux of collectives)", self.aux[coll], int(self.group_kind.shape[0]))
+        p2p = (self.kind == Kind.SEND) | (self.kind == Kind.RECV)
+        _in_range("peer (aux of send/recv)", self.aux[p2p], self.mesh.world)
+        if np.any(self.src == self.dst):
+            raise GraphError("IR lint: self-loop edge")
+
+    def to_networkx(self, max_nodes: int = 200_000) -> nx.MultiDiGraph:
+        """The graph as a networkx ``MultiDiGraph`` keyed by node id (small graphs only).
+
+        Node attributes: rank, stage, layer, mb, step, op, kind, expert, inst, aux, bytes,
+        flops. Edge attribute: kind.
+        """
+        import networkx as nx
+
+        if self.n_nodes > max_nodes:
+            raise GraphError(
+                f"to_networkx: {self.n_nodes} nodes is over the limit of {max_nodes}; "
+                "filter the graph first or raise max_nodes"
+            )
+        g: nx.MultiDiGraph = nx.MultiDiGraph()
+        ids = self.node_ids(np.arange(self.n_nodes))
+        for i, nid in enumerate(ids):
+            t = int(self.tmpl[i])
+            g.add_node(
+                nid,
+                rank=int(self.rank[i]),
+                stage=int(self.mesh.stage[int(self.rank[i])]),
+                layer=int(self.layer[i]),
+                mb=int(self.mb[i]),
+                step=int(self.step[i]),
+                op=OP_LABELS[int(self.op[i])],
+                kind=Kind(int(self.kind[i])).label,
+                expert=int(self.expert[i]),
+                inst=int(self.inst[i]),
+                aux=int(self.aux[i]),
+                bytes=int(self.tmpl_bytes[t]),
+                flops=float(self.tmpl_flops[t]),
+            )
+        for s, d, k in zip(self.src.tolist(), self.dst.tolist(), self.ekind.tolist(), strict=True):
+            g.add_edge(ids[s], ids[d], kind=EdgeKind(k).label)
+        return g
+
+
+def _in_range(name: str, values: npt.NDArray[Any], upper: int) -> None:
+    if values.size and (int(values.min()) < 0 or int(values.max()) >= upper):
+        raise GraphError(
+            f"IR lint: column {name!r} has values in [{int(values.min())}, {int(values.max())}], "
+            f"expected [0, {upper})"
+        )

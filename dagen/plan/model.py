@@ -1,0 +1,355 @@
+"""The typed plan: frozen records whose field metadata is the schema.
+
+Each field carries its documentation, unit and bounds in ``metadata`` (see :func:`spec`);
+the loader validates YAML against it, ``dagen schema plan`` prints a JSON Schema made
+from it, and ``docs/plan-format.md`` documents it. There is one source of truth.
+
+Values here are as declared, with defaults filled in. Whether they are *consistent*
+(heads divisible by tp, degrees multiplying to the world, …) is the business of
+:mod:`dagen.plan.rules`, which reports findings rather than raising.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field
+from typing import Any
+
+__all__ = [
+    "Convention",
+    "DType",
+    "Hardware",
+    "Mla",
+    "Model",
+    "Moe",
+    "Parallel",
+    "Phase",
+    "Plan",
+    "Targets",
+    "Workload",
+    "spec",
+]
+
+
+class DType(enum.StrEnum):
+    """Numeric format of weights and activations."""
+
+    BF16 = "bf16"
+    FP16 = "fp16"
+    FP8 = "fp8"
+    FP32 = "fp32"
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes per element."""
+        return {"bf16": 2, "fp16": 2, "fp8": 1, "fp32": 4}[self.value]
+
+
+class Phase(enum.StrEnum):
+    """Inference phase the graph models."""
+
+    PREFILL = "prefill"
+    DECODE = "decode"
+
+
+class Convention(enum.StrEnum):
+    """How the parallel degrees are read.
+
+    ``megatron``: Megatron-Core parallel folding. Attention and dense layers decompose
+    the world as tp·cp·dp·pp; expert layers decompose the *same* GPUs as
+    etp·ep·edp·pp with edp derived. ``orthogonal``: every degree is its own mesh
+    dimension, world = tp·cp·ep·dp·pp; attention is then data-parallel over ep·dp.
+    """
+
+    MEGATRON = "megatron"
+    ORTHOGONAL = "orthogonal"
+
+
+def spec(
+    doc: str,
+    *,
+    default: Any = MISSING,
+    unit: str = "",
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_minimum: bool = False,
+    derived: bool = False,
+) -> Any:
+    """A dataclass field whose metadata documents and bounds it.
+
+    Args:
+        doc: One sentence for the docs and the JSON Schema.
+        default: Default value; absent means the field is required.
+        unit: Unit shown in docs (``GB``, ``TFLOP/s``, …).
+        minimum: Smallest allowed value (inclusive unless ``exclusive_minimum``).
+        maximum: Largest allowed value (sizes past it are called absurd).
+        exclusive_minimum: Make ``minimum`` exclusive (for positive floats).
+        derived: Optional in YAML although the record needs it: the loader derives it
+            (the doc says from what).
+    """
+    meta = {
+        "doc": doc,
+        "unit": unit,
+        "minimum": minimum,
+        "maximum": maximum,
+        "exclusive_minimum": exclusive_minimum,
+        "derived": derived,
+    }
+    if default is MISSING:
+        return field(metadata=meta)
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+_BIG = 1 << 24  # a size past this is a typo, not a model
+_RECORD = {"frozen": True, "slots": True, "kw_only": True}
+
+
+@dataclass(**_RECORD)
+class Moe:
+    """Mixture-of-Experts block of the model."""
+
+    experts: int = spec("Routed experts per MoE layer.", minimum=1, maximum=65536)
+    top_k: int = spec("Experts each token is routed to.", minimum=1, maximum=1024)
+    expert_ffn_size: int = spec(
+        "Intermediate size of one routed expert's FFN.", minimum=1, maximum=_BIG
+    )
+    shared_experts: int = spec(
+        "Shared (always-active) experts per MoE layer.", default=0, minimum=0, maximum=64
+    )
+    shared_expert_ffn_size: int | None = spec(
+        "Intermediate size of one shared expert; defaults to expert_ffn_size.",
+        default=None,
+        minimum=1,
+        maximum=_BIG,
+    )
+    first_dense_layers: int = spec(
+        "The first k layers are dense (DeepSeek-V3: first_k_dense_replace = 3).",
+        default=0,
+        minimum=0,
+        maximum=100000,
+    )
+    moe_layer_freq: int = spec(
+        "Every n-th layer is MoE, counting from 1 (Llama-4 Maverick: 2 → layers 1, 3, 5, …).",
+        default=1,
+        minimum=1,
+        maximum=1024,
+    )
+
+    def is_moe_layer(self, layer: int) -> bool:
+        """Whether 0-based ``layer`` is an MoE layer.
+
+        >>> Moe(experts=8, top_k=2, expert_ffn_size=8, first_dense_layers=1).is_moe_layer(0)
+        False
+        """
+        return layer >= self.first_dense_layers and (layer + 1) % self.moe_layer_freq == 0
+
+    @property
+    def shared_ffn(self) -> int:
+        """Resolved shared-expert FFN size."""
+        return self.shared_expert_ffn_size or self.expert_ffn_size
+
+
+@dataclass(**_RECORD)
+class Mla:
+    """Multi-head latent attention dimensions (DeepSeek-V2/V3)."""
+
+    q_lora_rank: int = spec("Rank of the query down-projection (0: none).", minimum=0, maximum=_BIG)
+    kv_lora_rank: int = spec("Rank of the compressed KV latent.", minimum=1, maximum=_BIG)
+    qk_nope_head_dim: int = spec("Per-head query/key dims without RoPE.", minimum=1, maximum=_BIG)
+    qk_rope_head_dim: int = spec("Per-head query/key dims with RoPE.", minimum=0, maximum=_BIG)
+    v_head_dim: int = spec("Per-head value dims.", minimum=1, maximum=_BIG)
+
+
+@dataclass(**_RECORD)
+class Model:
+    """The transformer being deployed."""
+
+    name: str = spec("Model name, shown in outputs.")
+    layers: int = spec("Transformer layers.", minimum=1, maximum=100000)
+    hidden_size: int = spec("Model (residual) width.", minimum=1, maximum=_BIG)
+    heads: int = spec("Attention (query) heads.", minimum=1, maximum=65536)
+    kv_heads: int = spec(
+        "Key/value heads (GQA/MQA); defaults to heads.", minimum=1, maximum=65536, derived=True
+    )
+    head_dim: int = spec(
+        "Per-head dimension; defaults to hidden_size / heads.", minimum=1, maximum=65536, derived=True
+    )
+    ffn_size: int = spec("Intermediate size of the dense FFN.", minimum=1, maximum=_BIG)
+    vocab_size: int = spec("Vocabulary size.", minimum=1, maximum=1 << 28)
+    dtype: DType = spec("Weight and activation format.", default=DType.BF16)
+    gated_ffn: bool = spec("FFNs are gated (SwiGLU: three matrices instead of two).", default=True)
+    tied_embeddings: bool = spec("Input embedding and LM head share weights.", default=False)
+    moe: Moe | None = spec("Mixture-of-Experts block; absent for a dense model.", default=None)
+    mla: Mla | None = spec("Multi-head latent attention; absent for MHA/GQA/MQA.", default=None)
+    params: float | None = spec(
+        "Declared parameter count, checked against the computed one (±10%).",
+        default=None,
+        unit="parameters",
+        minimum=1,
+    )
+    hf_config: str | None = spec(
+        "Path to a local Hugging Face config.json to read the model from (never downloaded).",
+        default=None,
+    )
+
+
+@dataclass(**_RECORD)
+class Parallel:
+    """How the model is laid over the GPUs."""
+
+    convention: Convention = spec(
+        "How the degrees are read: megatron (folded EP) or orthogonal.",
+        default=Convention.MEGATRON,
+    )
+    tp: int = spec("Tensor-parallel degree.", default=1, minimum=1, maximum=65536)
+    cp: int = spec("Context-parallel degree.", default=1, minimum=1, maximum=65536)
+    dp: int = spec("Data-parallel degree (attention and dense layers).", default=1, minimum=1, maximum=1 << 20)
+    pp: int = spec("Pipeline-parallel degree (stages).", default=1, minimum=1, maximum=65536)
+    ep: int = spec("Expert-parallel degree.", default=1, minimum=1, maximum=65536)
+    etp: int = spec("Expert tensor-parallel degree.", default=1, minimum=1, maximum=65536)
+    redundant_experts: int = spec(
+        "Extra replicas of hot experts per MoE layer, spread over the EP ranks (EPLB).",
+        default=0,
+        minimum=0,
+        maximum=65536,
+    )
+    sequence_parallel: bool = spec(
+        "Sequence parallelism: TP all-reduce becomes reduce-scatter + all-gather.", default=False
+    )
+    order: str = spec(
+        "Rank order, fastest-varying first (Megatron convention).", default="tp-cp-ep-dp-pp"
+    )
+    layers_per_stage: tuple[int, ...] | None = spec(
+        "Explicit layers on each stage, first to last; default an even split.", default=None
+    )
+    first_stage_layers: int | None = spec(
+        "Layers on the first stage; the rest split evenly (Megatron).", default=None, minimum=0
+    )
+    last_stage_layers: int | None = spec(
+        "Layers on the last stage; the rest split evenly (Megatron).", default=None, minimum=0
+    )
+    world_size: int | None = spec(
+        "Declared number of GPUs, checked against the degrees.", default=None, minimum=1
+    )
+
+    def attn_dp(self) -> int:
+        """Data-parallel degree of attention: dp, or ep·dp under the orthogonal reading."""
+        return self.dp * self.ep if self.convention is Convention.ORTHOGONAL else self.dp
+
+    def world(self) -> int:
+        """World size implied by the degrees under this plan's convention."""
+        return self.tp * self.cp * self.attn_dp() * self.pp
+
+    def edp(self) -> int:
+        """Expert data-parallel degree: world / (etp·ep·pp), floored (rules check it divides)."""
+        return self.world() // (self.etp * self.ep * self.pp)
+
+
+@dataclass(**_RECORD)
+class Workload:
+    """What the deployment serves in the modelled step."""
+
+    phase: Phase = spec("prefill (the prompt) or decode (one token per step).", default=Phase.PREFILL)
+    batch: int = spec("Global batch, in sequences, over all DP replicas.", minimum=1, maximum=1 << 30)
+    prompt_len: int = spec("Prompt length.", unit="tokens", minimum=1, maximum=1 << 26)
+    gen_len: int = spec("Tokens generated per sequence.", default=1, unit="tokens", minimum=0, maximum=1 << 26)
+    micro_batches: int = spec("Micro-batches per DP replica.", default=1, minimum=1, maximum=1 << 20)
+    decode_steps: int = spec(
+        "Decode steps the graph unrolls (decode only), chained last stage → first.",
+        default=1,
+        minimum=1,
+        maximum=4096,
+    )
+
+
+@dataclass(**_RECORD)
+class Hardware:
+    """The GPUs and their links. A preset fills every field; any field may be overridden."""
+
+    preset: str | None = spec("Hardware preset name (see docs/hardware.md).", default=None)
+    memory_gb: float = spec("Memory per GPU.", unit="GB (1e9 bytes)", minimum=0, exclusive_minimum=True)
+    peak_tflops: Mapping[str, float] = spec(
+        "Peak dense FLOP/s per dtype (keys bf16, fp16, fp8, fp32).", unit="TFLOP/s"
+    )
+    hbm_tbps: float = spec("HBM bandwidth per GPU.", unit="TB/s", minimum=0, exclusive_minimum=True)
+    gpus_per_node: int = spec("GPUs per host.", minimum=1, maximum=1024)
+    intra_node_gbps: float = spec(
+        "Intra-node bandwidth per GPU, one direction (NVLink, xGMI).", unit="GB/s", minimum=0, exclusive_minimum=True
+    )
+    inter_node_gbps: float = spec(
+        "Inter-node bandwidth per GPU, one direction (InfiniBand/RoCE NIC).",
+        unit="GB/s",
+        minimum=0,
+        exclusive_minimum=True,
+    )
+    intra_node_latency_us: float = spec("Intra-node latency per message.", default=3.0, unit="µs", minimum=0)
+    inter_node_latency_us: float = spec("Inter-node latency per message.", default=10.0, unit="µs", minimum=0)
+    flops_efficiency: float = spec(
+        "Achievable fraction of peak FLOP/s.", default=0.6, minimum=0, maximum=1, exclusive_minimum=True
+    )
+    hbm_efficiency: float = spec(
+        "Achievable fraction of HBM bandwidth.", default=0.8, minimum=0, maximum=1, exclusive_minimum=True
+    )
+    net_efficiency: float = spec(
+        "Achievable fraction of link bandwidth.", default=0.8, minimum=0, maximum=1, exclusive_minimum=True
+    )
+
+    def tflops(self, dtype: DType) -> float:
+        """Peak TFLOP/s for ``dtype``: fp8 falls back to bf16's if not given."""
+        table = self.peak_tflops
+        if dtype.value in table:
+            return table[dtype.value]
+        return table.get("bf16", table.get("fp16", 0.0))
+
+
+@dataclass(**_RECORD)
+class Targets:
+    """Claims the plan makes, checked against estimates. All optional."""
+
+    ttft_s: float | None = spec("Time to first token at most.", default=None, unit="s", minimum=0, exclusive_minimum=True)
+    tpot_ms: float | None = spec("Time per output token at most.", default=None, unit="ms", minimum=0, exclusive_minimum=True)
+    tokens_per_s_per_gpu: float | None = spec(
+        "Throughput per GPU at least (100 tokens/ms = 100000).", default=None, unit="tokens/s", minimum=0, exclusive_minimum=True
+    )
+    tokens_per_s: float | None = spec(
+        "Total throughput at least.", default=None, unit="tokens/s", minimum=0, exclusive_minimum=True
+    )
+    max_memory_fraction: float | None = spec(
+        "Peak memory per GPU at most this fraction of capacity.", default=None, minimum=0, maximum=1, exclusive_minimum=True
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a value sits in the YAML file (1-based)."""
+
+    line: int
+    column: int
+
+
+@dataclass(**_RECORD)
+class Plan:
+    """A validated plan: the five sections, plus where each value came from."""
+
+    name: str = spec("Plan name; defaults to the file's stem.", derived=True)
+    model: Model = spec("The model.")
+    parallel: Parallel = spec("Parallel degrees and layout.")
+    workload: Workload = spec("The served workload.")
+    hardware: Hardware = spec("The GPUs and links.")
+    targets: Targets = spec("Claims to verify.", default=Targets())
+    source: str = field(default="", metadata={"doc": "File the plan was read from.", "internal": True})
+    locations: Mapping[str, Location] = field(
+        default_factory=dict, metadata={"doc": "YAML path → location.", "internal": True}
+    )
+
+    def where(self, path: str) -> Location | None:
+        """Location of the YAML value at dotted ``path``, or of its nearest present parent."""
+        while path:
+            loc = self.locations.get(path)
+            if loc is not None:
+                return loc
+            path = path.rpartition(".")[0]
+        return self.locations.get("")
