@@ -1,0 +1,1 @@
+"""dagen's benchmark harness (never shipped in the wheel). Run: ``python -m bench``."""

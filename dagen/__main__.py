@@ -1,0 +1,5 @@
+"""``python -m dagen``."""
+
+from dagen.cli import main
+
+main()

@@ -1,0 +1,118 @@
+"""The library API: load a plan, check it, build its graph, estimate it, export it.
+
+Each call does one layer's work; :func:`analyse` strings them together the way
+``dagen check`` and ``dagen build`` do.
+
+Example:
+    >>> import dagen
+    >>> plan = dagen.load_plan("samples/seed-moe-10b-fixed.yaml")  # doctest: +SKIP
+    >>> result = dagen.analyse(plan)  # doctest: +SKIP
+    >>> result.graph.n_nodes > 0  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dagen.checks import check_graph
+from dagen.cost import Estimate, estimate, judge_plan_bounds, verdict_findings
+from dagen.errors import PlanInfeasible
+from dagen.export import ExportContext, write_outputs
+from dagen.findings import Finding, Severity, has_errors
+from dagen.graph.build import build_graph
+from dagen.graph.ir import Graph
+from dagen.mesh import build_mesh
+from dagen.plan.loader import load_plan
+from dagen.plan.model import Plan
+from dagen.plan.rules import plan_findings
+
+__all__ = ["Analysis", "analyse", "build", "export", "load_plan"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Analysis:
+    """Everything ``dagen check`` knows about a plan."""
+
+    plan: Plan
+    findings: tuple[Finding, ...]
+    """Plan rules, then graph checks, then cost verdicts, in that order."""
+    graph: Graph | None = None
+    """The graph, unless plan errors made it impossible to build."""
+    estimate: Estimate | None = None
+
+    @property
+    def ok(self) -> bool:
+        """No error-level finding."""
+        return not has_errors(list(self.findings))
+
+
+def build(plan: Plan) -> Graph:
+    """Build the per-GPU graph of a plan whose rules pass.
+
+    Raises:
+        PlanInfeasible: the plan has error-level findings; they are in the message.
+    """
+    errors = [f for f in plan_findings(plan) if f.severity is Severity.ERROR]
+    if errors:
+        raise PlanInfeasible("\n".join(f.render(plan.source) for f in errors))
+    mesh = build_mesh(plan.parallel, plan.hardware.gpus_per_node)
+    return build_graph(plan, mesh)
+
+
+def _noop(_: str) -> None:
+    return None
+
+
+def analyse(plan: Plan, *, progress: Progress | None = None, simulate: bool = True) -> Analysis:
+    """Run every check on ``plan``: rules, then (if they pass) graph checks and cost.
+
+    When the rules fail the graph cannot be built; the plan's claims are then judged
+    against first-principles bounds alone, which need no graph.
+    """
+    say = progress or _noop
+    findings = list(plan_findings(plan))
+    if has_errors(findings):
+        say("judging claims against first-principles bounds")
+        bounds = judge_plan_bounds(plan)
+        findings += verdict_findings(plan, bounds)
+        return Analysis(plan=plan, findings=tuple(findings))
+    say("building the graph")
+    graph = build_graph(plan, build_mesh(plan.parallel, plan.hardware.gpus_per_node))
+    say(f"checking {graph.n_nodes:,} nodes and {graph.n_edges:,} edges")
+    findings += check_graph(graph)
+    est = None
+    if simulate and not has_errors(findings):
+        say("estimating memory and simulating the schedule")
+        est = estimate(graph)
+        findings += verdict_findings(plan, est.verdicts)
+    return Analysis(plan=plan, findings=tuple(findings), graph=graph, estimate=est)
+
+
+def export(
+    analysis: Analysis,
+    outputs: Sequence[tuple[Path, str]],
+    **view: Any,
+) -> None:
+    """Write each ``(path, format)`` of ``outputs`` atomically.
+
+    Keyword arguments are :class:`dagen.export.ExportContext` view fields (``view``,
+    ``ranks``, ``layers``, ``microbatches``, ``max_detail_nodes``).
+    """
+    if analysis.graph is None:
+        raise PlanInfeasible("the plan has errors, so there is no graph to export")
+    ctx = ExportContext(
+        graph=analysis.graph,
+        findings=analysis.findings,
+        estimate=analysis.estimate,
+        **view,
+    )
+    write_outputs(ctx, outputs)

@@ -1,0 +1,240 @@
+"""The ``dagen`` command: a thin click layer over :mod:`dagen.api`.
+
+Exit status: 0 clean, 1 error-level findings, 2 bad input or usage. A
+:class:`~dagen.errors.DagenError` becomes its message on stderr, never a traceback
+(unless ``--debug``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dagen import __version__, api
+from dagen.errors import DagenError
+from dagen.findings import Finding, Severity
+
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+
+_EPILOG_CHECK = """\b
+Examples:
+  dagen check samples/seed-moe-10b.yaml
+  dagen check plan.yaml --format json > findings.json
+"""
+_EPILOG_BUILD = """\b
+Examples:
+  dagen build samples/seed-moe-10b-fixed.yaml -o dag.svg -o dag.json -o report.md
+  dagen build plan.yaml -o ranks.svg --view ranks --ranks 0-3,32 --layers 0-1 --microbatches 0
+  dagen build plan.yaml -o dag.json.gz -o timeline.json --strict
+"""
+_EPILOG_RANKS = """\b
+Examples:
+  dagen ranks samples/seed-moe-10b-fixed.yaml
+  dagen ranks plan.yaml --json | jq '.[0]'
+"""
+_EPILOG_SCHEMA = """\b
+Examples:
+  dagen schema plan > plan.schema.json
+  dagen schema dag > dag.schema.json
+"""
+_EPILOG_REPORT = """\b
+Examples:
+  dagen report samples/seed-moe-10b-fixed.yaml > report.md
+"""
+
+
+class _State:
+    def __init__(self, quiet: bool, verbose: int, debug: bool) -> None:
+        self.quiet = quiet
+        self.verbose = verbose
+        self.debug = debug
+
+    def progress(self, message: str) -> None:
+        if not self.quiet and sys.stderr.isatty():
+            click.echo(f"dagen: {message} …", err=True)
+
+
+@contextmanager
+def _user_errors(state: _State) -> Iterator[None]:
+    """Turn any DagenError into its message and exit status 2."""
+    try:
+        yield
+    except DagenError as exc:
+        if state.debug:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+def _parse_set(text: str | None, what: str) -> frozenset[int] | None:
+    """``0-3,32`` → {0, 1, 2, 3, 32}."""
+    if text is None:
+        return None
+    out: set[int] = set()
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            start, stop = int(lo), int(hi or lo)
+            if stop < start or start < 0:
+                raise ValueError(part)
+            out.update(range(start, stop + 1))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a list of {what} like 0-3,32 (non-negative, ranges ascending)"
+        ) from None
+    return frozenset(out)
+
+
+def _print_findings(findings: tuple[Finding, ...], source: str, fmt: str, quiet: bool) -> None:
+    if fmt == "json":
+        click.echo(json.dumps([f.to_dict() for f in findings], indent=2))
+        return
+    for f in findings:
+        if quiet and f.severity is not Severity.ERROR:
+            continue
+        click.echo(f.render(source))
+    if not quiet:
+        errors = sum(f.severity is Severity.ERROR for f in findings)
+        warnings = sum(f.severity is Severity.WARNING for f in findings)
+        click.echo(f"{errors} error(s), {warnings} warning(s)", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dagen")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress.")
+@click.option("-v", "--verbose", count=True, help="More detail (repeatable).")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of clean messages.")
+@click.pass_context
+def main(ctx: click.Context, quiet: bool, verbose: int, debug: bool) -> None:
+    """dagen: expand a parallel deployment plan into its per-GPU DAG, prove it, export it.
+
+    \b
+    Examples:
+      dagen check samples/seed-moe-10b.yaml
+      dagen build samples/seed-moe-10b-fixed.yaml -o dag.svg -o dag.json -o report.md
+      dagen ranks samples/seed-moe-10b-fixed.yaml
+    """
+    ctx.obj = _State(quiet, verbose, debug)
+
+
+_plan_arg = click.argument("plan", type=click.Path(dir_okay=False, path_type=Path))
+_format_opt = click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Findings format."
+)
+
+
+def _analyse(state: _State, path: Path) -> api.Analysis:
+    plan = api.load_plan(path)
+    return api.analyse(plan, progress=state.progress)
+
+
+@main.command(epilog=_EPILOG_CHECK)
+@_plan_arg
+@_format_opt
+@click.pass_obj
+def check(state: _State, plan: Path, fmt: str) -> None:
+    """Check a plan: its rules, its graph (deadlock, completeness, comms) and its claims."""
+    with _user_errors(state):
+        analysis = _analyse(state, plan)
+    _print_findings(analysis.findings, str(plan), fmt, state.quiet)
+    sys.exit(0 if analysis.ok else EXIT_FINDINGS)
+
+
+@main.command(epilog=_EPILOG_BUILD)
+@_plan_arg
+@click.option("-o", "--output", "outputs", multiple=True, required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output file; format from its suffix (repeatable).")
+@click.option("--to", "to", default=None, help="Format for every output, overriding suffixes.")
+@click.option("--view", type=click.Choice(["overview", "ranks"]), default="overview", help="Picture view (DOT/SVG).")
+@click.option("--ranks", default=None, help="Ranks to draw in the ranks view, e.g. 0-3,32.")
+@click.option("--layers", default=None, help="Layers to draw in the ranks view, e.g. 0-1.")
+@click.option("--microbatches", default=None, help="Micro-batches to draw in the ranks view, e.g. 0.")
+@click.option("--max-nodes", default=5000, show_default=True, help="Refuse a detailed view above this many nodes.")
+@click.option("--strict", is_flag=True, help="Any error-level finding fails the build (exit 1) and writes nothing.")
+@_format_opt
+@click.pass_obj
+def build(
+    state: _State,
+    plan: Path,
+    outputs: tuple[Path, ...],
+    to: str | None,
+    view: str,
+    ranks: str | None,
+    layers: str | None,
+    microbatches: str | None,
+    max_nodes: int,
+    strict: bool,
+    fmt: str,
+) -> None:
+    """Build the per-GPU graph, check it, and write DOT, SVG, JSON, Markdown, timeline."""
+    from dagen.export import format_for
+
+    filters = {
+        "ranks": _parse_set(ranks, "ranks"),
+        "layers": _parse_set(layers, "layers"),
+        "microbatches": _parse_set(microbatches, "micro-batches"),
+    }
+    with _user_errors(state):
+        targets = [(p, format_for(p, to)) for p in outputs]
+        analysis = _analyse(state, plan)
+        _print_findings(analysis.findings, str(plan), fmt, state.quiet)
+        if analysis.graph is None or (strict and not analysis.ok):
+            click.echo("error: not writing outputs: the plan has error-level findings", err=True)
+            sys.exit(EXIT_FINDINGS)
+        state.progress(f"writing {len(targets)} output(s)")
+        api.export(analysis, targets, view=view, max_detail_nodes=max_nodes, **filters)
+    if not state.quiet:
+        for p, f in targets:
+            click.echo(f"wrote {p} ({f})", err=True)
+
+
+@main.command(epilog=_EPILOG_RANKS)
+@_plan_arg
+@click.option("--json", "as_json", is_flag=True, help="Emit the table as JSON.")
+@click.pass_obj
+def ranks(state: _State, plan: Path, as_json: bool) -> None:
+    """Print every rank's host, coordinates and groups under both decompositions."""
+    from dagen.mesh import build_mesh, rank_table
+
+    with _user_errors(state):
+        p = api.load_plan(plan)
+        rows = rank_table(build_mesh(p.parallel, p.hardware.gpus_per_node))
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    cols = list(rows[0])
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
+    click.echo("  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True)))
+    for r in rows:
+        click.echo("  ".join(str(r[c]).rjust(w) for c, w in zip(cols, widths, strict=True)))
+
+
+@main.command(epilog=_EPILOG_SCHEMA)
+@click.argument("which", type=click.Choice(["plan", "dag"]))
+def schema(which: str) -> None:
+    """Print the JSON Schema of the plan file or of the DAG JSON output."""
+    make: Callable[[], dict[str, Any]]
+    if which == "plan":
+        from dagen.plan.schema import plan_schema as make
+    else:
+        from dagen.export.json_ import dag_schema as make
+    click.echo(json.dumps(make(), indent=2, sort_keys=True))
+
+
+@main.command(epilog=_EPILOG_REPORT)
+@_plan_arg
+@click.pass_obj
+def report(state: _State, plan: Path) -> None:
+    """Print the Markdown review report (plan, mesh, findings, estimates, verdicts)."""
+    from dagen.export.markdown import render_markdown
+
+    with _user_errors(state):
+        analysis = _analyse(state, plan)
+        click.echo(render_markdown(analysis), nl=False)
+    sys.exit(0 if analysis.ok else EXIT_FINDINGS)

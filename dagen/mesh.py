@@ -1,0 +1,445 @@
+"""The rank mesh: which GPU holds which coordinate of every parallel dimension.
+
+A mesh is the world of ranks laid out as an n-d array with named dimensions, in
+Megatron-Core's rank order (``RankGenerator`` in megatron/core/parallel_state.py of
+NVIDIA/Megatron-LM). The order string names the dimensions fastest-varying first:
+``rank = Σ coord_d · stride_d`` with ``stride_d`` the product of the sizes of the
+dimensions before ``d``. The groups along a dimension are "move that dimension last,
+reshape" (as in ``torch.distributed.device_mesh``); nothing loops over ranks.
+
+The same ranks are decomposed twice (MoE parallel folding, arXiv:2504.14960):
+
+* attention and dense layers: ``tp``, ``cp``, ``dp``, ``pp`` (the order's ``ep`` slot has
+  size 1 under :attr:`Convention.MEGATRON`; under :attr:`Convention.ORTHOGONAL` it keeps
+  its degree and attention DP spans both the ``ep`` and ``dp`` slots);
+* expert layers: the same order string with ``tp→etp``, ``cp→1``, ``ep→ep``, ``dp→edp``,
+  ``pp→pp`` and ``edp = world / (etp·ep·pp)``.
+
+Both share the pipeline: a rank has the same ``pp`` coordinate under both, else
+:func:`build_mesh` raises :class:`MeshError` (Megatron asserts the same).
+
+NOTE: a worked example. TP2·DP16·PP4 attention with EP16·ETP1 experts on 128 GPUs,
+order ``tp-cp-ep-dp-pp``. Attention strides: tp 1, dp 2, pp 32. Expert strides: etp 1,
+ep 1, edp 16, pp 32, with edp = 128 / (1·16·4) = 2.
+
+======  ============  ==================  ===============  ================  ==========
+rank    tp group      dp group            pp group         ep group          edp group
+======  ============  ==================  ===============  ================  ==========
+0       [0, 1]        [0, 2, …, 30]       [0, 32, 64, 96]  [0, 1, …, 15]     [0, 16]
+37      [36, 37]      [33, 35, …, 63]     [5, 37, 69, 101] [32, 33, …, 47]   [37, 53]
+======  ============  ==================  ===============  ================  ==========
+
+Rank 37 = tp 1 + 2·(dp 2) + 32·(pp 1) = ep 5 + 16·(edp 0) + 32·(pp 1).
+
+>>> from dagen.plan.model import Parallel
+>>> mesh = build_mesh(Parallel(tp=2, dp=16, pp=4, ep=16, etp=1), gpus_per_node=8)
+>>> mesh.groups("dp")[mesh.group_of("dp")[37]].tolist()[:3]
+[33, 35, 37]
+>>> mesh.groups("edp")[mesh.group_of("edp")[37]].tolist()
+[37, 53]
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import numpy as np
+import numpy.typing as npt
+
+from dagen.errors import MeshError
+from dagen.plan.model import Convention, Parallel
+
+__all__ = ["GROUP_DIMS", "ORDER_NAMES", "Mesh", "build_mesh", "expert_placement", "rank_table"]
+
+logger = logging.getLogger(__name__)
+
+IntArray = npt.NDArray[np.int32]
+
+GROUP_DIMS = ("tp", "cp", "dp", "pp", "ep", "etp", "edp")
+"""Every dimension a rank has a coordinate and a group in."""
+
+ORDER_NAMES = ("tp", "cp", "ep", "dp", "pp")
+"""The names an order string may use (Megatron's ``--order``)."""
+
+ATTENTION_DIMS = ("tp", "cp", "dp", "pp")
+"""The dimensions :meth:`Mesh.rank_of` accepts."""
+
+MAX_WORLD = 1 << 22
+"""Largest world the mesh enumerates (4M ranks); larger plans are absurd, not slow."""
+
+# Which decomposition each dimension lives in, and which order slots its group spans.
+_ATTENTION, _EXPERT = "attention", "expert"
+_SLOTS: Mapping[str, tuple[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        "tp": (_ATTENTION, ("tp",)),
+        "cp": (_ATTENTION, ("cp",)),
+        "dp": (_ATTENTION, ("dp",)),  # widened to ("ep", "dp") under ORTHOGONAL
+        "pp": (_ATTENTION, ("pp",)),
+        "ep": (_EXPERT, ("ep",)),
+        "etp": (_EXPERT, ("tp",)),
+        "edp": (_EXPERT, ("dp",)),
+    }
+)
+
+
+def _frozen(a: IntArray) -> IntArray:
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Mesh:
+    """Every rank's coordinate and group in every parallel dimension.
+
+    Build one with :func:`build_mesh`; all arrays are read-only and indexed by rank.
+
+    >>> from dagen.plan.model import Parallel
+    >>> m = build_mesh(Parallel(tp=2, pp=2, dp=2), gpus_per_node=4)
+    >>> m.groups("pp").tolist()
+    [[0, 4], [1, 5], [2, 6], [3, 7]]
+    >>> m.rank_of(tp=1, dp=1, pp=1)
+    7
+    """
+
+    world: int
+    """Number of ranks (GPUs)."""
+    gpus_per_node: int
+    """GPUs per host; ranks fill hosts in order."""
+    order: tuple[str, ...]
+    """Rank order, fastest-varying first, completed with absent size-1 names."""
+    convention: Convention
+    """How the degrees were read (folded EP or orthogonal)."""
+    sizes: Mapping[str, int]
+    """Degree of every dimension of :data:`GROUP_DIMS` (``dp`` is attention DP)."""
+    coords: Mapping[str, IntArray]
+    """Per dimension, int32 ``[world]``: each rank's index inside its group."""
+    stage: IntArray
+    """int32 ``[world]``: pipeline stage (``coords["pp"]``)."""
+    replica: IntArray
+    """int32 ``[world]``: attention data-parallel replica (``coords["dp"]``)."""
+    host: IntArray
+    """int32 ``[world]``: ``rank // gpus_per_node``."""
+    group_table: Mapping[str, IntArray]
+    """Per dimension, int32 ``[world // size, size]``: the groups (see :meth:`groups`)."""
+    group_index: Mapping[str, IntArray]
+    """Per dimension, int32 ``[world]``: each rank's row in ``group_table`` (:meth:`group_of`)."""
+
+    def groups(self, dim: str) -> IntArray:
+        """The groups of ``dim``: int32 ``[world // size, size]``.
+
+        Each row ascends; rows are sorted by their first member.
+
+        >>> from dagen.plan.model import Parallel
+        >>> build_mesh(Parallel(tp=2, dp=2)).groups("dp").tolist()
+        [[0, 2], [1, 3]]
+        """
+        return self.group_table[_dim(dim)]
+
+    def group_of(self, dim: str) -> IntArray:
+        """int32 ``[world]``: the row of :meth:`groups` holding each rank."""
+        return self.group_index[_dim(dim)]
+
+    def crosses_hosts(self, dim: str) -> npt.NDArray[np.bool_]:
+        """bool ``[n_groups]``: whether each group of ``dim`` spans more than one host.
+
+        >>> from dagen.plan.model import Parallel
+        >>> build_mesh(Parallel(tp=2, dp=2), gpus_per_node=2).crosses_hosts("dp").tolist()
+        [True, True]
+        """
+        hosts = self.host[self.groups(dim)]
+        result: npt.NDArray[np.bool_] = hosts.min(axis=1) != hosts.max(axis=1)
+        return result
+
+    def rank_of(self, **coords: int) -> int:
+        """The rank at attention coordinates ``tp``, ``cp``, ``dp``, ``pp`` (absent = 0).
+
+        ``dp`` is the attention replica (under the orthogonal reading, the combined
+        ep·dp index). Raises :class:`MeshError` for other names or out-of-range values.
+
+        >>> from dagen.plan.model import Parallel
+        >>> build_mesh(Parallel(tp=2, dp=16, pp=4, ep=16)).rank_of(tp=1, dp=2, pp=1)
+        37
+        """
+        rank = 0
+        for name, value in coords.items():
+            if name not in ATTENTION_DIMS:
+                raise MeshError(
+                    f"rank_of: unknown coordinate {name!r}; expected one of {', '.join(ATTENTION_DIMS)}."
+                )
+            if not 0 <= value < self.sizes[name]:
+                raise MeshError(
+                    f"rank_of: {name}={value} is out of range; expected 0 ≤ {name} < {self.sizes[name]}."
+                )
+            # Rank is additive over the order's slots; row 0 is the group of rank 0,
+            # whose other coordinates are all 0, so its entry c is coordinate c's share.
+            rank += int(self.group_table[name][0, value])
+        return rank
+
+
+def _dim(dim: str) -> str:
+    if dim not in GROUP_DIMS:
+        raise MeshError(f"unknown mesh dimension {dim!r}; expected one of {', '.join(GROUP_DIMS)}.")
+    return dim
+
+
+def _parse_order(order: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Return (names as written, names completed with the absent ones appended)."""
+    given = tuple(t.strip() for t in order.lower().split("-"))
+    if any(t not in ORDER_NAMES for t in given) or len(set(given)) != len(given):
+        raise MeshError(
+            f"parallel.order: found {order!r}; expected names from {', '.join(ORDER_NAMES)} "
+            "joined by '-', each at most once. Fix: use e.g. 'tp-cp-ep-dp-pp' (Megatron's default)."
+        )
+    # Megatron's RankGenerator appends absent names (they must have size 1) at the end.
+    return given, given + tuple(n for n in ORDER_NAMES if n not in given)
+
+
+def _slot_sizes(p: Parallel, world: int) -> tuple[dict[str, int], dict[str, int]]:
+    """Sizes of the order's slots under the attention and the expert decomposition."""
+    orthogonal = p.convention is Convention.ORTHOGONAL
+    attention = {"tp": p.tp, "cp": p.cp, "ep": p.ep if orthogonal else 1, "dp": p.dp, "pp": p.pp}
+    etp_ep_pp = p.etp * p.ep * p.pp
+    if world % etp_ep_pp:
+        raise MeshError(
+            f"parallel: etp·ep·pp = {p.etp}·{p.ep}·{p.pp} = {etp_ep_pp} does not divide the world "
+            f"{_world_formula(p)} = {world}, so the expert data-parallel degree edp = world/(etp·ep·pp) "
+            f"is not whole. Fix: choose etp and ep so that etp·ep·pp divides {world}."
+        )
+    expert = {"tp": p.etp, "cp": 1, "ep": p.ep, "dp": world // etp_ep_pp, "pp": p.pp}
+    return attention, expert
+
+
+def _world_formula(p: Parallel) -> str:
+    if p.convention is Convention.ORTHOGONAL:
+        return f"tp·cp·ep·dp·pp = {p.tp}·{p.cp}·{p.ep}·{p.dp}·{p.pp}"
+    return f"tp·cp·dp·pp = {p.tp}·{p.cp}·{p.dp}·{p.pp}"
+
+
+def _check_absent(order: str, given: tuple[str, ...], slots: Mapping[str, dict[str, int]]) -> None:
+    for kind, sizes in slots.items():
+        for name, size in sizes.items():
+            if name not in given and size != 1:
+                label = {"tp": "etp", "dp": "edp"}.get(name, name) if kind == _EXPERT else name
+                raise MeshError(
+                    f"parallel.order: {label} = {size} ({kind} layers) needs the '{name}' slot, "
+                    f"but the order {order!r} does not name it. Fix: add '{name}' to the order, "
+                    "e.g. 'tp-cp-ep-dp-pp'."
+                )
+
+
+def _grid(order: tuple[str, ...], sizes: Mapping[str, int], world: int) -> IntArray:
+    """Ranks as an n-d array with axes slowest-first (C order), named reversed(order)."""
+    return np.arange(world, dtype=np.int32).reshape([sizes[n] for n in reversed(order)])
+
+
+def _groups(grid: IntArray, order: tuple[str, ...], span: tuple[str, ...]) -> IntArray:
+    """Groups spanning the slots ``span``: move them last (slowest first), reshape."""
+    names = tuple(reversed(order))
+    moved = [i for i, n in enumerate(names) if n in span]
+    kept = [i for i, n in enumerate(names) if n not in span]
+    size = math.prod(grid.shape[i] for i in moved)
+    # Kept axes in C order make rows ascend by first member; moved axes slowest-first
+    # make each row ascend, since strides grow with the slot's position in the order.
+    return np.ascontiguousarray(grid.transpose(kept + moved).reshape(-1, size))
+
+
+def _index_and_position(table: IntArray) -> tuple[IntArray, IntArray]:
+    n, size = table.shape
+    index = np.empty(n * size, dtype=np.int32)
+    position = np.empty(n * size, dtype=np.int32)
+    index[table.ravel()] = np.repeat(np.arange(n, dtype=np.int32), size)
+    position[table.ravel()] = np.tile(np.arange(size, dtype=np.int32), n)
+    return index, position
+
+
+def _check_shared_pp(
+    order: tuple[str, ...], slots: Mapping[str, dict[str, int]], p: Parallel
+) -> None:
+    before = order[: order.index("pp")]
+    attention = math.prod(slots[_ATTENTION][n] for n in before)
+    expert = math.prod(slots[_EXPERT][n] for n in before)
+    if p.pp > 1 and attention != expert:
+        names = {"tp": "etp", "dp": "edp"}
+        a = "·".join(before) + " = " + "·".join(str(slots[_ATTENTION][n]) for n in before)
+        e = "·".join(names.get(n, n) for n in before)
+        e += " = " + "·".join(str(slots[_EXPERT][n]) for n in before)
+        raise MeshError(
+            f"parallel.order: with order {'-'.join(order)!r} the slots before pp hold "
+            f"{attention} ranks for attention ({a}) but {expert} for experts ({e}), so a "
+            "rank's pipeline stage would differ between the two (Megatron-Core asserts they "
+            "agree). Fix: put pp last in the order, or make the two products equal (e.g. "
+            "etp = tp, Megatron's default)."
+        )
+
+
+def build_mesh(parallel: Parallel, gpus_per_node: int = 8) -> Mesh:
+    """Lay the plan's degrees over ``world`` ranks (see the module docstring).
+
+    Raises :class:`MeshError` with the arithmetic when the degrees do not factor.
+
+    >>> from dagen.plan.model import Parallel
+    >>> m = build_mesh(Parallel(tp=8, ep=8), gpus_per_node=8)
+    >>> (m.world, m.sizes["ep"], m.sizes["edp"], m.groups("ep").tolist())
+    (8, 8, 1, [[0, 1, 2, 3, 4, 5, 6, 7]])
+    """
+    if gpus_per_node < 1:
+        raise MeshError(f"gpus_per_node = {gpus_per_node}; expected at least 1.")
+    world = parallel.world()
+    if world > MAX_WORLD:
+        raise MeshError(
+            f"parallel: the world {_world_formula(parallel)} = {world} GPUs exceeds the "
+            f"{MAX_WORLD} the mesh enumerates. Fix: check the degrees."
+        )
+    given, order = _parse_order(parallel.order)
+    attention, expert = _slot_sizes(parallel, world)
+    slots = {_ATTENTION: attention, _EXPERT: expert}
+    _check_absent(parallel.order, given, slots)
+    _check_shared_pp(order, slots, parallel)
+    grids = {kind: _grid(order, sizes, world) for kind, sizes in slots.items()}
+    tables: dict[str, IntArray] = {}
+    index: dict[str, IntArray] = {}
+    coords: dict[str, IntArray] = {}
+    for dim, (kind, span) in _SLOTS.items():
+        if dim == "dp" and parallel.convention is Convention.ORTHOGONAL:
+            span = ("ep", "dp")
+        tables[dim] = _frozen(_groups(grids[kind], order, span))
+        idx, pos = _index_and_position(tables[dim])
+        index[dim], coords[dim] = _frozen(idx), _frozen(pos)
+    mesh = Mesh(
+        world=world,
+        gpus_per_node=gpus_per_node,
+        order=order,
+        convention=parallel.convention,
+        sizes=MappingProxyType({d: int(tables[d].shape[1]) for d in GROUP_DIMS}),
+        coords=MappingProxyType(coords),
+        stage=coords["pp"],
+        replica=coords["dp"],
+        host=_frozen(np.arange(world, dtype=np.int32) // np.int32(gpus_per_node)),
+        group_table=MappingProxyType(tables),
+        group_index=MappingProxyType(index),
+    )
+    logger.debug("mesh: world %d, order %s, sizes %s", world, "-".join(order), dict(mesh.sizes))
+    return mesh
+
+
+def expert_placement(
+    experts: int, ep: int, redundant: int = 0, hot: Sequence[int] | None = None
+) -> IntArray:
+    """Logical expert id in each physical slot: int32 ``[ep, (experts + redundant) // ep]``.
+
+    EP rank ``i`` hosts the contiguous block ``i·E/ep … (i+1)·E/ep - 1`` (Megatron's
+    layout; when ``ep`` does not divide ``E`` the first ``E mod ep`` ranks take one more),
+    then its share of the ``redundant`` replicas (DeepSeek-V3 / vLLM EPLB). Replica ``j``
+    copies ``hot[j mod len(hot)]``. Without load statistics the hot experts are unknown;
+    the placeholder default takes each rank's first expert in turn, then each rank's
+    second, … (``0, E/ep, 2E/ep, …``): copies of ``0 … redundant-1`` alone often cannot be
+    placed, since a block's owner cannot take its own replicas. A replica goes to a rank
+    with a free slot, never to one already hosting that expert, nearest after its owner.
+    Each row lists primaries then replicas, both ascending.
+
+    >>> expert_placement(8, 4).tolist()
+    [[0, 1], [2, 3], [4, 5], [6, 7]]
+    >>> expert_placement(8, 4, redundant=4).tolist()
+    [[0, 1, 6], [2, 3, 0], [4, 5, 2], [6, 7, 4]]
+    """
+    total = experts + redundant
+    if experts < 1 or ep < 1 or redundant < 0 or total % ep:
+        raise MeshError(
+            f"expert placement: experts + redundant = {experts} + {redundant} = {total} "
+            f"physical experts cannot fill ep = {ep} ranks equally; expected experts ≥ 1, "
+            f"ep ≥ 1 and ep dividing experts + redundant. Fix: choose redundant so that "
+            f"{ep} divides {experts} + redundant (e.g. {-experts % ep})."
+        )
+    slots = total // ep
+    counts = experts // ep + (np.arange(ep) < experts % ep)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    ids = np.arange(experts, dtype=np.int32)
+    owner = (np.searchsorted(starts, ids, side="right") - 1).astype(np.int32)
+    order = _hot_order(hot, experts, ids - starts[owner], owner)
+    copies = np.zeros(experts, dtype=np.int64)
+    np.add.at(copies, order[np.arange(redundant) % len(order)], 1)
+    rep_rank, rep_expert = _place_replicas(owner, slots - counts, copies, order)
+    rank = np.concatenate([owner, rep_rank])
+    expert = np.concatenate([ids, rep_expert])
+    is_replica = np.concatenate([np.zeros(experts, np.int8), np.ones(redundant, np.int8)])
+    layout = np.lexsort((expert, is_replica, rank))
+    return _frozen(expert[layout].astype(np.int32).reshape(ep, slots))
+
+
+def _hot_order(
+    hot: Sequence[int] | None, experts: int, position: IntArray, owner: IntArray
+) -> IntArray:
+    """Experts in the order they are replicated."""
+    if hot is None:
+        # Placeholder: round-robin over the EP ranks' blocks.
+        return np.lexsort((owner, position)).astype(np.int32)
+    order = np.asarray(hot, dtype=np.int64).ravel()
+    if not len(order) or order.min() < 0 or order.max() >= experts:
+        raise MeshError(
+            f"expert placement: hot experts {list(hot)[:8]} must be a non-empty list of "
+            f"expert ids in 0 … {experts - 1}. Fix: list the ids to replicate, hottest first."
+        )
+    if len(np.unique(order)) != len(order):
+        raise MeshError(
+            "expert placement: hot experts repeat an id; each replica cycles the list, so "
+            "list each expert once. Fix: remove the duplicates."
+        )
+    return order.astype(np.int32)
+
+
+def _place_replicas(
+    owner: IntArray, free: npt.NDArray[np.int64], copies: npt.NDArray[np.int64], order: IntArray
+) -> tuple[IntArray, IntArray]:
+    """(rank, expert) of each replica, experts in ``order``; ``free`` is updated."""
+    ep = len(free)
+    # Replicated experts still to place, by owner: each may put one copy on a rank.
+    pending = np.bincount(owner, weights=copies > 0, minlength=ep).astype(np.int64)
+    ranks: list[IntArray] = []
+    ids: list[IntArray] = []
+    for e in order[copies[order] > 0].tolist():
+        need, home = int(copies[e]), int(owner[e])
+        pending[home] -= 1
+        candidates = np.flatnonzero((np.arange(ep) != home) & (free > 0))
+        # Fill first the ranks whose free slots are hardest to fill later: the least
+        # slack between the experts still to place that may go there (one copy each,
+        # never their own) and their free slots; ties go to the nearest rank after the
+        # owner, which spreads a block's replicas.
+        slack = (pending.sum() - pending[candidates]) - free[candidates]
+        distance = (candidates - home - 1) % ep
+        pick = candidates[np.lexsort((distance, slack))][:need]
+        if len(pick) < need:
+            raise MeshError(
+                f"expert placement: expert {e} needs {need} redundant replicas on distinct EP "
+                f"ranks other than its owner {home}, but only {len(pick)} such ranks "
+                f"have a free slot (ep = {ep}, experts = {len(owner)}, redundant = "
+                f"{int(copies.sum())}). Fix: lower redundant, raise ep or replicate other experts."
+            )
+        free[pick] -= 1
+        ranks.append(pick.astype(np.int32))
+        ids.append(np.full(need, e, dtype=np.int32))
+    empty = np.zeros(0, dtype=np.int32)
+    return (np.concatenate(ranks) if ranks else empty), (np.concatenate(ids) if ids else empty)
+
+
+def rank_table(mesh: Mesh) -> list[dict[str, int]]:
+    """One row per rank: ``rank``, ``host``, every coordinate, and ``<dim>_group``.
+
+    >>> from dagen.plan.model import Parallel
+    >>> rank_table(build_mesh(Parallel(tp=2)))[1]["tp"]
+    1
+    """
+    columns: dict[str, IntArray] = {
+        "rank": np.arange(mesh.world, dtype=np.int32),
+        "host": mesh.host,
+    }
+    columns.update({d: mesh.coords[d] for d in GROUP_DIMS})
+    columns.update({f"{d}_group": mesh.group_index[d] for d in GROUP_DIMS})
+    keys = tuple(columns)
+    return [
+        dict(zip(keys, row, strict=True))
+        for row in zip(*(c.tolist() for c in columns.values()), strict=True)
+    ]

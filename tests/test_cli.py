@@ -1,0 +1,136 @@
+"""The CLI through click's CliRunner: help, exit codes, error paths, outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from dagen.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+TINY_MOE = ROOT / "tests" / "data" / "plans" / "tiny_moe.yaml"
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.mark.parametrize("command", sorted(main.commands))
+def test_every_command_has_help_with_examples(runner: CliRunner, command: str) -> None:
+    result = runner.invoke(main, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Examples:" in result.output
+    assert "dagen " + command in result.output
+
+
+def test_version(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.startswith("dagen, version ")
+
+
+def test_seed_check_fails_with_world_size_arithmetic(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["check", str(SAMPLES / "seed-moe-10b.yaml")])
+    assert result.exit_code == 1, result.output
+    assert "PLAN-WORLD" in result.output
+    # both readings, with their products
+    assert "256" in result.output and "16" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_check_json_findings(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["check", str(SAMPLES / "seed-moe-10b.yaml"), "--format", "json"])
+    assert result.exit_code == 1
+    findings = json.loads(result.stdout)
+    codes = {f["code"] for f in findings}
+    assert "PLAN-WORLD" in codes
+    world = next(f for f in findings if f["code"] == "PLAN-WORLD")
+    assert world["line"] is not None and world["path"].startswith("parallel")
+
+
+def test_bad_input_exits_2_without_traceback(runner: CliRunner, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {layers: [1, 2\n", encoding="utf-8")
+    result = runner.invoke(main, ["check", str(bad)])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert ":1:" in result.stderr or ":2:" in result.stderr
+
+
+def test_missing_file_exits_2(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(main, ["check", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+
+
+def test_unknown_output_suffix_lists_formats(runner: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "dag.xyz"
+    result = runner.invoke(main, ["build", str(TINY_MOE), "-o", str(out)])
+    assert result.exit_code == 2
+    assert "json" in result.stderr and "svg" in result.stderr
+    assert not out.exists()
+
+
+def test_bad_rank_filter_is_usage_error(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(main, ["build", str(TINY_MOE), "-o", str(tmp_path / "d.dot"), "--view", "ranks", "--ranks", "3-1"])
+    assert result.exit_code == 2
+    assert "0-3,32" in result.output
+
+
+def test_build_writes_every_format(runner: CliRunner, tmp_path: Path) -> None:
+    outs = [tmp_path / n for n in ("dag.json", "dag.dot", "report.md", "timeline.json")]
+    args = ["build", str(TINY_MOE)]
+    for o in outs:
+        args += ["-o", str(o)]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    for o in outs:
+        assert o.stat().st_size > 0, o
+    doc = json.loads(outs[0].read_text(encoding="utf-8"))
+    assert doc["nodes"] and doc["edges"]
+
+
+def test_build_is_byte_deterministic(runner: CliRunner, tmp_path: Path) -> None:
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    assert runner.invoke(main, ["build", str(TINY_MOE), "-o", str(a)]).exit_code == 0
+    assert runner.invoke(main, ["build", str(TINY_MOE), "-o", str(b)]).exit_code == 0
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_build_of_broken_plan_writes_nothing(runner: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "dag.json"
+    result = runner.invoke(main, ["build", str(SAMPLES / "seed-moe-10b.yaml"), "-o", str(out)])
+    assert result.exit_code == 1
+    assert not out.exists()
+
+
+def test_ranks_table_and_json(runner: CliRunner) -> None:
+    text = runner.invoke(main, ["ranks", str(TINY_MOE)])
+    assert text.exit_code == 0, text.output
+    rows = json.loads(runner.invoke(main, ["ranks", str(TINY_MOE), "--json"]).output)
+    assert [r["rank"] for r in rows] == list(range(len(rows)))
+    assert len(text.output.strip().splitlines()) == len(rows) + 1
+
+
+@pytest.mark.parametrize("which", ["plan", "dag"])
+def test_schema_prints_json_schema(runner: CliRunner, which: str) -> None:
+    result = runner.invoke(main, ["schema", which])
+    assert result.exit_code == 0
+    doc = json.loads(result.output)
+    assert doc["$schema"].startswith("https://json-schema.org/")
+
+
+def test_every_sample_passes_plan_and_graph_checks(runner: CliRunner) -> None:
+    for sample in sorted(SAMPLES.glob("*.yaml")):
+        if sample.name == "seed-moe-10b.yaml":
+            continue
+        result = runner.invoke(main, ["check", str(sample), "--format", "json"])
+        assert result.exit_code in (0, 1), (sample, result.output)
+        findings = json.loads(result.stdout)
+        structural = [f for f in findings if f["severity"] == "error" and not f["code"].startswith("COST-")]
+        assert structural == [], (sample.name, structural)
