@@ -45,11 +45,19 @@ class Problem:
         """Return ``source:line:col: path: message (fix)`` as one line."""
         where = source
         if self.line is not None:
-            where = f"{where}:{self.line}:{self.column or 1}" if where else f"{self.line}:{self.column or 1}"
+            where = (
+                f"{where}:{self.line}:{self.column or 1}"
+                if where
+                else f"{self.line}:{self.column or 1}"
+            )
         head = f"{where}: " if where else ""
         field = f"{self.path}: " if self.path else ""
         fix = f" Fix: {self.fix}" if self.fix else ""
-        return f"{head}{field}{self.message}.{fix}" if not self.message.endswith(".") else f"{head}{field}{self.message}{fix}"
+        return (
+            f"{head}{field}{self.message}.{fix}"
+            if not self.message.endswith(".")
+            else f"{head}{field}{self.message}{fix}"
+        )
 
 
 class PlanError(DagenError):

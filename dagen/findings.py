@@ -67,13 +67,21 @@ class Finding:
         """One or two lines of text: ``severity CODE where: message`` then the fix."""
         where = ""
         if self.line is not None:
-            where = f"{source}:{self.line}:{self.column or 1}: " if source else f"{self.line}:{self.column or 1}: "
+            where = (
+                f"{source}:{self.line}:{self.column or 1}: "
+                if source
+                else f"{self.line}:{self.column or 1}: "
+            )
         field_ = f"{self.path}: " if self.path else ""
         text = f"{self.severity.value} {self.code} {where}{field_}{self.message}"
         if self.fix:
             text += f"\n    fix: {self.fix}"
         if self.nodes:
-            text += "\n    nodes: " + ", ".join(self.nodes[:12]) + (" …" if len(self.nodes) > 12 else "")
+            text += (
+                "\n    nodes: "
+                + ", ".join(self.nodes[:12])
+                + (" …" if len(self.nodes) > 12 else "")
+            )
         return text
 
 

@@ -175,7 +175,10 @@ class Model:
         "Key/value heads (GQA/MQA); defaults to heads.", minimum=1, maximum=65536, derived=True
     )
     head_dim: int = spec(
-        "Per-head dimension; defaults to hidden_size / heads.", minimum=1, maximum=65536, derived=True
+        "Per-head dimension; defaults to hidden_size / heads.",
+        minimum=1,
+        maximum=65536,
+        derived=True,
     )
     ffn_size: int = spec("Intermediate size of the dense FFN.", minimum=1, maximum=_BIG)
     vocab_size: int = spec("Vocabulary size.", minimum=1, maximum=1 << 28)
@@ -206,7 +209,9 @@ class Parallel:
     )
     tp: int = spec("Tensor-parallel degree.", default=1, minimum=1, maximum=65536)
     cp: int = spec("Context-parallel degree.", default=1, minimum=1, maximum=65536)
-    dp: int = spec("Data-parallel degree (attention and dense layers).", default=1, minimum=1, maximum=1 << 20)
+    dp: int = spec(
+        "Data-parallel degree (attention and dense layers).", default=1, minimum=1, maximum=1 << 20
+    )
     pp: int = spec("Pipeline-parallel degree (stages).", default=1, minimum=1, maximum=65536)
     ep: int = spec("Expert-parallel degree.", default=1, minimum=1, maximum=65536)
     etp: int = spec("Expert tensor-parallel degree.", default=1, minimum=1, maximum=65536)
@@ -252,11 +257,19 @@ class Parallel:
 class Workload:
     """What the deployment serves in the modelled step."""
 
-    phase: Phase = spec("prefill (the prompt) or decode (one token per step).", default=Phase.PREFILL)
-    batch: int = spec("Global batch, in sequences, over all DP replicas.", minimum=1, maximum=1 << 30)
+    phase: Phase = spec(
+        "prefill (the prompt) or decode (one token per step).", default=Phase.PREFILL
+    )
+    batch: int = spec(
+        "Global batch, in sequences, over all DP replicas.", minimum=1, maximum=1 << 30
+    )
     prompt_len: int = spec("Prompt length.", unit="tokens", minimum=1, maximum=1 << 26)
-    gen_len: int = spec("Tokens generated per sequence.", default=1, unit="tokens", minimum=0, maximum=1 << 26)
-    micro_batches: int = spec("Micro-batches per DP replica.", default=1, minimum=1, maximum=1 << 20)
+    gen_len: int = spec(
+        "Tokens generated per sequence.", default=1, unit="tokens", minimum=0, maximum=1 << 26
+    )
+    micro_batches: int = spec(
+        "Micro-batches per DP replica.", default=1, minimum=1, maximum=1 << 20
+    )
     decode_steps: int = spec(
         "Decode steps the graph unrolls (decode only), chained last stage → first.",
         default=1,
@@ -270,14 +283,19 @@ class Hardware:
     """The GPUs and their links. A preset fills every field; any field may be overridden."""
 
     preset: str | None = spec("Hardware preset name (see docs/hardware.md).", default=None)
-    memory_gb: float = spec("Memory per GPU.", unit="GB (1e9 bytes)", minimum=0, exclusive_minimum=True)
+    memory_gb: float = spec(
+        "Memory per GPU.", unit="GB (1e9 bytes)", minimum=0, exclusive_minimum=True
+    )
     peak_tflops: Mapping[str, float] = spec(
         "Peak dense FLOP/s per dtype (keys bf16, fp16, fp8, fp32).", unit="TFLOP/s"
     )
     hbm_tbps: float = spec("HBM bandwidth per GPU.", unit="TB/s", minimum=0, exclusive_minimum=True)
     gpus_per_node: int = spec("GPUs per host.", minimum=1, maximum=1024)
     intra_node_gbps: float = spec(
-        "Intra-node bandwidth per GPU, one direction (NVLink, xGMI).", unit="GB/s", minimum=0, exclusive_minimum=True
+        "Intra-node bandwidth per GPU, one direction (NVLink, xGMI).",
+        unit="GB/s",
+        minimum=0,
+        exclusive_minimum=True,
     )
     inter_node_gbps: float = spec(
         "Inter-node bandwidth per GPU, one direction (InfiniBand/RoCE NIC).",
@@ -285,16 +303,32 @@ class Hardware:
         minimum=0,
         exclusive_minimum=True,
     )
-    intra_node_latency_us: float = spec("Intra-node latency per message.", default=3.0, unit="µs", minimum=0)
-    inter_node_latency_us: float = spec("Inter-node latency per message.", default=10.0, unit="µs", minimum=0)
+    intra_node_latency_us: float = spec(
+        "Intra-node latency per message.", default=3.0, unit="µs", minimum=0
+    )
+    inter_node_latency_us: float = spec(
+        "Inter-node latency per message.", default=10.0, unit="µs", minimum=0
+    )
     flops_efficiency: float = spec(
-        "Achievable fraction of peak FLOP/s.", default=0.6, minimum=0, maximum=1, exclusive_minimum=True
+        "Achievable fraction of peak FLOP/s.",
+        default=0.6,
+        minimum=0,
+        maximum=1,
+        exclusive_minimum=True,
     )
     hbm_efficiency: float = spec(
-        "Achievable fraction of HBM bandwidth.", default=0.8, minimum=0, maximum=1, exclusive_minimum=True
+        "Achievable fraction of HBM bandwidth.",
+        default=0.8,
+        minimum=0,
+        maximum=1,
+        exclusive_minimum=True,
     )
     net_efficiency: float = spec(
-        "Achievable fraction of link bandwidth.", default=0.8, minimum=0, maximum=1, exclusive_minimum=True
+        "Achievable fraction of link bandwidth.",
+        default=0.8,
+        minimum=0,
+        maximum=1,
+        exclusive_minimum=True,
     )
 
     def tflops(self, dtype: DType) -> float:
@@ -309,16 +343,32 @@ class Hardware:
 class Targets:
     """Claims the plan makes, checked against estimates. All optional."""
 
-    ttft_s: float | None = spec("Time to first token at most.", default=None, unit="s", minimum=0, exclusive_minimum=True)
-    tpot_ms: float | None = spec("Time per output token at most.", default=None, unit="ms", minimum=0, exclusive_minimum=True)
+    ttft_s: float | None = spec(
+        "Time to first token at most.", default=None, unit="s", minimum=0, exclusive_minimum=True
+    )
+    tpot_ms: float | None = spec(
+        "Time per output token at most.", default=None, unit="ms", minimum=0, exclusive_minimum=True
+    )
     tokens_per_s_per_gpu: float | None = spec(
-        "Throughput per GPU at least (100 tokens/ms = 100000).", default=None, unit="tokens/s", minimum=0, exclusive_minimum=True
+        "Throughput per GPU at least (100 tokens/ms = 100000).",
+        default=None,
+        unit="tokens/s",
+        minimum=0,
+        exclusive_minimum=True,
     )
     tokens_per_s: float | None = spec(
-        "Total throughput at least.", default=None, unit="tokens/s", minimum=0, exclusive_minimum=True
+        "Total throughput at least.",
+        default=None,
+        unit="tokens/s",
+        minimum=0,
+        exclusive_minimum=True,
     )
     max_memory_fraction: float | None = spec(
-        "Peak memory per GPU at most this fraction of capacity.", default=None, minimum=0, maximum=1, exclusive_minimum=True
+        "Peak memory per GPU at most this fraction of capacity.",
+        default=None,
+        minimum=0,
+        maximum=1,
+        exclusive_minimum=True,
     )
 
 
@@ -340,7 +390,9 @@ class Plan:
     workload: Workload = spec("The served workload.")
     hardware: Hardware = spec("The GPUs and links.")
     targets: Targets = spec("Claims to verify.", default=Targets())
-    source: str = field(default="", metadata={"doc": "File the plan was read from.", "internal": True})
+    source: str = field(
+        default="", metadata={"doc": "File the plan was read from.", "internal": True}
+    )
     locations: Mapping[str, Location] = field(
         default_factory=dict, metadata={"doc": "YAML path → location.", "internal": True}
     )

@@ -1,0 +1,377 @@
+"""Typed conversion of a YAML tree into plan records, driven by the field metadata.
+
+:func:`convert_record` walks a :class:`~dagen.plan.yamlsrc.YNode` mapping against
+:func:`dagen.plan.schema.record_fields` of a record class and returns the record,
+or :data:`BAD` after adding a :class:`~dagen.errors.Problem` to the context for each
+value that is wrong. The rules:
+
+* ``int`` fields take YAML integers only (not ``2.0``, ``true`` or ``"2"``);
+  ``float`` fields take integers too; ``bool`` fields take ``true``/``false``;
+* enums take one of their values (``P-ENUM`` with "did you mean");
+* bounds come from ``minimum``/``maximum``/``exclusive_minimum`` (``P-RANGE``);
+* a count field (``model.params``) also takes text such as ``10B`` or ``671e9``;
+* ``parallel.order`` names only tp, cp, ep, dp, pp, each at most once (``P-ORDER``);
+* unknown keys are ``P-UNKNOWN-KEY``, absent required ones ``P-MISSING``;
+* derived fields are filled: ``model.kv_heads``, ``model.head_dim``, ``name``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagen.errors import Problem
+from dagen.plan.model import DType, Location, Model, Plan
+from dagen.plan.params import parse_count
+from dagen.plan.schema import FieldInfo, FKind, record_fields
+from dagen.plan.yamlsrc import Kind, YNode
+
+__all__ = ["BAD", "Context", "convert_record", "join"]
+
+
+class _Bad:
+    """Marker for a value that could not be converted (a problem was recorded)."""
+
+    def __repr__(self) -> str:
+        return "BAD"
+
+
+BAD: Any = _Bad()
+
+_ALIASES = {
+    "num_layers": "layers",
+    "num_hidden_layers": "layers",
+    "n_layers": "layers",
+    "hidden": "hidden_size",
+    "d_model": "hidden_size",
+    "num_attention_heads": "heads",
+    "num_heads": "heads",
+    "num_key_value_heads": "kv_heads",
+    "num_kv_heads": "kv_heads",
+    "intermediate_size": "ffn_size",
+    "ffn_hidden_size": "ffn_size",
+    "num_experts": "experts",
+    "n_routed_experts": "experts",
+    "num_local_experts": "experts",
+    "num_experts_per_tok": "top_k",
+    "moe_intermediate_size": "expert_ffn_size",
+    "tensor_parallel": "tp",
+    "tensor_parallel_size": "tp",
+    "pipeline_parallel": "pp",
+    "pipeline_parallel_size": "pp",
+    "data_parallel": "dp",
+    "data_parallel_size": "dp",
+    "expert_parallel": "ep",
+    "expert_parallel_size": "ep",
+    "ep_size": "ep",
+    "context_parallel": "cp",
+    "gpus": "world_size",
+    "num_gpus": "world_size",
+    "seq_len": "prompt_len",
+    "batch_size": "batch",
+}
+"""Names other tools use for a field → dagen's name (for "did you mean")."""
+
+_ORDER_NAMES = ("tp", "cp", "ep", "dp", "pp")
+
+
+def join(path: str, key: str) -> str:
+    """Dotted path of ``key`` under ``path``."""
+    return f"{path}.{key}" if path else key
+
+
+@dataclass(slots=True)
+class Context:
+    """What a conversion collects: problems and where values sit."""
+
+    problems: list[Problem] = field(default_factory=list)
+    locations: dict[str, Location] = field(default_factory=dict)
+    quiet: set[str] = field(default_factory=set)
+    """Record paths whose missing keys are not reported (their source failed)."""
+    stem: str = "plan"
+    """Default plan name."""
+
+    def bad(self, code: str, path: str, node: YNode, message: str, fix: str) -> Any:
+        """Record a problem at ``node``; return :data:`BAD`."""
+        if node.origin:
+            message = f"{message} (from {node.origin})"
+        self.problems.append(
+            Problem(
+                code=code, path=path, line=node.line, column=node.column, message=message, fix=fix
+            )
+        )
+        return BAD
+
+
+# ------------------------------------------------------------------ scalars
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_fix(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return f"write {int(value)} without the decimal point"
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return f"remove the quotes: {value.strip()}"
+    return "write a whole number such as 8"
+
+
+def _fmt(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+def _bounds(info: FieldInfo, value: float, node: YNode, path: str, ctx: Context) -> Any:
+    lo, hi = info.minimum, info.maximum
+    if lo is not None and (value <= lo if info.exclusive_minimum else value < lo):
+        sign, want = (">", "more than") if info.exclusive_minimum else ("≥", "at least")
+        msg = f"found {_fmt(value)}; expected {want} {_fmt(lo)}"
+        return ctx.bad("P-RANGE", path, node, msg, f"use a value {sign} {_fmt(lo)}")
+    if hi is not None and value > hi:
+        msg = f"found {_fmt(value)}; expected at most {_fmt(hi)} (a larger {info.name} is a typo, not a model)"
+        return ctx.bad("P-RANGE", path, node, msg, f"use a value ≤ {_fmt(hi)}")
+    return value
+
+
+def _int(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
+    if node.kind is not Kind.SCALAR or not _is_int(node.value):
+        msg = f"found {node.describe()}; expected an integer"
+        return ctx.bad("P-TYPE", path, node, msg, _int_fix(node.value))
+    return _bounds(info, node.value, node, path, ctx)
+
+
+def _float(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
+    value = node.value
+    if (
+        node.kind is not Kind.SCALAR
+        or isinstance(value, bool)
+        or not isinstance(value, int | float)
+    ):
+        msg = f"found {node.describe()}; expected a number"
+        fix = "write a number such as 1.5 (without quotes; 1e9 must be written 1.0e9)"
+        return ctx.bad("P-TYPE", path, node, msg, fix)
+    if not math.isfinite(value):
+        msg = f"found {value}; expected a finite number"
+        return ctx.bad("P-RANGE", path, node, msg, "write a finite number")
+    out = _bounds(info, float(value), node, path, ctx)
+    return out if out is BAD else float(value)
+
+
+def _count(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
+    value = node.value
+    if node.kind is Kind.SCALAR and isinstance(value, str):
+        parsed = parse_count(value)
+        if parsed is None:
+            msg = f"found {value!r}; expected a number or a count such as 10B, 46.7B or 671e9"
+            return ctx.bad("P-TYPE", path, node, msg, "write e.g. params: 10B")
+        return _bounds(info, parsed, node, path, ctx)
+    return _float(info, node, path, ctx)
+
+
+def _bool(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
+    if node.kind is not Kind.SCALAR or not isinstance(node.value, bool):
+        msg = f"found {node.describe()}; expected true or false"
+        return ctx.bad("P-TYPE", path, node, msg, f"write {info.name}: true or {info.name}: false")
+    return node.value
+
+
+def _order_problem(text: str) -> str:
+    parts = text.lower().split("-")
+    bad = sorted({p for p in parts if p not in _ORDER_NAMES or parts.count(p) > 1})
+    return f"unknown or repeated: {', '.join(bad)}" if bad else ""
+
+
+def _str(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
+    if node.kind is not Kind.SCALAR or not isinstance(node.value, str):
+        msg = f"found {node.describe()}; expected a string"
+        return ctx.bad("P-TYPE", path, node, msg, f'quote it: {info.name}: "{node.value}"')
+    if path == "parallel.order":
+        issue = _order_problem(node.value)
+        if issue:
+            msg = f"found '{node.value}' ({issue}); expected names from tp, cp, ep, dp, pp, each at most once, joined by '-'"
+            return ctx.bad("P-ORDER", path, node, msg, "write e.g. order: tp-cp-ep-dp-pp")
+    return node.value
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    alias = _ALIASES.get(word)
+    if alias in choices:
+        return f"did you mean '{alias}'?"
+    folded = {c.lower(): c for c in choices}
+    close = folded.get(word.lower()) or next(
+        iter(difflib.get_close_matches(word, choices, n=1, cutoff=0.6)), None
+    )
+    if close:
+        return f"did you mean '{close}'?"
+    return f"use one of {', '.join(choices)}"
+
+
+def _enum(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
+    assert info.enum is not None
+    values = [m.value for m in info.enum]
+    if node.kind is Kind.SCALAR and node.value in values:
+        return info.enum(node.value)
+    msg = f"found {node.describe()}; expected one of {', '.join(values)}"
+    return ctx.bad("P-ENUM", path, node, msg, _suggest(str(node.value), values))
+
+
+# ------------------------------------------------------------- collections
+
+
+def _int_tuple(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
+    if node.kind is not Kind.SEQUENCE:
+        msg = f"found {node.describe()}; expected a list of integers"
+        return ctx.bad("P-TYPE", path, node, msg, f"write e.g. {info.name}: [16, 16, 15, 14]")
+    out = []
+    for i, item in enumerate(node.items):
+        sub = join(path, str(i))
+        if item.kind is not Kind.SCALAR or not _is_int(item.value):
+            msg = f"found {item.describe()}; expected an integer"
+            out.append(ctx.bad("P-TYPE", sub, item, msg, _int_fix(item.value)))
+        elif item.value < 0:
+            msg = f"found {item.value}; expected at least 0"
+            out.append(ctx.bad("P-RANGE", sub, item, msg, "use a count ≥ 0"))
+        else:
+            out.append(item.value)
+    return BAD if BAD in out else tuple(out)
+
+
+def _dtype_map(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
+    if node.kind is not Kind.MAPPING:
+        msg = f"found {node.describe()}; expected a mapping of dtype to {info.unit}"
+        return ctx.bad("P-TYPE", path, node, msg, "write e.g. {bf16: 989, fp8: 1979}")
+    names = [d.value for d in DType]
+    if not node.entries:
+        return ctx.bad("P-MISSING", path, node, "found no entry", "give at least bf16")
+    out: dict[str, Any] = {}
+    number = dataclasses.replace(info, minimum=0, maximum=None, exclusive_minimum=True)
+    for key, child in node.entries.items():
+        if key not in names:
+            line, col = node.keys[key]
+            where = YNode(kind=Kind.SCALAR, value=key, line=line, column=col, origin=child.origin)
+            msg = f"found the key '{key}'; expected a dtype: {', '.join(names)}"
+            out[key] = ctx.bad("P-ENUM", join(path, key), where, msg, _suggest(key, names))
+            continue
+        out[key] = _float(number, child, join(path, key), ctx)
+    return BAD if BAD in out.values() else dict(sorted(out.items()))
+
+
+def _record(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
+    assert info.record is not None
+    if node.kind is not Kind.MAPPING:
+        msg = f"found {node.describe()}; expected a mapping of {info.record.__name__} fields"
+        return ctx.bad(
+            "P-NOT-MAPPING", path, node, msg, f"write {info.name}: followed by indented keys"
+        )
+    return convert_record(info.record, node, path, ctx)
+
+
+_CONVERT: dict[FKind, Callable[[FieldInfo, YNode, str, Context], Any]] = {
+    FKind.INT: _int,
+    FKind.FLOAT: _float,
+    FKind.BOOL: _bool,
+    FKind.STR: _str,
+    FKind.ENUM: _enum,
+    FKind.RECORD: _record,
+    FKind.INT_TUPLE: _int_tuple,
+    FKind.DTYPE_MAP: _dtype_map,
+    FKind.COUNT: _count,
+}
+
+
+def _value(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
+    if node.kind is Kind.SCALAR and node.value is None:
+        if info.optional:
+            return None
+        fix = f"write a value, or delete the key to use the default {info.default_text()}"
+        if info.required or info.derived:
+            fix = f"write a value ({info.doc[0].lower()}{info.doc[1:].rstrip('.')})"
+        return ctx.bad("P-TYPE", path, node, f"found null; expected {info.kind.value}", fix)
+    return _CONVERT[info.kind](info, node, path, ctx)
+
+
+# ------------------------------------------------------------------ records
+
+
+def _section_name(path: str) -> str:
+    return path or "the top level"
+
+
+def _unknown_keys(node: YNode, names: list[str], path: str, ctx: Context) -> None:
+    for key in node.entries:
+        if key in names:
+            continue
+        line, col = node.keys[key]
+        where = YNode(kind=Kind.SCALAR, value=key, line=line, column=col)
+        msg = f"found the key '{key}', which {_section_name(path)} does not have"
+        ctx.bad("P-UNKNOWN-KEY", join(path, key), where, msg, _suggest(key, names))
+
+
+def _missing(info: FieldInfo, node: YNode, path: str, ctx: Context) -> None:
+    if path in ctx.quiet:
+        return
+    loc = ctx.locations.get(path) or Location(node.line, node.column)
+    where = YNode(kind=Kind.SCALAR, line=loc.line, column=loc.column)
+    msg = f"{_section_name(path)} has no '{info.name}' ({info.doc.rstrip('.')}), which is required"
+    fix = f"add '{info.name}: …' under {_section_name(path)}"
+    if path == "hardware":
+        fix += " or set 'preset:'"
+    elif path == "model":
+        fix += " or set 'hf_config:' to a config.json"
+    ctx.bad("P-MISSING", join(path, info.name), where, msg, fix)
+
+
+def convert_record(cls: type[Any], node: YNode, path: str, ctx: Context) -> Any:
+    """The record ``cls`` read from the mapping ``node`` at ``path``, or :data:`BAD`."""
+    infos = record_fields(cls)
+    _unknown_keys(node, [f.name for f in infos], path, ctx)
+    values: dict[str, Any] = {}
+    ok = True
+    for info in infos:
+        child = node.get(info.name)
+        if child is None:
+            if info.required:
+                _missing(info, node, path, ctx)
+                ok = False
+            continue
+        value = _value(info, child, join(path, info.name), ctx)
+        ok = ok and value is not BAD
+        values[info.name] = value
+    if not ok or not _derive(cls, values, node, path, ctx):
+        return BAD
+    return cls(**values)
+
+
+def _derive(cls: type[Any], values: dict[str, Any], node: YNode, path: str, ctx: Context) -> bool:
+    if cls is Plan:
+        values.setdefault("name", ctx.stem)
+    if cls is Model:
+        return _derive_model(values, node, path, ctx)
+    return True
+
+
+def _derive_model(values: dict[str, Any], node: YNode, path: str, ctx: Context) -> bool:
+    values.setdefault("kv_heads", values["heads"])
+    if "head_dim" in values:
+        return True
+    mla = values.get("mla")
+    hidden, heads = values["hidden_size"], values["heads"]
+    if mla is not None:
+        values["head_dim"] = mla.qk_nope_head_dim + mla.qk_rope_head_dim
+    elif hidden % heads == 0:
+        values["head_dim"] = hidden // heads
+    else:
+        at = node.get("heads") or node
+        msg = (
+            f"head_dim is not given and hidden_size {hidden} is not a multiple of heads {heads} "
+            f"({hidden} / {heads} = {hidden / heads:g})"
+        )
+        fix = f"set {join(path, 'head_dim')} (e.g. {max(1, hidden // heads)}) or use heads dividing {hidden}"
+        ctx.bad("P-HEAD-DIM", join(path, "head_dim"), at, msg, fix)
+        return False
+    return True

@@ -1,0 +1,242 @@
+"""Load a plan file into a :class:`~dagen.plan.model.Plan`, or report every problem.
+
+The steps, each collecting :class:`~dagen.errors.Problem` records rather than
+stopping at the first:
+
+1. read the text safely (:mod:`dagen.plan.yamlsrc`: size limit, no tags executed,
+   alias bombs and duplicate keys refused, every value with its line and column);
+2. fill the ``model`` block from ``model.hf_config`` (:mod:`dagen.plan.hf`) and the
+   ``hardware`` block from ``hardware.preset`` (:data:`dagen.plan.presets.PRESETS`);
+   keys written in the plan override both, ``peak_tflops`` per dtype;
+3. check every value against its field's type and bounds, read from the dataclass
+   metadata (:func:`dagen.plan.schema.record_fields`), unknown keys answered with
+   "did you mean";
+4. derive ``model.kv_heads`` (= heads), ``model.head_dim`` (= hidden_size / heads,
+   or qk_nope + qk_rope with MLA) and ``name`` (= the file's stem).
+
+If anything is wrong, one :class:`~dagen.errors.PlanError` carries all of it.
+Otherwise the plan's ``locations`` map every dotted path (``parallel.tp``,
+``model.moe.experts``, ``""`` for the document) to where it was written; a value
+from hf_config or a preset points at the ``hf_config``/``preset`` line.
+
+Example:
+    >>> plan = load_plan("tests/data/plans/tiny_moe.yaml")  # doctest: +SKIP
+    >>> plan.parallel.ep, plan.where("parallel.ep")  # doctest: +SKIP
+    (4, Location(line=22, column=7))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dagen.errors import PlanError, Problem
+from dagen.plan.convert import BAD, Context, convert_record, join
+from dagen.plan.hf import read_hf_config
+from dagen.plan.model import Location, Plan
+from dagen.plan.presets import PRESETS
+from dagen.plan.yamlsrc import Kind, YNode, compose_text, plain, too_large
+
+__all__ = ["load_plan", "load_plan_text"]
+
+
+def load_plan(path: str | os.PathLike[str]) -> Plan:
+    """Load and validate the plan file at ``path``.
+
+    Raises:
+        PlanError: with every problem found, each with its line and column.
+    """
+    p = Path(path)
+    source = str(p)
+    try:
+        big = too_large(p.stat().st_size)
+        if big is not None:  # refuse before reading a byte of it
+            raise PlanError([big], source)
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        problem = _file_problem(f"no plan file at {source}", "check the path")
+        raise PlanError([problem], source) from None
+    except UnicodeDecodeError as exc:
+        msg = f"the file is not UTF-8 text (byte {exc.start})"
+        raise PlanError([_file_problem(msg, "save the plan as UTF-8 YAML")], source) from None
+    except OSError as exc:
+        msg = f"cannot read {source}: {exc.strerror or exc}"
+        raise PlanError(
+            [_file_problem(msg, "check the path and its permissions")], source
+        ) from None
+    return load_plan_text(text, source=source, base_dir=p.parent)
+
+
+def _file_problem(message: str, fix: str) -> Problem:
+    return Problem(code="P-FILE", path="", line=None, column=None, message=message, fix=fix)
+
+
+def load_plan_text(text: str, source: str = "<string>", base_dir: Path | None = None) -> Plan:
+    """Load and validate a plan from YAML ``text``.
+
+    Args:
+        text: The YAML.
+        source: Name used in messages; its stem is the plan's default name.
+        base_dir: Directory ``model.hf_config`` is relative to (default: the
+            current directory).
+
+    Raises:
+        PlanError: with every problem found.
+
+    Example:
+        >>> try:
+        ...     load_plan_text("parallel: {tp: 2.5}\\n")
+        ... except PlanError as err:
+        ...     sorted({p.code for p in err.problems})
+        ['P-MISSING', 'P-TYPE']
+    """
+    root, problems = compose_text(text)
+    if root is None:
+        raise PlanError(problems, source)
+    if root.kind is not Kind.MAPPING:
+        msg = f"the document is {root.describe()}; a plan is a mapping of sections"
+        fix = "start the file with 'model:', 'parallel:', 'workload:' and 'hardware:' sections"
+        problems.append(_at("P-NOT-MAPPING", "", root, msg, fix))
+        raise PlanError(problems, source)
+    ctx = Context(problems=problems, stem=_stem(source))
+    _record_locations(root, "", ctx.locations, key_at=(root.line, root.column))
+    root = _with_sources(root, base_dir or Path.cwd(), ctx)
+    plan = convert_record(Plan, root, "", ctx)
+    if ctx.problems or plan is BAD:
+        raise PlanError(ctx.problems, source)
+    locations = dict(sorted(ctx.locations.items()))
+    out: Plan = dataclasses.replace(plan, source=source, locations=locations)
+    return out
+
+
+def _stem(source: str) -> str:
+    if source.startswith("<"):
+        return "plan"
+    return Path(source).stem or "plan"
+
+
+def _at(code: str, path: str, node: YNode, message: str, fix: str) -> Problem:
+    return Problem(
+        code=code, path=path, line=node.line, column=node.column, message=message, fix=fix
+    )
+
+
+def _record_locations(
+    node: YNode, path: str, out: dict[str, Location], key_at: tuple[int, int]
+) -> None:
+    """Map each dotted path to its value (scalars) or its key (lists and mappings)."""
+    if node.kind is Kind.SCALAR:
+        out[path] = Location(node.line, node.column)
+        return
+    out[path] = Location(*key_at)
+    if node.kind is Kind.MAPPING:
+        for key, child in node.entries.items():
+            _record_locations(child, join(path, key), out, node.keys[key])
+    else:
+        for i, child in enumerate(node.items):
+            _record_locations(child, join(path, str(i)), out, (child.line, child.column))
+
+
+# ------------------------------------------------------- hf_config and presets
+
+
+def _overlay(base: YNode, top: YNode) -> YNode:
+    """``top`` written over ``base``; mappings merge key by key."""
+    if base.kind is not Kind.MAPPING or top.kind is not Kind.MAPPING:
+        return top
+    entries = dict(base.entries)
+    for key, child in top.entries.items():
+        entries[key] = _overlay(base.entries[key], child) if key in base.entries else child
+    return dataclasses.replace(top, entries=entries, keys={**base.keys, **top.keys})
+
+
+def _synthetic(
+    values: dict[str, Any], origins: dict[str, str], prefix: str, at: YNode, what: str
+) -> YNode:
+    """A mapping node for values read from elsewhere, each naming its origin."""
+    entries: dict[str, YNode] = {}
+    for key, value in values.items():
+        sub = join(prefix, key)
+        if isinstance(value, dict) and key in ("moe", "mla"):
+            entries[key] = _synthetic(value, origins, sub, at, what)
+            continue
+        origin = f"{what} '{origins[sub]}'" if sub in origins else what
+        entries[key] = plain(value, at.line, at.column, origin)
+    keys = dict.fromkeys(entries, (at.line, at.column))
+    return YNode(kind=Kind.MAPPING, line=at.line, column=at.column, entries=entries, keys=keys)
+
+
+def _locate_synthetic(node: YNode, path: str, ctx: Context, at: YNode) -> None:
+    for key, child in node.entries.items():
+        sub = join(path, key)
+        ctx.locations.setdefault(sub, Location(at.line, at.column))
+        if child.kind is Kind.MAPPING:
+            _locate_synthetic(child, sub, ctx, at)
+
+
+def _given(node: YNode, dotted: str) -> bool:
+    for part in dotted.split("."):
+        child = node.get(part) if node.kind is Kind.MAPPING else None
+        if child is None:
+            return False
+        node = child
+    return True
+
+
+def _model_from_hf(model: YNode, base_dir: Path, ctx: Context) -> YNode:
+    ref = model.get("hf_config")
+    if ref is None or ref.kind is not Kind.SCALAR or not isinstance(ref.value, str):
+        return model  # absent, or a type problem the record check reports
+    hf = read_hf_config((base_dir / ref.value).expanduser())
+    for target, (msg, fix) in hf.issues.items():
+        if target and _given(model, target):
+            continue  # the plan overrides the value the config lacks
+        path = "model.hf_config" if not target else f"model.{target}"
+        ctx.problems.append(_at("P-HF-CONFIG", path, ref, f"hf_config {ref.value}: {msg}", fix))
+    if "" in hf.issues:
+        ctx.quiet.add("model")
+        return model
+    base = _synthetic(hf.values, hf.origins, "", ref, "hf_config key")
+    _locate_synthetic(base, "model", ctx, ref)
+    return _overlay(base, model)
+
+
+def _preset_problem(ref: YNode, name: str) -> Problem:
+    names = list(PRESETS)
+    folded = {n.lower(): n for n in names}
+    guess = folded.get(name.lower()) or next(
+        iter(difflib.get_close_matches(name, names, n=1, cutoff=0.5)), None
+    )
+    hint = f"did you mean '{guess}'? " if guess else ""
+    msg = f"found the preset '{name}'; dagen has no such hardware preset"
+    fix = f"{hint}presets: {', '.join(names)} (or write every hardware field yourself)"
+    return _at("P-PRESET", "hardware.preset", ref, msg, fix)
+
+
+def _hardware_from_preset(hardware: YNode, ctx: Context) -> YNode:
+    ref = hardware.get("preset")
+    if ref is None or ref.kind is not Kind.SCALAR or not isinstance(ref.value, str):
+        return hardware
+    if ref.value not in PRESETS:
+        ctx.problems.append(_preset_problem(ref, ref.value))
+        ctx.quiet.add("hardware")
+        return hardware
+    values = {k: dict(v) if isinstance(v, Mapping) else v for k, v in PRESETS[ref.value].items()}
+    base = _synthetic(values, {}, "", ref, f"preset '{ref.value}'")
+    _locate_synthetic(base, "hardware", ctx, ref)
+    return _overlay(base, hardware)
+
+
+def _with_sources(root: YNode, base_dir: Path, ctx: Context) -> YNode:
+    entries = dict(root.entries)
+    model = entries.get("model")
+    if model is not None and model.kind is Kind.MAPPING:
+        entries["model"] = _model_from_hf(model, base_dir, ctx)
+    hardware = entries.get("hardware")
+    if hardware is not None and hardware.kind is Kind.MAPPING:
+        entries["hardware"] = _hardware_from_preset(hardware, ctx)
+    return dataclasses.replace(root, entries=entries)

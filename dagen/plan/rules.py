@@ -1,0 +1,429 @@
+"""Consistency rules of a well-formed plan: findings with the arithmetic, not exceptions.
+
+:func:`plan_findings` runs every rule and returns :class:`~dagen.findings.Finding`
+records, each with a stable ``PLAN-…`` code (listed in ``docs/plan-checks.md``), a
+message that shows the numbers, a fix, and the YAML path with its line and column.
+The world-size rules, which need both readings of the degrees, are in
+:mod:`dagen.plan.world`; the layer-split rules are here.
+
+Example:
+    >>> from dagen.plan.loader import load_plan
+    >>> plan = load_plan("tests/data/plans/tiny_moe.yaml")  # doctest: +SKIP
+    >>> [f.code for f in plan_findings(plan)]  # doctest: +SKIP
+    []
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from dagen.findings import Finding, Severity
+from dagen.plan.model import Convention, Plan
+from dagen.plan.params import count_params, format_count
+from dagen.plan.world import finding, world_findings
+
+__all__ = ["RULES", "plan_findings"]
+
+ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
+
+_PARAMS_TOLERANCE = 0.10
+_VOCAB_PAD = 128  # Megatron's --make-vocab-size-divisible-by default
+
+
+def _divisors(n: int, limit: int | None = None) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0 and (limit is None or d <= limit)]
+
+
+def _set(values: list[int]) -> str:
+    return "{" + ", ".join(map(str, values)) + "}"
+
+
+# ------------------------------------------------------------------ heads
+
+
+def _heads(plan: Plan) -> list[Finding]:
+    m, tp = plan.model, plan.parallel.tp
+    if tp > m.heads:
+        msg = f"tp={tp} is more than the model's {m.heads} attention heads; each TP rank needs a whole head"
+        fix = f"use tp ∈ {_set(_divisors(m.heads, 64))}"
+        return [
+            finding(plan, "PLAN-TP-HEADS", ERROR, "parallel.tp", msg, fix, heads=m.heads, tp=tp)
+        ]
+    if m.heads % tp:
+        msg = f"heads {m.heads} is not divisible by tp={tp} ({m.heads} / {tp} = {m.heads / tp:g})"
+        fix = f"use tp ∈ {_set(_divisors(m.heads, 64))}"
+        return [
+            finding(plan, "PLAN-HEADS-TP", ERROR, "parallel.tp", msg, fix, heads=m.heads, tp=tp)
+        ]
+    return []
+
+
+def _gqa(plan: Plan) -> list[Finding]:
+    m = plan.model
+    if m.mla is None and (m.kv_heads > m.heads or m.heads % m.kv_heads):
+        msg = f"heads {m.heads} is not a multiple of kv_heads {m.kv_heads}; each KV head serves a whole group of query heads"
+        fix = f"use kv_heads ∈ {_set(_divisors(m.heads))}"
+        return [finding(plan, "PLAN-GQA", ERROR, "model.kv_heads", msg, fix)]
+    return []
+
+
+def _kv_heads(plan: Plan) -> list[Finding]:
+    m, tp = plan.model, plan.parallel.tp
+    kv = m.kv_heads
+    if m.mla is not None or kv % tp == 0 or tp > m.heads:
+        return []
+    data = {"kv_heads": kv, "tp": tp}
+    if tp % kv == 0:
+        msg = (
+            f"kv_heads {kv} < tp={tp}: each KV head is replicated tp/kv = {tp}/{kv} = {tp // kv} "
+            "times across the TP group (as Megatron-Core and vLLM do)"
+        )
+        fix = "nothing to fix; the KV cache per GPU holds one head, not 1/tp of one"
+        return [finding(plan, "PLAN-KV-REPLICATED", INFO, "model.kv_heads", msg, fix, **data)]
+    msg = f"kv_heads {kv} and tp={tp} divide neither way ({kv} % {tp} = {kv % tp}, {tp} % {kv} = {tp % kv})"
+    fix = f"use tp dividing {kv} or a multiple of it: tp ∈ {_set(sorted(set(_divisors(kv)) | {kv * k for k in (2, 4, 8)}))}"
+    return [finding(plan, "PLAN-KV-TP", ERROR, "parallel.tp", msg, fix, **data)]
+
+
+# ------------------------------------------------------------------- FFN
+
+
+def _ffn(plan: Plan) -> list[Finding]:
+    m, tp = plan.model, plan.parallel.tp
+    moe = m.moe
+    dense = moe is None or any(not moe.is_moe_layer(i) for i in range(m.layers))
+    out = []
+    if dense and m.ffn_size % tp:
+        msg = f"ffn_size {m.ffn_size} is not divisible by tp={tp} ({m.ffn_size} / {tp} = {m.ffn_size / tp:g})"
+        fix = f"use tp ∈ {_set(_divisors(math.gcd(m.ffn_size, m.heads), 64))}"
+        out.append(finding(plan, "PLAN-FFN-TP", ERROR, "parallel.tp", msg, fix))
+    if moe is not None and moe.shared_experts and moe.shared_ffn % tp:
+        msg = f"the shared experts' ffn size {moe.shared_ffn} is not divisible by tp={tp}"
+        fix = f"use tp dividing {moe.shared_ffn}"
+        out.append(finding(plan, "PLAN-FFN-TP", ERROR, "parallel.tp", msg, fix))
+    if m.hidden_size % tp:
+        msg = (
+            f"hidden_size {m.hidden_size} is not divisible by tp={tp} "
+            f"({m.hidden_size} / {tp} = {m.hidden_size / tp:g}); sequence-parallel and "
+            "reduce-scatter shards of the hidden states come out uneven"
+        )
+        out.append(
+            finding(
+                plan, "PLAN-HIDDEN-TP", WARNING, "parallel.tp", msg, "use tp dividing hidden_size"
+            )
+        )
+    return out
+
+
+def _vocab(plan: Plan) -> list[Finding]:
+    v, tp = plan.model.vocab_size, plan.parallel.tp
+    if v % tp == 0:
+        return []
+    unit = _VOCAB_PAD * tp
+    padded = -(-v // unit) * unit
+    msg = (
+        f"vocab_size {v} is not divisible by tp={tp}; the vocabulary-parallel embedding pads it "
+        f"to a multiple of {_VOCAB_PAD}·tp = {unit}: {v} → {padded} ({padded - v} padding rows)"
+    )
+    fix = "nothing to fix if padding is intended; the graph counts the padded size"
+    return [finding(plan, "PLAN-VOCAB-TP", WARNING, "model.vocab_size", msg, fix, padded=padded)]
+
+
+# ------------------------------------------------------------------- MoE
+
+
+def _moe_on_dense(plan: Plan) -> list[Finding]:
+    par = plan.parallel
+    if plan.model.moe is not None:
+        return []
+    out = []
+    for name, value in (
+        ("ep", par.ep),
+        ("etp", par.etp),
+        ("redundant_experts", par.redundant_experts),
+    ):
+        bad = value > (0 if name == "redundant_experts" else 1)
+        if bad:
+            msg = f"parallel.{name} is {value} but the model has no moe block (it is dense)"
+            fix = f"remove parallel.{name}, or add model.moe with experts, top_k, expert_ffn_size"
+            out.append(finding(plan, "PLAN-MOE-DENSE", ERROR, f"parallel.{name}", msg, fix))
+    return out
+
+
+def _experts(plan: Plan) -> list[Finding]:
+    moe, par = plan.model.moe, plan.parallel
+    if moe is None:
+        return []
+    out = []
+    total = moe.experts + par.redundant_experts
+    spelled = (
+        f"{moe.experts} + {par.redundant_experts} redundant = {total}"
+        if par.redundant_experts
+        else f"{total}"
+    )
+    data = {"experts": moe.experts, "redundant": par.redundant_experts, "ep": par.ep}
+    if par.ep > total:
+        msg = f"ep={par.ep} is more than the {spelled} experts of a layer; some EP ranks would hold none"
+        fix = f"use ep ∈ {_set(_divisors(total))}"
+        out.append(finding(plan, "PLAN-EP-EXPERTS", ERROR, "parallel.ep", msg, fix, **data))
+    elif total % par.ep:
+        msg = f"{spelled} experts do not split over ep={par.ep} ({total} / {par.ep} = {total / par.ep:g} per rank)"
+        fix = f"use ep ∈ {_set(_divisors(total))}, or redundant experts making the total a multiple of {par.ep}"
+        out.append(finding(plan, "PLAN-EXPERTS-EP", ERROR, "parallel.ep", msg, fix, **data))
+    if moe.top_k > moe.experts:
+        msg = f"top_k {moe.top_k} is more than the {moe.experts} experts"
+        out.append(
+            finding(plan, "PLAN-TOPK", ERROR, "model.moe.top_k", msg, f"use top_k ≤ {moe.experts}")
+        )
+    if par.etp > 1 and moe.expert_ffn_size % par.etp:
+        f, etp = moe.expert_ffn_size, par.etp
+        msg = f"expert_ffn_size {f} is not divisible by etp={etp} ({f} / {etp} = {f / etp:g})"
+        fix = f"use etp ∈ {_set(_divisors(f, 64))}"
+        out.append(finding(plan, "PLAN-ETP-FFN", ERROR, "parallel.etp", msg, fix))
+    if not any(moe.is_moe_layer(i) for i in range(plan.model.layers)):
+        msg = f"no layer is MoE: first_dense_layers {moe.first_dense_layers} ≥ layers {plan.model.layers}"
+        fix = "lower model.moe.first_dense_layers or drop the moe block"
+        out.append(
+            finding(plan, "PLAN-NO-MOE-LAYER", WARNING, "model.moe.first_dense_layers", msg, fix)
+        )
+    return out
+
+
+# ---------------------------------------------------------------- layers
+
+
+def _split_fix(layers: int, pp: int) -> str:
+    q, r = divmod(layers, pp)
+    stages = [q + 1] * r + [q] * (pp - r)
+    first = layers - (pp - 1) * q
+    text = f"set layers_per_stage: [{', '.join(map(str, stages))}]"
+    if pp > 1 and q > 0:
+        text += f", or first_stage_layers: {first} (Megatron: the other {pp - 1} stages take ({layers} − {first}) / {pp - 1} = {q} each)"
+    return text
+
+
+def _explicit_split(plan: Plan, stages: tuple[int, ...]) -> list[Finding]:
+    par, layers = plan.parallel, plan.model.layers
+    path = "parallel.layers_per_stage"
+    if par.first_stage_layers is not None or par.last_stage_layers is not None:
+        msg = "layers_per_stage and first_stage_layers/last_stage_layers are both given"
+        return [
+            finding(
+                plan,
+                "PLAN-LAYERS-CONFLICT",
+                ERROR,
+                path,
+                msg,
+                "keep one way of splitting the layers",
+            )
+        ]
+    if len(stages) != par.pp:
+        msg = f"layers_per_stage lists {len(stages)} stages but pp={par.pp}"
+        return [finding(plan, "PLAN-LAYERS-STAGES", ERROR, path, msg, _split_fix(layers, par.pp))]
+    if sum(stages) != layers:
+        msg = f"layers_per_stage sums to {' + '.join(map(str, stages))} = {sum(stages)}, not the model's {layers} layers"
+        return [finding(plan, "PLAN-LAYERS-SUM", ERROR, path, msg, _split_fix(layers, par.pp))]
+    if 0 in stages:
+        msg = f"stage {stages.index(0)} holds no layer in layers_per_stage {list(stages)}"
+        return [
+            finding(
+                plan, "PLAN-EMPTY-STAGE", WARNING, path, msg, "give every stage a layer or lower pp"
+            )
+        ]
+    return []
+
+
+def _edge_split(plan: Plan) -> list[Finding]:
+    """Megatron's uneven split: first/last stages fixed, the rest even (NOTE below)."""
+    # NOTE: Megatron-Core (TransformerConfig, num_layers_in_first/last_pipeline_stage)
+    # requires the layers left after the first and last stages to split evenly over
+    # the middle stages: (layers − first − last) % (pp − #given) == 0.
+    par, layers = plan.parallel, plan.model.layers
+    first, last = par.first_stage_layers, par.last_stage_layers
+    given = (first is not None) + (last is not None)
+    middle = par.pp - given
+    rest = layers - (first or 0) - (last or 0)
+    path = "parallel.first_stage_layers" if first is not None else "parallel.last_stage_layers"
+    ok = rest == 0 if middle == 0 else rest >= 0 and rest % middle == 0
+    if ok:
+        return []
+    shown = f"{layers} − {first or 0} − {last or 0} = {rest}"
+    msg = f"the {shown} layers left for the other {middle} stages do not split evenly"
+    if middle == 0:
+        msg = f"pp={par.pp} has no middle stage, yet {shown} layers are left"
+    return [finding(plan, "PLAN-LAYERS-SPLIT", ERROR, path, msg, _split_fix(layers, par.pp))]
+
+
+def _layers(plan: Plan) -> list[Finding]:
+    par, layers = plan.parallel, plan.model.layers
+    if par.pp > layers:
+        msg = f"pp={par.pp} stages for {layers} layers leaves stages without a layer"
+        return [finding(plan, "PLAN-PP-LAYERS", ERROR, "parallel.pp", msg, f"use pp ≤ {layers}")]
+    if par.layers_per_stage is not None:
+        return _explicit_split(plan, par.layers_per_stage)
+    if par.first_stage_layers is not None or par.last_stage_layers is not None:
+        return _edge_split(plan)
+    if layers % par.pp:
+        msg = f"{layers} layers do not split evenly over pp={par.pp} ({layers} / {par.pp} = {layers / par.pp:g})"
+        return [
+            finding(
+                plan, "PLAN-LAYERS-SPLIT", ERROR, "parallel.pp", msg, _split_fix(layers, par.pp)
+            )
+        ]
+    return []
+
+
+# -------------------------------------------------------------- workload
+
+
+def _batch(plan: Plan) -> list[Finding]:
+    par, wl = plan.parallel, plan.workload
+    dp = par.attn_dp()
+    how = (
+        f"dp·ep = {par.dp}·{par.ep}"
+        if par.convention is Convention.ORTHOGONAL
+        else f"dp = {par.dp}"
+    )
+    if wl.batch % dp:
+        msg = f"batch {wl.batch} does not split over the {dp} attention data-parallel replicas ({how}): {wl.batch} / {dp} = {wl.batch / dp:g}"
+        fix = f"use a batch that is a multiple of {dp}, e.g. {-(-wl.batch // dp) * dp}"
+        return [finding(plan, "PLAN-BATCH-DP", ERROR, "workload.batch", msg, fix)]
+    per = wl.batch // dp
+    if per % wl.micro_batches:
+        msg = f"the per-replica batch {wl.batch} / {dp} = {per} does not split into micro_batches {wl.micro_batches}"
+        fix = f"use micro_batches ∈ {_set(_divisors(per, 4096))}"
+        return [finding(plan, "PLAN-MICROBATCH", ERROR, "workload.micro_batches", msg, fix)]
+    return []
+
+
+def _cp(plan: Plan) -> list[Finding]:
+    cp, n = plan.parallel.cp, plan.workload.prompt_len
+    if cp == 1 or n % (2 * cp) == 0:
+        return []
+    padded = -(-n // (2 * cp)) * 2 * cp
+    msg = (
+        f"prompt_len {n} is not divisible by 2·cp = {2 * cp}: causal load balancing cuts the "
+        f"sequence into 2·cp chunks, rank i taking chunks i and 2·cp−1−i"
+    )
+    fix = f"pad prompts to {padded} tokens or pick cp with 2·cp dividing {n}"
+    return [finding(plan, "PLAN-CP-PROMPT", WARNING, "workload.prompt_len", msg, fix)]
+
+
+def _decode(plan: Plan) -> list[Finding]:
+    wl = plan.workload
+    if wl.phase.value != "decode" or wl.decode_steps <= max(wl.gen_len, 1):
+        return []
+    msg = (
+        f"decode_steps {wl.decode_steps} unrolls more steps than the {wl.gen_len} tokens generated"
+    )
+    return [
+        finding(
+            plan,
+            "PLAN-DECODE-STEPS",
+            WARNING,
+            "workload.decode_steps",
+            msg,
+            f"use decode_steps ≤ {max(wl.gen_len, 1)}",
+        )
+    ]
+
+
+# ------------------------------------------------------- model and hardware
+
+
+def _params(plan: Plan) -> list[Finding]:
+    declared = plan.model.params
+    if declared is None:
+        return []
+    counted = count_params(plan.model)
+    off = (declared - counted) / counted
+    if abs(off) <= _PARAMS_TOLERANCE:
+        return []
+    msg = (
+        f"the plan declares {format_count(declared)} parameters but the model's dimensions give "
+        f"{format_count(counted)} ({counted:,}), {off:+.0%} off (tolerance ±{_PARAMS_TOLERANCE:.0%})"
+    )
+    fix = f"set model.params: {format_count(counted)} or correct the dimensions"
+    return [
+        finding(
+            plan,
+            "PLAN-PARAMS",
+            WARNING,
+            "model.params",
+            msg,
+            fix,
+            declared=declared,
+            counted=counted,
+        )
+    ]
+
+
+def _fp8(plan: Plan) -> list[Finding]:
+    hw = plan.hardware
+    if plan.model.dtype.value != "fp8" or "fp8" in hw.peak_tflops:
+        return []
+    name = hw.preset or "the hardware"
+    msg = f"model.dtype is fp8 but {name} lists no fp8 peak; estimates fall back to {hw.tflops(plan.model.dtype):g} TFLOP/s"
+    fix = "add hardware.peak_tflops.fp8, or use bf16 on GPUs without fp8 tensor cores"
+    return [finding(plan, "PLAN-FP8-HW", WARNING, "model.dtype", msg, fix)]
+
+
+def _tp_nodes(plan: Plan) -> list[Finding]:
+    tp, per_node = plan.parallel.tp, plan.hardware.gpus_per_node
+    if tp <= per_node:
+        return []
+    msg = f"tp={tp} spans {-(-tp // per_node)} nodes of {per_node} GPUs; every layer's TP collectives cross the inter-node links"
+    return [
+        finding(
+            plan,
+            "PLAN-TP-NODES",
+            WARNING,
+            "parallel.tp",
+            msg,
+            f"keep tp ≤ {per_node} and use pp or dp across nodes",
+        )
+    ]
+
+
+def _order(plan: Plan) -> list[Finding]:
+    par = plan.parallel
+    named = par.order.lower().split("-")
+    needs = [("tp", "tp", par.tp), ("cp", "cp", par.cp), ("ep", "ep", par.ep)]
+    needs += [("dp", "dp", par.dp), ("pp", "pp", par.pp)]
+    if plan.model.moe is not None:  # expert layers use the tp slot for etp, dp for edp
+        needs += [("tp", "etp", par.etp), ("dp", "edp", par.edp())]
+    missing = sorted(
+        {f"{slot} ({label} = {v})" for slot, label, v in needs if v > 1 and slot not in named}
+    )
+    if not missing:
+        return []
+    msg = f"the order '{par.order}' leaves out {', '.join(missing)}; a dimension of size > 1 needs its slot"
+    fix = "name every dimension, e.g. order: tp-cp-ep-dp-pp"
+    return [finding(plan, "PLAN-ORDER", ERROR, "parallel.order", msg, fix)]
+
+
+RULES: tuple[Callable[[Plan], list[Finding]], ...] = (
+    _heads,
+    _gqa,
+    _kv_heads,
+    _ffn,
+    _vocab,
+    _moe_on_dense,
+    _experts,
+    world_findings,
+    _order,
+    _layers,
+    _batch,
+    _cp,
+    _decode,
+    _params,
+    _fp8,
+    _tp_nodes,
+)
+"""Every plan rule, in report order."""
+
+
+def plan_findings(plan: Plan) -> list[Finding]:
+    """Every consistency finding of ``plan``, errors and warnings alike, in rule order."""
+    return [f for rule in RULES for f in rule(plan)]

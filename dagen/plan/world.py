@@ -1,0 +1,224 @@
+"""The world size under both readings of the parallel degrees.
+
+The same five numbers mean different GPU counts depending on how they are read
+(:class:`~dagen.plan.model.Convention`):
+
+* **megatron** (Megatron-Core *parallel folding*): attention and dense layers use
+  world = tp·cp·dp·pp; expert layers re-slice the *same* GPUs as etp·ep·edp·pp, so
+  ep·etp must divide the world/pp GPUs of a stage and edp = world / (etp·ep·pp);
+* **orthogonal**: every degree is its own mesh axis, world = tp·cp·ep·dp·pp, and
+  attention is data-parallel over ep·dp.
+
+NOTE: a worked example, the plan that started dagen: tp=2, pp=4, dp=2, ep=16 and a
+declared world of 128. Under megatron the attention world is 2·1·2·4 = 16 GPUs,
+and ep·etp = 16 cannot divide the 16/4 = 4 GPUs of a stage. Under orthogonal it is
+2·1·16·2·4 = 256 GPUs. Neither is 128. For 128 GPUs under megatron, dp=16 gives
+2·1·16·4 = 128 with edp = 128/(1·16·4) = 2; under orthogonal, dp=1 gives
+2·1·16·1·4 = 128.
+
+:func:`world_findings` reports ``PLAN-WORLD`` (declared world wrong under the plan's
+reading), ``PLAN-EP-STAGE`` (ep·etp not dividing a stage) and ``PLAN-CONVENTION``
+(info: the other reading would mean another GPU count), each giving both
+computations in its message and in ``Finding.data["readings"]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from dagen.findings import Finding, Severity
+from dagen.plan.model import Convention, Parallel, Plan
+
+__all__ = ["Reading", "finding", "readings", "world_findings"]
+
+
+def finding(
+    plan: Plan, code: str, severity: Severity, path: str, message: str, fix: str, **data: Any
+) -> Finding:
+    """A finding at ``path``, with the line and column where the plan wrote it."""
+    loc = plan.where(path)
+    return Finding(
+        code=code,
+        severity=severity,
+        message=message,
+        fix=fix,
+        path=path,
+        line=loc.line if loc else None,
+        column=loc.column if loc else None,
+        data=data,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """The degrees read under one convention."""
+
+    convention: Convention
+    world: int
+    formula: str
+    """``tp·cp·dp·pp = 2·1·2·4 = 16``."""
+    stage: int
+    """GPUs per pipeline stage: world / pp."""
+    fold_ok: bool
+    """ep·etp divides the GPUs of a stage (edp is a whole number)."""
+    declared_ok: bool
+
+    @property
+    def consistent(self) -> bool:
+        """Whether the plan makes sense under this reading."""
+        return self.fold_ok and self.declared_ok
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form for ``Finding.data``."""
+        return {
+            "world": self.world,
+            "formula": self.formula,
+            "gpus_per_stage": self.stage,
+            "ep_etp_divides_stage": self.fold_ok,
+            "matches_declared": self.declared_ok,
+            "consistent": self.consistent,
+        }
+
+
+def _formula(par: Parallel, conv: Convention) -> tuple[int, str]:
+    vals: tuple[int, ...]
+    if conv is Convention.MEGATRON:
+        names, vals = "tp·cp·dp·pp", (par.tp, par.cp, par.dp, par.pp)
+    else:
+        names, vals = "tp·cp·ep·dp·pp", (par.tp, par.cp, par.ep, par.dp, par.pp)
+    world = math.prod(vals)
+    return world, f"{names} = {'·'.join(map(str, vals))} = {world}"
+
+
+def readings(par: Parallel) -> dict[Convention, Reading]:
+    """Both readings of ``par``'s degrees.
+
+    >>> r = readings(Parallel(tp=2, pp=4, dp=2, ep=16, world_size=128))
+    >>> r[Convention.MEGATRON].formula, r[Convention.ORTHOGONAL].world
+    ('tp·cp·dp·pp = 2·1·2·4 = 16', 256)
+    """
+    out = {}
+    for conv in Convention:
+        world, formula = _formula(par, conv)
+        stage = world // par.pp
+        out[conv] = Reading(
+            convention=conv,
+            world=world,
+            formula=formula,
+            stage=stage,
+            fold_ok=stage % (par.ep * par.etp) == 0,
+            declared_ok=par.world_size is None or par.world_size == world,
+        )
+    return out
+
+
+def _explain(r: Reading, par: Parallel, declared: int | None) -> str:
+    what = "attention " if r.convention is Convention.MEGATRON and par.ep > 1 else ""
+    text = f"under {r.convention.value}: {what}{r.formula} GPUs"
+    if declared is not None and r.world != declared:
+        text += f" ≠ {declared}"
+    if par.ep > 1 or par.etp > 1:
+        ee = par.ep * par.etp
+        verb = "divides" if r.fold_ok else "does not divide"
+        text += f"; ep·etp = {par.ep}·{par.etp} = {ee} {verb} the {r.world}/{par.pp} = {r.stage} GPUs of a stage"
+        if r.fold_ok:
+            text += f" (edp = {r.world}/({par.etp}·{par.ep}·{par.pp}) = {r.world // (ee * par.pp)})"
+    return text
+
+
+def _dp_for(par: Parallel, world: int, conv: Convention) -> str | None:
+    """``use dp=… (arithmetic)`` reaching ``world`` GPUs under ``conv``, if a dp does."""
+    others = par.tp * par.cp * par.pp * (par.ep if conv is Convention.ORTHOGONAL else 1)
+    if world % others:
+        return None
+    dp = world // others
+    trial = dataclasses.replace(par, dp=dp, convention=conv, world_size=world)
+    r = readings(trial)[conv]
+    if not r.consistent:
+        return None
+    text = f"under {conv.value} use dp={dp} ({r.formula.split(' = ', 1)[1]}"
+    if par.ep > 1 and conv is Convention.MEGATRON:
+        text += f", edp = {world}/({par.etp}·{par.ep}·{par.pp}) = {world // (par.etp * par.ep * par.pp)}"
+    return text + ")"
+
+
+def _fold_fix(par: Parallel, r: Reading, experts: int | None) -> str:
+    ee_max = r.stage // par.etp if r.stage % par.etp == 0 else 0
+    eps = [
+        d for d in range(1, ee_max + 1) if ee_max % d == 0 and (experts is None or experts % d == 0)
+    ]
+    per_stage = par.tp * par.cp * (par.ep if r.convention is Convention.ORTHOGONAL else 1)
+    need = math.lcm(per_stage, par.ep * par.etp) // per_stage
+    dp = -(-par.dp // need) * need
+    text = f"use ep ∈ {{{', '.join(map(str, eps))}}}" if eps else "lower ep·etp"
+    return f"{text}, or raise dp to {dp} so a stage holds a multiple of ep·etp = {par.ep * par.etp} GPUs"
+
+
+def _world_fix(
+    par: Parallel, rs: dict[Convention, Reading], own: Convention, experts: int | None
+) -> str:
+    other = next(c for c in Convention if c is not own)
+    switch = f"set parallel.convention: {other.value} (the degrees are consistent under it: {rs[other].formula} GPUs)"
+    if rs[other].consistent and par.world_size is not None:
+        return switch
+    if par.world_size is None and not rs[own].fold_ok:
+        fold = _fold_fix(par, rs[own], experts)
+        return f"{fold}; or {switch}" if rs[other].consistent else fold
+    target = par.world_size if par.world_size is not None else rs[own].world
+    fixes = []
+    for conv in (own, other):
+        text = _dp_for(par, target, conv)
+        if text and conv is other:
+            text += f" and set parallel.convention: {conv.value}"
+        if text:
+            fixes.append(text)
+    if fixes:
+        return f"for {target} GPUs " + "; or ".join(fixes)
+    if not rs[own].fold_ok:
+        return _fold_fix(par, rs[own], experts)
+    return f"choose degrees whose product is {target}, or set world_size: {rs[own].world}"
+
+
+def _convention_info(
+    plan: Plan, rs: dict[Convention, Reading], data: dict[str, Any]
+) -> list[Finding]:
+    par = plan.parallel
+    own = rs[par.convention]
+    other = next(rs[c] for c in Convention if c is not par.convention)
+    if par.ep == 1 or other.world == own.world or "parallel.convention" in plan.locations:
+        return []
+    msg = (
+        f"read as {own.convention.value} (the default), the degrees mean {own.world} GPUs "
+        f"({own.formula}); read as {other.convention.value} they would mean {other.world} "
+        f"({other.formula})"
+    )
+    fix = f"write parallel.convention: {own.convention.value} to make the reading explicit"
+    return [finding(plan, "PLAN-CONVENTION", Severity.INFO, "parallel", msg, fix, **data)]
+
+
+def world_findings(plan: Plan) -> list[Finding]:
+    """PLAN-WORLD, PLAN-EP-STAGE or PLAN-CONVENTION for ``plan``'s degrees."""
+    par = plan.parallel
+    rs = readings(par)
+    own = rs[par.convention]
+    data = {
+        "declared": par.world_size,
+        "convention": par.convention.value,
+        "readings": {c.value: rs[c].to_dict() for c in Convention},
+    }
+    if own.consistent:
+        return _convention_info(plan, rs, data)
+    order = sorted(Convention, key=lambda c: c is not par.convention)
+    explained = "; ".join(_explain(rs[c], par, par.world_size) for c in order)
+    experts = plan.model.moe.experts if plan.model.moe else None
+    fix = _world_fix(par, rs, par.convention, experts)
+    if not own.declared_ok:
+        msg = f"declared world_size {par.world_size} does not match the degrees: {explained}"
+        return [
+            finding(plan, "PLAN-WORLD", Severity.ERROR, "parallel.world_size", msg, fix, **data)
+        ]
+    msg = f"ep·etp does not divide the GPUs of a pipeline stage: {explained}"
+    return [finding(plan, "PLAN-EP-STAGE", Severity.ERROR, "parallel.ep", msg, fix, **data)]
