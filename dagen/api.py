@@ -35,6 +35,9 @@ __all__ = ["Analysis", "analyse", "build", "export", "load_plan"]
 
 log = logging.getLogger(__name__)
 
+CLAIM_CODES = frozenset({"PLAN-PARAMS"})
+"""Plan findings about a claim, not the layout: the graph can still be built."""
+
 Progress = Callable[[str], None]
 
 
@@ -61,11 +64,16 @@ def build(plan: Plan) -> Graph:
     Raises:
         PlanInfeasible: the plan has error-level findings; they are in the message.
     """
-    errors = [f for f in plan_findings(plan) if f.severity is Severity.ERROR]
+    errors = _blocking(plan_findings(plan))
     if errors:
         raise PlanInfeasible("\n".join(f.render(plan.source) for f in errors))
     mesh = build_mesh(plan.parallel, plan.hardware.gpus_per_node)
     return build_graph(plan, mesh)
+
+
+def _blocking(findings: Sequence[Finding]) -> list[Finding]:
+    """Error-level findings that make the graph impossible to build."""
+    return [f for f in findings if f.severity is Severity.ERROR and f.code not in CLAIM_CODES]
 
 
 def _noop(_: str) -> None:
@@ -80,7 +88,7 @@ def analyse(plan: Plan, *, progress: Progress | None = None, simulate: bool = Tr
     """
     say = progress or _noop
     findings = list(plan_findings(plan))
-    if has_errors(findings):
+    if _blocking(findings):
         say("judging claims against first-principles bounds")
         bounds = judge_plan_bounds(plan)
         findings += verdict_findings(plan, bounds)
@@ -90,7 +98,8 @@ def analyse(plan: Plan, *, progress: Progress | None = None, simulate: bool = Tr
     say(f"checking {graph.n_nodes:,} nodes and {graph.n_edges:,} edges")
     findings += check_graph(graph)
     est = None
-    if simulate and not has_errors(findings):
+    graph_broken = any(f.code.startswith("GRAPH-") and f.severity is Severity.ERROR for f in findings)
+    if simulate and not graph_broken:
         say("estimating memory and simulating the schedule")
         est = estimate(graph)
         findings += verdict_findings(plan, est.verdicts)

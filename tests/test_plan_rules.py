@@ -416,7 +416,7 @@ CASES: list[tuple[str, dict[str, Any], str, Severity, str, str]] = [
         "params",
         {"model.params": "1B"},
         "PLAN-PARAMS",
-        Severity.WARNING,
+        Severity.ERROR,
         "model.params",
         "declares 1.00B",
     ),

@@ -20,6 +20,11 @@ Edge kinds (:class:`EdgeKind`): ``data`` (producer → consumer on one rank), ``
 ranks). Collectives need no edges between members: an instance is one synchronisation
 of all its members, which the checks contract into a single vertex.
 
+Program order: the builder lays nodes out rank-major, and within a rank in issue order
+(step, micro-batch, then the layer template). Every data or order edge joins two nodes of
+one rank and goes from a lower to a higher index; p2p edges join different ranks. Checks
+may rely on this (and ``lint`` verifies it).
+
 Shapes, bytes and FLOPs repeat across many nodes, so each node points (``tmpl``) into
 a small template table that holds them.
 """
@@ -27,7 +32,9 @@ a small template table that holds them.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,7 +48,18 @@ if TYPE_CHECKING:
     from dagen.mesh import Mesh
     from dagen.plan.model import Plan
 
-__all__ = ["Coll", "EdgeKind", "Graph", "GroupKind", "Kind", "Op"]
+__all__ = [
+    "COLLECTIVE_OPS",
+    "COLUMN_DTYPES",
+    "OP_LABELS",
+    "P2P_OPS",
+    "Coll",
+    "EdgeKind",
+    "Graph",
+    "GroupKind",
+    "Kind",
+    "Op",
+]
 
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
@@ -151,6 +169,48 @@ class Op(enum.IntEnum):
 
 OP_LABELS: tuple[str, ...] = tuple(op.label for op in Op)
 
+COLLECTIVE_OPS: Mapping[Op, tuple[GroupKind, Coll]] = MappingProxyType(
+    {
+        Op.EMBED_ALLREDUCE: (GroupKind.TP, Coll.ALL_REDUCE),
+        Op.ATTN_ALLGATHER: (GroupKind.TP, Coll.ALL_GATHER),
+        Op.ATTN_CP_ALLGATHER: (GroupKind.CP, Coll.ALL_GATHER),
+        Op.ATTN_ALLREDUCE: (GroupKind.TP, Coll.ALL_REDUCE),
+        Op.ATTN_REDUCESCATTER: (GroupKind.TP, Coll.REDUCE_SCATTER),
+        Op.MOE_DISPATCH: (GroupKind.EP, Coll.ALL_TO_ALL),
+        Op.MOE_ETP_REDUCE: (GroupKind.ETP, Coll.ALL_REDUCE),
+        Op.MOE_COMBINE: (GroupKind.EP, Coll.ALL_TO_ALL),
+        Op.MOE_SHARED_ALLREDUCE: (GroupKind.TP, Coll.ALL_REDUCE),
+        Op.FFN_ALLREDUCE: (GroupKind.TP, Coll.ALL_REDUCE),
+        Op.FFN_REDUCESCATTER: (GroupKind.TP, Coll.REDUCE_SCATTER),
+        Op.FFN_ALLGATHER: (GroupKind.TP, Coll.ALL_GATHER),
+        Op.LOGITS_ALLGATHER: (GroupKind.TP, Coll.ALL_GATHER),
+    }
+)
+"""The group dimension and collective of every collective op (the builder's rule)."""
+
+P2P_OPS: Mapping[Op, Kind] = MappingProxyType({Op.PP_SEND: Kind.SEND, Op.PP_RECV: Kind.RECV})
+"""The point-to-point ops and their node kind."""
+
+
+COLUMN_DTYPES: Mapping[str, type[np.generic]] = MappingProxyType(
+    {
+        "rank": np.int32,
+        "layer": np.int16,
+        "mb": np.int16,
+        "step": np.int16,
+        "op": np.uint8,
+        "kind": np.uint8,
+        "expert": np.int16,
+        "inst": np.int32,
+        "aux": np.int32,
+        "tmpl": np.int32,
+        "src": np.int32,
+        "dst": np.int32,
+        "ekind": np.uint8,
+    }
+)
+"""The dtype of every node and edge column."""
+
 
 @dataclass(slots=True, kw_only=True)
 class Graph:
@@ -249,20 +309,34 @@ class Graph:
         existing nodes; collective nodes have an instance and a group, p2p nodes a peer;
         templates and groups are referenced in range.
         """
-        n = self.n_nodes
-        for name in self.NODE_COLUMNS:
-            if getattr(self, name).shape != (n,):
-                raise GraphError(f"IR lint: node column {name!r} has shape {getattr(self, name).shape}, expected ({n},)")
-        m = self.n_edges
-        for name in self.EDGE_COLUMNS:
-            if getattr(self, name).shape != (m,):
-                raise GraphError(f"IR lint: edge column {name!r} has shape {getattr(self, name).shape}, expected ({m},)")
+        self._lint_columns()
+        self._lint_codes()
+        self._lint_edges()
+
+    def _lint_columns(self) -> None:
+        for names, n, what in (
+            (self.NODE_COLUMNS, self.n_nodes, "node"),
+            (self.EDGE_COLUMNS, self.n_edges, "edge"),
+        ):
+            for name in names:
+                col = getattr(self, name)
+                if col.shape != (n,):
+                    raise GraphError(
+                        f"IR lint: {what} column {name!r} has shape {col.shape}, expected ({n},)"
+                    )
+                if col.dtype != COLUMN_DTYPES[name]:
+                    raise GraphError(
+                        f"IR lint: {what} column {name!r} has dtype {col.dtype}, "
+                        f"expected {np.dtype(COLUMN_DTYPES[name])}"
+                    )
+
+    def _lint_codes(self) -> None:
         _in_range("op", self.op, len(Op))
         _in_range("kind", self.kind, len(Kind))
         _in_range("ekind", self.ekind, len(EdgeKind))
         _in_range("rank", self.rank, self.mesh.world)
-        _in_range("src", self.src, n)
-        _in_range("dst", self.dst, n)
+        _in_range("src", self.src, self.n_nodes)
+        _in_range("dst", self.dst, self.n_nodes)
         _in_range("tmpl", self.tmpl, len(self.tmpl_shape))
         coll = self.kind == Kind.COLLECTIVE
         if np.any(self.inst[coll] < 0) or np.any(self.inst[~coll] >= 0):
@@ -271,8 +345,19 @@ class Graph:
         _in_range("group (aux of collectives)", self.aux[coll], int(self.group_kind.shape[0]))
         p2p = (self.kind == Kind.SEND) | (self.kind == Kind.RECV)
         _in_range("peer (aux of send/recv)", self.aux[p2p], self.mesh.world)
+
+    def _lint_edges(self) -> None:
         if np.any(self.src == self.dst):
             raise GraphError("IR lint: self-loop edge")
+        local = self.ekind != EdgeKind.P2P
+        if np.any(self.rank[self.src[local]] != self.rank[self.dst[local]]):
+            raise GraphError("IR lint: a data/order edge joins two ranks (only p2p edges may)")
+        if np.any(self.src[local] >= self.dst[local]):
+            raise GraphError(
+                "IR lint: a data/order edge goes against program order (src index >= dst)"
+            )
+        if np.any(self.rank[self.src[~local]] == self.rank[self.dst[~local]]):
+            raise GraphError("IR lint: a p2p edge stays on one rank")
 
     def to_networkx(self, max_nodes: int = 200_000) -> nx.MultiDiGraph:
         """The graph as a networkx ``MultiDiGraph`` keyed by node id (small graphs only).

@@ -349,7 +349,7 @@ def _params(plan: Plan) -> list[Finding]:
         finding(
             plan,
             "PLAN-PARAMS",
-            WARNING,
+            ERROR,
             "model.params",
             msg,
             fix,

@@ -1,0 +1,192 @@
+"""Build the per-GPU graph of a plan: templates per stage, expanded over the mesh.
+
+Example:
+    >>> from dagen.graph.build import build_graph
+    >>> graph = build_graph(plan)  # doctest: +SKIP
+    >>> graph.node_id(0)  # doctest: +SKIP
+    'r0/s0/mb0/embed'
+
+What the graph holds, and every formula behind its bytes and FLOPs, is in
+``docs/graph.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import numpy.typing as npt
+
+from dagen.errors import MeshError, PlanInfeasible
+from dagen.graph.expand import Expansion
+from dagen.graph.ir import COLUMN_DTYPES, Graph
+from dagen.graph.shapes import CostTable, Dims, derive_dims
+from dagen.graph.templates import Segment, StageContext, stage_layers, stage_segments
+from dagen.mesh import Mesh, build_mesh, expert_placement
+from dagen.plan.model import Phase, Plan
+
+__all__ = ["MAX_NODES", "build_graph", "nodes_per_rank_formula", "stage_layers"]
+
+log = logging.getLogger(__name__)
+
+MAX_NODES = 400_000_000
+"""Default ceiling on nodes (≈ 15 GB of columns); past it the plan is refused, not built."""
+
+_INT32 = (1 << 31) - 1
+
+
+def _steps(plan: Plan) -> int:
+    return plan.workload.decode_steps if plan.workload.phase is Phase.DECODE else 1
+
+
+def _context(plan: Plan, mesh: Mesh) -> tuple[Dims, CostTable, StageContext]:
+    dims = derive_dims(plan, mesh)
+    costs = CostTable(dims)
+    layers = stage_layers(plan)
+    ctx = StageContext(
+        dims=dims,
+        costs=costs,
+        moe=plan.model.moe,
+        layers=layers,
+        ep=mesh.sizes["ep"],
+        etp=mesh.sizes["etp"],
+        sp=plan.parallel.sequence_parallel and mesh.sizes["tp"] > 1,
+    )
+    return dims, costs, ctx
+
+
+def _placement(plan: Plan, mesh: Mesh) -> npt.NDArray[np.int32] | None:
+    moe = plan.model.moe
+    if moe is None:
+        return None
+    try:
+        return expert_placement(moe.experts, mesh.sizes["ep"], plan.parallel.redundant_experts)
+    except MeshError as err:
+        raise PlanInfeasible(f"parallel.redundant_experts: {err}") from err
+
+
+def _guard(plan: Plan, exp: Expansion, max_nodes: int) -> None:
+    n, m = exp.nodes.total, exp.edges.total
+    limit = min(max_nodes, _INT32)
+    if n > limit or m > _INT32 or exp.n_inst > _INT32:
+        raise PlanInfeasible(
+            f"{plan.source or 'plan'}: the graph would have {n:,} nodes and {m:,} edges; "
+            f"expected at most {limit:,} nodes (int32 indices, ~37 bytes each). Fix: model "
+            "fewer micro-batches or decode steps, or pass a larger max_nodes"
+        )
+
+
+def build_graph(plan: Plan, mesh: Mesh | None = None, *, max_nodes: int = MAX_NODES) -> Graph:
+    """Expand ``plan`` into its per-GPU operator and communication graph.
+
+    Args:
+        plan: A plan that passed the plan rules.
+        mesh: Its mesh; built from ``plan.parallel`` when omitted.
+        max_nodes: Refuse (with :class:`PlanInfeasible`) graphs larger than this.
+
+    Raises:
+        PlanInfeasible: the plan cannot be expanded (indivisible sizes, too large).
+    """
+    t0 = time.perf_counter()
+    mesh = mesh or build_mesh(plan.parallel, plan.hardware.gpus_per_node)
+    dims, costs, ctx = _context(plan, mesh)
+    steps = _steps(plan)
+    stages = stage_segments(ctx, steps)
+    exp = Expansion(
+        mesh,
+        stages,
+        micro_batches=plan.workload.micro_batches,
+        steps=steps,
+        placement=_placement(plan, mesh),
+    )
+    _guard(plan, exp, max_nodes)
+    graph = _assemble(plan, mesh, exp, costs)
+    graph.meta.update(_meta(ctx, dims, stages, steps))
+    log.info(
+        "built %s nodes, %s edges, %s collective instances in %.3f s",
+        f"{graph.n_nodes:,}",
+        f"{graph.n_edges:,}",
+        f"{graph.n_inst:,}",
+        time.perf_counter() - t0,
+    )
+    return graph
+
+
+def _assemble(plan: Plan, mesh: Mesh, exp: Expansion, costs: CostTable) -> Graph:
+    n, m = exp.nodes.total, exp.edges.total
+    cols = {name: np.empty(n, dtype=COLUMN_DTYPES[name]) for name in Graph.NODE_COLUMNS}
+    exp.node_columns(cols)
+    src, dst = np.empty(m, dtype=np.int32), np.empty(m, dtype=np.int32)
+    ekind = np.empty(m, dtype=np.uint8)
+    exp.edge_columns(src, dst, ekind)
+    inst_coll, inst_group = exp.instance_tables()
+    shapes, nbytes, flops = costs.tables()
+    return Graph(
+        plan=plan,
+        mesh=mesh,
+        rank=cols["rank"],
+        layer=cols["layer"],
+        mb=cols["mb"],
+        step=cols["step"],
+        op=cols["op"],
+        kind=cols["kind"],
+        expert=cols["expert"],
+        inst=cols["inst"],
+        aux=cols["aux"],
+        tmpl=cols["tmpl"],
+        src=src,
+        dst=dst,
+        ekind=ekind,
+        tmpl_shape=shapes,
+        tmpl_bytes=nbytes,
+        tmpl_flops=flops,
+        inst_coll=inst_coll,
+        inst_group=inst_group,
+        group_kind=exp.group_kind,
+        group_offsets=exp.group_offsets,
+        group_members=exp.group_members,
+    )
+
+
+def _meta(
+    ctx: StageContext, dims: Dims, stages: list[list[Segment]], steps: int
+) -> dict[str, object]:
+    return {
+        "stage_layers": [[r.start, r.stop] for r in ctx.layers],
+        "steps": steps,
+        "tokens_per_microbatch": dims.tokens,
+        "sequences_per_microbatch": dims.seqs,
+        "template_sizes": [[(g.template.size, g.t0, g.t1) for g in st] for st in stages],
+    }
+
+
+def _layer_nodes(plan: Plan, mesh: Mesh, layer: int) -> int:
+    """Nodes of one layer on one rank for one micro-batch (docs/graph.md, closed form)."""
+    p, m = plan.parallel, plan.model
+    tp, cp, ep, etp = (mesh.sizes[d] for d in ("tp", "cp", "ep", "etp"))
+    tpc = int(tp > 1)
+    sp = int(p.sequence_parallel and tp > 1)
+    attn = 5 + tpc + sp + int(cp > 1)
+    if m.moe is None or not m.moe.is_moe_layer(layer):
+        return attn + 4 + tpc + sp
+    slots = (m.moe.experts + p.redundant_experts) // ep
+    shared = (1 + tpc) if m.moe.shared_experts else 0
+    return attn + 4 + 2 * int(ep > 1) + slots + int(etp > 1) + shared
+
+
+def nodes_per_rank_formula(plan: Plan, mesh: Mesh) -> npt.NDArray[np.int64]:
+    """Closed-form node count of every rank (the formula of docs/graph.md).
+
+    The build does not use it; it lets callers size a graph before building it.
+    """
+    pp, tp = mesh.sizes["pp"], mesh.sizes["tp"]
+    steps, mbs = _steps(plan), plan.workload.micro_batches
+    per_stage = []
+    for s, layers in enumerate(stage_layers(plan)):
+        block = sum(_layer_nodes(plan, mesh, layer) for layer in layers)
+        block += (1 + int(tp > 1)) * (s == 0) + (3 + int(tp > 1)) * (s == pp - 1)
+        block += int(s > 0) + int(s < pp - 1)
+        chain = (steps - 1) * int(pp > 1 and (s == 0 or s == pp - 1))
+        per_stage.append(block * steps * mbs + chain * mbs)
+    return np.asarray(per_stage, dtype=np.int64)[mesh.stage]
