@@ -21,10 +21,7 @@ def _build(graph: Graph) -> nx.DiGraph:
     g = nx.DiGraph()
     ids = []
     for i in range(graph.n_nodes):
-        if graph.kind[i] == Kind.COLLECTIVE:
-            vid = f"inst{int(graph.inst[i])}"
-        else:
-            vid = graph.node_id(i)
+        vid = f"inst{int(graph.inst[i])}" if graph.kind[i] == Kind.COLLECTIVE else graph.node_id(i)
         ids.append(vid)
         t = int(graph.tmpl[i])
         g.add_node(

@@ -34,37 +34,85 @@ def _sample(name: str) -> Callable[[], Plan]:
     return lambda: load_plan(SAMPLES / name)
 
 
-def _variant(name: str, *, parallel: dict[str, object], workload: dict[str, object]) -> Callable[[], Plan]:
+def _variant(
+    name: str, *, parallel: dict[str, object], workload: dict[str, object]
+) -> Callable[[], Plan]:
     def make() -> Plan:
         plan = load_plan(SAMPLES / name)
         par = dataclasses.replace(plan.parallel, **parallel)  # type: ignore[arg-type]
         work = dataclasses.replace(plan.workload, **workload)  # type: ignore[arg-type]
-        return dataclasses.replace(plan, parallel=par, workload=work, name=f"{plan.name}-{par.world()}gpu")
+        return dataclasses.replace(
+            plan, parallel=par, workload=work, name=f"{plan.name}-{par.world()}gpu"
+        )
 
     return make
 
 
+def _split(first: int, last: int) -> dict[str, object]:
+    return {
+        "layers_per_stage": None,
+        "first_stage_layers": first,
+        "last_stage_layers": last,
+        "world_size": None,
+    }
+
+
 RUNGS: tuple[Rung, ...] = (
-    Rung(name="seed-128", what="seed-moe-10b-fixed.yaml: 128 GPUs, TP2·DP16·PP4, EP16", make=_sample("seed-moe-10b-fixed.yaml")),
-    Rung(name="dsv3-decode-320", what="deepseek-v3-decode.yaml: 320 GPUs, TP4·DP80 attention, EP320", make=_sample("deepseek-v3-decode.yaml")),
     Rung(
-        name="qwen3-4096",
-        what="Qwen3-235B-A22B prefill, TP4·DP128·PP8 = 4,096 GPUs, EP32, 8 micro-batches",
+        name="seed-128",
+        what="seed-moe-10b-fixed.yaml: 128 GPUs, TP2·DP16·PP4 attention, EP16·EDP2 experts",
+        make=_sample("seed-moe-10b-fixed.yaml"),
+    ),
+    Rung(
+        name="dsv3-decode-320",
+        what="deepseek-v3-decode.yaml: 320 GPUs, TP4·DP80 attention, EP320 (DeepSeek-V3 decode unit)",
+        make=_sample("deepseek-v3-decode.yaml"),
+    ),
+    Rung(
+        name="qwen3-1024",
+        what="Qwen3-235B-A22B prefill, TP4·DP32·PP8 = 1,024 GPUs, EP32, 8 micro-batches (stages 11/12×6/11 layers)",
         make=_variant(
             "qwen3-235b-a22b.yaml",
-            parallel={"tp": 4, "dp": 128, "pp": 8, "ep": 32, "etp": 1, "cp": 1, "layers_per_stage": None, "first_stage_layers": None, "last_stage_layers": None, "world_size": None, "redundant_experts": 0},
-            workload={"batch": 128 * 8, "micro_batches": 8},
+            parallel={"tp": 4, "dp": 32, "pp": 8, "cp": 1, "ep": 32, "etp": 1, **_split(11, 11)},
+            workload={"batch": 32 * 8, "micro_batches": 8},
         ),
-        repeats=3,
+    ),
+    Rung(
+        name="qwen3-4096",
+        what="Qwen3-235B-A22B prefill, TP4·DP128·PP8 = 4,096 GPUs, EP32, 12 micro-batches",
+        make=_variant(
+            "qwen3-235b-a22b.yaml",
+            parallel={"tp": 4, "dp": 128, "pp": 8, "cp": 1, "ep": 32, "etp": 1, **_split(11, 11)},
+            workload={"batch": 128 * 12, "micro_batches": 12},
+        ),
         baseline=False,
     ),
     Rung(
         name="llama405b-16384",
-        what="Llama-3.1-405B-style dense, TP8·DP128·PP16 = 16,384 GPUs, 16 micro-batches",
+        what="Llama-3.1-405B dense prefill, TP8·DP128·PP16 = 16,384 GPUs (its training layout), 16 micro-batches",
         make=_variant(
             "llama3-405b.yaml",
-            parallel={"tp": 8, "dp": 128, "pp": 16, "ep": 1, "etp": 1, "cp": 1, "layers_per_stage": None, "first_stage_layers": None, "last_stage_layers": None, "world_size": None},
+            parallel={"tp": 8, "dp": 128, "pp": 16, **_split(7, 7)},
             workload={"batch": 128 * 16, "micro_batches": 16},
+        ),
+        repeats=2,
+        baseline=False,
+    ),
+    Rung(
+        name="dsv3-32768",
+        what="DeepSeek-V3 prefill, TP4·DP512·PP16 = 32,768 GPUs, EP256, 32 micro-batches (synthetic)",
+        make=_variant(
+            "deepseek-v3-prefill.yaml",
+            parallel={
+                "tp": 4,
+                "dp": 512,
+                "pp": 16,
+                "ep": 256,
+                "etp": 1,
+                "redundant_experts": 0,
+                **_split(3, 2),
+            },
+            workload={"batch": 512 * 32, "micro_batches": 32},
         ),
         repeats=1,
         baseline=False,

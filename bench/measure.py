@@ -66,7 +66,12 @@ def run(name: str, with_baseline: bool) -> dict[str, Any]:
     rung = next(r for r in RUNGS if r.name == name)
     plan = rung.make()
     mesh = build_mesh(plan.parallel, plan.hardware.gpus_per_node)
-    res: dict[str, Any] = {"rung": name, "what": rung.what, "gpus": mesh.world, "repeats": rung.repeats}
+    res: dict[str, Any] = {
+        "rung": name,
+        "what": rung.what,
+        "gpus": mesh.world,
+        "repeats": rung.repeats,
+    }
     base_rss = rss_bytes()
     reset_peak()
     res["build_s"], graph = timed(lambda: build_graph(plan, mesh), rung.repeats)

@@ -21,22 +21,26 @@ def _row(r: dict[str, Any]) -> str:
         return f"| {r['rung']} | failed: {' '.join(r['failed'])} |" + " |" * 10
     n = r["nodes"]
     bc = r["build_s"] + r["check_s"]
-    return "| " + " | ".join(
-        [
-            r["rung"],
-            f"{r['gpus']:,}",
-            f"{n:,}",
-            f"{r['edges']:,}",
-            _f(r["build_s"], 3),
-            _f(r["check_s"], 3),
-            _f(n / bc / 1e6, 2),
-            _f(r["simulate_s"], 2),
-            f"{_f(r['json_s'], 2)} ({_f(r['json_bytes'] / r['json_s'] / 1e6, 0)} MB/s)",
-            _f(r["peak_rss_build_check"] / 2**20, 0),
-            _f(r["peak_rss_build_check"] / n, 1),
-            _f(r["ir_bytes"] / n, 1),
-        ]
-    ) + " |"
+    return (
+        "| "
+        + " | ".join(
+            [
+                r["rung"],
+                f"{r['gpus']:,}",
+                f"{n:,}",
+                f"{r['edges']:,}",
+                _f(r["build_s"], 3),
+                _f(r["check_s"], 3),
+                _f(n / bc / 1e6, 2),
+                _f(r["simulate_s"], 2),
+                f"{_f(r['json_s'], 2)} ({_f(r['json_bytes'] / r['json_s'] / 1e6, 0)} MB/s)",
+                _f(r["peak_rss_build_check"] / 2**20, 0),
+                _f(r["peak_rss_build_check"] / n, 1),
+                _f(r["ir_bytes"] / n, 1),
+            ]
+        )
+        + " |"
+    )
 
 
 def _baseline_rows(results: list[dict[str, Any]]) -> list[str]:
