@@ -1,0 +1,147 @@
+"""The counted op table of the completeness check: one cell per expected (rank, step,
+micro-batch, row, column), counted with one ``bincount``.
+
+Rows are the outer row (ops outside layers) and the layers of the rank's stage; columns
+are the ops of the row's class (see :mod:`dagen.checks.expect`). A node's cell id is
+computed with small lookup tables and integer arithmetic only (int32 when the table has
+fewer than 2³¹ cells); nodes the table has no cell for go to one trash bin at the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from dagen.checks.expect import OUTER_OPS, Expected
+from dagen.graph.ir import OP_LABELS, Graph, Op
+
+__all__ = ["CellTable", "Verdict"]
+
+I64 = npt.NDArray[np.int64]
+Bool = npt.NDArray[np.bool_]
+Int = npt.NDArray[np.signedinteger]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verdict:
+    """Where the counts differ from the expected table (cell ids ascending)."""
+
+    lost: I64
+    """Expected cells with no node, outside micro-batches that skip a whole stage."""
+    dup: I64
+    """Expected cells with more than one node."""
+    foreign: Bool
+    """Per cell: holds nodes but is not expected."""
+    skips: list[tuple[int, int, int, int]]
+    """(replica, stage, step, micro-batch) with no node on any rank of the stage."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CellTable:
+    """``cell[i]``: node ``i``'s cell (``total`` for none); ``seen``: whether each cell
+    holds a node, shaped ``[world, steps, mbs, rows, width]``; ``trash``: nodes without a
+    cell. Exact counts (:meth:`counts`) are only needed when ``seen`` differs from the
+    expected table, so the common case costs one boolean scatter instead of a bincount."""
+
+    exp: Expected
+    cell: Int
+    seen: Bool
+    trash: int
+
+    @property
+    def total(self) -> int:
+        return int(self.seen.size)
+
+    @staticmethod
+    def of(graph: Graph, exp: Expected) -> CellTable:
+        """Place the graph's nodes in the table of ``exp``."""
+        shape = (graph.mesh.world, exp.steps, exp.mbs, exp.rows, exp.width)
+        total = int(np.prod(shape))
+        dt = np.dtype(np.int32 if total < (1 << 31) - 1 else np.int64)
+        n_layers = exp.layer_class.size
+        # In-place arithmetic on three buffers: fresh temporaries of n elements each cost
+        # page faults that dominate this pass at millions of nodes.
+        li: Int = np.clip(graph.layer, -1, n_layers).astype(dt)
+        li += 1
+        slot: Int = graph.mesh.stage.astype(dt)[graph.rank]
+        slot *= n_layers + 2
+        slot += li
+        slot = exp.slot_table().astype(dt).ravel()[slot]
+        li *= len(Op)
+        li += graph.op
+        col = exp.col_table().astype(dt).ravel()[li]
+        cell: Int = graph.rank.astype(dt)
+        for factor, term in ((exp.steps, graph.step), (exp.mbs, graph.mb)):
+            cell *= factor
+            cell += term
+        cell *= exp.rows * exp.width
+        bad = (slot < 0) | (col < 0)
+        slot *= exp.width
+        cell += slot
+        cell += col
+        if _out_of_range(graph.mb, exp.mbs) or _out_of_range(graph.step, exp.steps):
+            bad |= (graph.mb < 0) | (graph.mb >= exp.mbs) | (graph.step < 0)
+            bad |= graph.step >= exp.steps
+        cell[bad] = total
+        seen = np.zeros(total + 1, dtype=np.bool_)
+        seen[cell] = True
+        trash = int(np.count_nonzero(bad))
+        return CellTable(exp=exp, cell=cell, seen=seen[:-1].reshape(shape), trash=trash)
+
+    def counts(self) -> I64:
+        """Nodes per cell, shaped like ``seen`` (one bincount)."""
+        c = np.bincount(self.cell, minlength=self.total + 1)[:-1]
+        return c.reshape(self.seen.shape)
+
+    def want(self, graph: Graph) -> Bool:
+        """bool, shaped like ``counts``: the expected cells."""
+        blocks = np.stack([self.exp.stage_block(s) for s in range(self.exp.pp)])
+        want: Bool = blocks[graph.mesh.stage]
+        return want
+
+    def exact(self, graph: Graph, want: Bool) -> bool:
+        """Whether every expected cell holds exactly one node and no node is stray
+        (routed experts aside, which the table does not hold)."""
+        n_expert = int(np.count_nonzero(graph.op == Op.MOE_EXPERT))
+        placed = self.cell.shape[0] - self.trash
+        return (
+            self.trash == n_expert and placed == int(want.sum()) and np.array_equal(self.seen, want)
+        )
+
+    def compare(self, graph: Graph, want: Bool) -> Verdict:
+        """Every difference between the counts and ``want``."""
+        c, mesh = self.counts(), graph.mesh
+        present = c.any(axis=(3, 4))  # [world, steps, mbs]
+        n_rep = int(mesh.replica.max()) + 1
+        by_stage = np.zeros((n_rep, self.exp.pp, *present.shape[1:]), dtype=np.int64)
+        np.add.at(by_stage, (mesh.replica, mesh.stage), present.astype(np.int64))
+        skips = [tuple(int(x) for x in row) for row in np.argwhere(by_stage == 0)]
+        live = (by_stage[mesh.replica, mesh.stage] > 0)[..., None, None]
+        return Verdict(
+            lost=np.flatnonzero(want & (c == 0) & live),
+            dup=np.flatnonzero(want & (c > 1)),
+            foreign=(~want & (c > 0)).ravel(),
+            skips=[(a, b, t, m) for a, b, t, m in skips],
+        )
+
+    def describe(self, graph: Graph, cell: int) -> tuple[int, str, str]:
+        """(rank, readable place, op label) of a cell."""
+        r, step, mb, row, col = (int(x) for x in np.unravel_index(cell, self.seen.shape))
+        s = int(graph.mesh.stage[r])
+        if row == 0:
+            return r, f"r{r}/s{s}/t{step}/mb{mb}", OUTER_OPS[col].label
+        layer = int(self.exp.first[s]) + row - 1
+        op = int(np.flatnonzero(self.exp.col[int(self.exp.layer_class[layer])] == col)[0])
+        return r, f"r{r}/s{s}/t{step}/L{layer}/mb{mb}", OP_LABELS[op]
+
+    def rank_of(self, cells: I64) -> I64:
+        """Rank of each cell."""
+        per_rank = self.total // max(self.seen.shape[0], 1)
+        ranks: I64 = cells // per_rank
+        return ranks
+
+
+def _out_of_range(values: npt.NDArray[np.int16], upper: int) -> bool:
+    return bool(values.size) and (int(values.min()) < 0 or int(values.max()) >= upper)

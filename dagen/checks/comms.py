@@ -1,0 +1,367 @@
+"""Communication consistency: sends meet recvs, collectives meet their groups.
+
+Point-to-point: the IR pairs a send with its recv by a ``p2p`` edge. Every send must
+have exactly one such edge to a recv, every recv exactly one from a send; each pair
+must name each other as peers (``aux``), move the same bytes and carry the same
+micro-batch and step.
+
+Collectives: the nodes sharing an instance id must be exactly the members of the
+instance's group (no rank missing, none twice, none from outside), move the same bytes
+and run the same op. All vectorised: O(n) plus a binary search per collective node.
+
+Example:
+    >>> check_comms(graph)  # doctest: +SKIP
+    []
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from dagen.checks.common import Code, count, make, rank_list
+from dagen.findings import Finding
+from dagen.graph.ir import OP_LABELS, Coll, EdgeKind, Graph, GroupKind, Kind
+
+__all__ = ["check_collectives", "check_comms", "check_p2p"]
+
+I64 = npt.NDArray[np.int64]
+Bool = npt.NDArray[np.bool_]
+
+
+def check_comms(graph: Graph) -> list[Finding]:
+    """Point-to-point then collective consistency (see the module docstring)."""
+    return check_p2p(graph) + check_collectives(graph)
+
+
+def _index_in(sorted_nodes: I64, query: I64) -> tuple[I64, Bool]:
+    """Position of each ``query`` in ``sorted_nodes`` and whether it is there."""
+    if sorted_nodes.shape[0] == 0:
+        return np.zeros(query.shape, np.int64), np.zeros(query.shape, np.bool_)
+    pos = np.searchsorted(sorted_nodes, query).clip(0, sorted_nodes.shape[0] - 1)
+    return pos, sorted_nodes[pos] == query
+
+
+def check_p2p(graph: Graph) -> list[Finding]:
+    """``GRAPH-UNMATCHED-SEND/RECV``, ``GRAPH-P2P-PEER``, ``GRAPH-P2P-BYTES``, ``GRAPH-P2P-MB``."""
+    sends = np.flatnonzero(graph.kind == Kind.SEND)
+    recvs = np.flatnonzero(graph.kind == Kind.RECV)
+    p2p = np.flatnonzero(graph.ekind == EdgeKind.P2P)
+    es, ed = graph.src[p2p].astype(np.int64), graph.dst[p2p].astype(np.int64)
+    spos, s_ok = _index_in(sends, es)
+    rpos, r_ok = _index_in(recvs, ed)
+    good = s_ok & r_ok
+    out_n = np.bincount(spos[good], minlength=sends.shape[0])
+    in_n = np.bincount(rpos[good], minlength=recvs.shape[0])
+    findings = _unmatched(graph, sends, out_n, recvs, in_n)
+    pair = good & (out_n[spos] == 1) & (in_n[rpos] == 1)
+    findings += _pair_mismatches(graph, es[pair], ed[pair], p2p[~good])
+    return findings
+
+
+def _p2p_key(graph: Graph, nodes: I64, sending: bool) -> I64:
+    """(source rank, destination rank, send's step, micro-batch) of sends or recvs as one
+    int64, so that a send and its recv share a key (a recv fed across the decode chain
+    is one step after its send)."""
+    world = graph.mesh.world
+    me, peer = graph.rank[nodes].astype(np.int64), graph.aux[nodes].astype(np.int64)
+    src, dst = (me, peer) if sending else (peer, me)
+    step = graph.step[nodes].astype(np.int64)
+    if not sending:
+        stage = graph.mesh.stage
+        step -= stage[np.clip(dst, 0, world - 1)] <= stage[np.clip(src, 0, world - 1)]
+    mbs = int(graph.mb.max(initial=0)) + 1
+    key: I64 = ((src * world + dst) * (1 << 20) + step) * mbs + graph.mb[nodes]
+    return key
+
+
+def _unpaired_hint(graph: Graph, lone_sends: I64, lone_recvs: I64) -> tuple[int, int]:
+    """How many unmatched sends and recvs have an unmatched partner with the same key:
+    the two nodes exist, only the p2p edge between them is missing."""
+    ks, kr = _p2p_key(graph, lone_sends, True), _p2p_key(graph, lone_recvs, False)
+    return int(np.isin(ks, kr).sum()), int(np.isin(kr, ks).sum())
+
+
+def _unmatched(graph: Graph, sends: I64, out_n: I64, recvs: I64, in_n: I64) -> list[Finding]:
+    found: list[Finding] = []
+    hint = _unpaired_hint(graph, sends[out_n == 0], recvs[in_n == 0])
+    sides = (
+        (Code.UNMATCHED_SEND, sends, out_n, "send", "recv"),
+        (Code.UNMATCHED_RECV, recvs, in_n, "recv", "send"),
+    )
+    for (code, nodes, deg, what, other), edgeless in zip(sides, hint, strict=True):
+        none, many = nodes[deg == 0], nodes[deg > 1]
+        if none.size == 0 and many.size == 0:
+            continue
+        bad = np.concatenate([none, many])
+        bad.sort()
+        first = int(bad[0])
+        found.append(
+            make(
+                graph,
+                code,
+                _unmatched_text(none.size, many.size, what, other)
+                + f" (of {nodes.size:,} {what}s); first: {graph.node_id(first)} (peer rank "
+                f"{int(graph.aux[first])}); ranks {rank_list(graph.rank[bad])}"
+                + (
+                    f"; {edgeless:,} of them {'has' if edgeless == 1 else 'have'} an unmatched "
+                    f"{other} with the same ranks, "
+                    "step and micro-batch: only the p2p edge is missing"
+                    if edgeless
+                    else ""
+                ),
+                f"emit exactly one {other} on the peer rank for every {what}, joined to it "
+                f"by one p2p edge",
+                nodes=bad,
+                data={
+                    "none": int(none.size),
+                    "many": int(many.size),
+                    "total": int(nodes.size),
+                    "edge_missing": edgeless,
+                },
+            )
+        )
+    return found
+
+
+def _unmatched_text(none: int, many: int, what: str, other: str) -> str:
+    parts = [f"{count(none, what)} without a matching {other}"] if none else []
+    parts += [f"{count(many, what)} with more than one {other}"] if many else []
+    return " and ".join(parts)
+
+
+def _wraps(graph: Graph, s: I64, r: I64) -> I64:
+    """1 where a send goes back in the pipeline (last stage → first: the decode chain, which
+    feeds the next step), else 0."""
+    stage = graph.mesh.stage
+    wrap: I64 = (stage[graph.rank[r]] <= stage[graph.rank[s]]).astype(np.int64)
+    return wrap
+
+
+def _pair_checks(graph: Graph, s: I64, r: I64) -> list[tuple[Code, Bool, str, str]]:
+    """(code, bad pairs, what is wrong, fix) for each check of paired sends and recvs."""
+    bs, br = graph.tmpl_bytes[graph.tmpl[s]], graph.tmpl_bytes[graph.tmpl[r]]
+    steps_off = graph.step[r] != graph.step[s] + _wraps(graph, s, r)
+    return [
+        (
+            Code.P2P_PEER,
+            (graph.aux[s] != graph.rank[r]) | (graph.aux[r] != graph.rank[s]),
+            "name the wrong peer rank",
+            "set each send's aux to its recv's rank and each recv's aux to its send's rank",
+        ),
+        (
+            Code.P2P_BYTES,
+            bs != br,
+            "move different bytes on the two sides",
+            "give a send and its recv the same tensor shape and dtype",
+        ),
+        (
+            Code.P2P_MB,
+            (graph.mb[s] != graph.mb[r]) | steps_off,
+            "join different micro-batches or steps",
+            "pair the send of micro-batch m at step t with the recv of micro-batch m at step t "
+            "on the next stage (t + 1 on the first stage, for the decode chain from the last)",
+        ),
+    ]
+
+
+def _side(graph: Graph, i: int) -> str:
+    nbytes = int(graph.tmpl_bytes[graph.tmpl[i]])
+    return (
+        f"{graph.node_id(i)} ({nbytes:,} B, mb {int(graph.mb[i])}, step {int(graph.step[i])}, "
+        f"peer {int(graph.aux[i])})"
+    )
+
+
+def _pair_mismatches(graph: Graph, s: I64, r: I64, odd_edges: I64) -> list[Finding]:
+    found: list[Finding] = []
+    for code, bad, what, fix in _pair_checks(graph, s, r):
+        idx = np.flatnonzero(bad)
+        if idx.size:
+            i = int(idx[0])
+            found.append(
+                make(
+                    graph,
+                    code,
+                    f"{count(idx.size, 'send/recv pair')} {what}; first: "
+                    f"{_side(graph, int(s[i]))} → {_side(graph, int(r[i]))}",
+                    fix,
+                    nodes=np.stack([s[idx], r[idx]], axis=1).ravel(),
+                    data={"pairs": int(idx.size)},
+                )
+            )
+    if odd_edges.size:
+        a, b = int(graph.src[odd_edges[0]]), int(graph.dst[odd_edges[0]])
+        found.append(
+            make(
+                graph,
+                Code.P2P_PEER,
+                f"{count(odd_edges.size, 'p2p edge')} not from a send to a recv; first: "
+                f"{graph.node_id(a)} ({Kind(int(graph.kind[a])).label}) → {graph.node_id(b)} "
+                f"({Kind(int(graph.kind[b])).label})",
+                "use p2p edges only from a send node to its recv node",
+                nodes=np.stack([graph.src[odd_edges], graph.dst[odd_edges]], axis=1).ravel(),
+            )
+        )
+    return found
+
+
+def check_collectives(graph: Graph) -> list[Finding]:
+    """``GRAPH-COLL-MEMBERS``, ``GRAPH-COLL-SIZE``, ``GRAPH-COLL-OP``."""
+    nodes = np.flatnonzero(graph.kind == Kind.COLLECTIVE)
+    if nodes.size == 0:
+        return []
+    inst = graph.inst[nodes].astype(np.int64)
+    findings = _members(graph, nodes, inst)
+    nbytes = graph.tmpl_bytes[graph.tmpl[nodes]]
+    for code, values, what, fix in (
+        (
+            Code.COLL_SIZE,
+            nbytes,
+            "bytes",
+            "give every member of a collective the same tensor shape and dtype",
+        ),
+        (
+            Code.COLL_OP,
+            graph.op[nodes].astype(np.int64),
+            "ops",
+            "make every member of an instance run the same collective op",
+        ),
+    ):
+        f = _disagree(graph, nodes, inst, values, code, what, fix)
+        if f is not None:
+            findings.append(f)
+    return findings
+
+
+def _show(code: Code, value: int) -> str:
+    return f"{value:,} B" if code is Code.COLL_SIZE else OP_LABELS[value]
+
+
+def _inst_label(graph: Graph, i: int) -> str:
+    g = int(graph.inst_group[i])
+    kind = GroupKind(int(graph.group_kind[g])).label
+    return (
+        f"instance {i} ({Coll(int(graph.inst_coll[i])).label} over {kind} group {g}, ranks "
+        f"{rank_list(graph.group(g))})"
+    )
+
+
+def _disagree(
+    graph: Graph,
+    nodes: I64,
+    inst: I64,
+    values: I64,
+    code: Code,
+    what: str,
+    fix: str,
+) -> Finding | None:
+    ref = np.zeros(graph.n_inst, dtype=np.int64)
+    ref[inst] = values  # any member's value; the others must agree with it
+    bad = values != ref[inst]
+    if not bad.any():
+        return None
+    bad_inst = np.unique(inst[bad])
+    first = int(bad_inst[0])
+    members = nodes[inst == first]
+    vals = ", ".join(
+        f"r{int(graph.rank[m])}: {_show(code, int(v))}"
+        for m, v in zip(members[:8], values[inst == first][:8], strict=True)
+    )
+    show = nodes[np.isin(inst, bad_inst[:4])]
+    return make(
+        graph,
+        code,
+        f"{count(bad_inst.size, 'collective instance')} whose members disagree on {what}; "
+        f"first: {_inst_label(graph, first)} has {vals}",
+        fix,
+        nodes=show,
+        data={"instances": int(bad_inst.size)},
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Membership:
+    """Instances whose nodes are not exactly their group's members, by problem."""
+
+    missing_slot: I64
+    """Flat (instance, group position) slots no node fills."""
+    slot_base: I64
+    """First flat slot of each instance."""
+    missing: I64
+    twice: I64
+    outside: I64
+    wrong_group: I64
+    """Instances (one entry per offending slot or node)."""
+
+    @property
+    def bad(self) -> I64:
+        parts = [self.missing, self.twice, self.outside, self.wrong_group]
+        return np.unique(np.concatenate(parts))
+
+
+def _membership(graph: Graph, nodes: I64, inst: I64) -> _Membership:
+    """Place each collective node at its rank's position in its instance's group."""
+    world = graph.mesh.world
+    sizes = np.diff(graph.group_offsets)
+    group_key = np.repeat(np.arange(sizes.shape[0], dtype=np.int64) * world, sizes)
+    group_key += graph.group_members
+    ginst = graph.inst_group[inst].astype(np.int64)
+    pos, inside = _index_in(group_key, ginst * world + graph.rank[nodes])
+    base = np.zeros(graph.n_inst + 1, dtype=np.int64)
+    np.cumsum(sizes[graph.inst_group], out=base[1:])
+    flat = base[inst] + pos - graph.group_offsets[ginst]
+    hits = np.bincount(flat[inside], minlength=int(base[-1]))
+    missing_slot = np.flatnonzero(hits == 0)
+    return _Membership(
+        missing_slot=missing_slot,
+        slot_base=base,
+        missing=np.searchsorted(base, missing_slot, side="right") - 1,
+        twice=np.searchsorted(base, np.flatnonzero(hits > 1), side="right") - 1,
+        outside=inst[~inside],
+        wrong_group=inst[graph.aux[nodes] != graph.inst_group[inst]],
+    )
+
+
+def _members(graph: Graph, nodes: I64, inst: I64) -> list[Finding]:
+    """``GRAPH-COLL-MEMBERS``: each instance's member ranks against its group."""
+    mem = _membership(graph, nodes, inst)
+    bad = mem.bad
+    if bad.size == 0:
+        return []
+    first = int(bad[0])
+    g = int(graph.inst_group[first])
+    slot = mem.missing_slot[mem.missing == first] - mem.slot_base[first]
+    absent = graph.group_members[graph.group_offsets[g] + slot]
+    present = nodes[inst == first]
+    tallies = (
+        (np.unique(mem.missing).size, "instance", "misses a member", "miss a member"),
+        (np.unique(mem.twice).size, "instance", "has a rank twice", "have a rank twice"),
+        (np.unique(mem.outside).size, "instance", "includes an outsider", "include outsiders"),
+        (mem.wrong_group.size, "node", "names another group", "name another group"),
+    )
+    parts = [f"{count(k, noun)} {one if k == 1 else many}" for k, noun, one, many in tallies if k]
+    message = (
+        f"{count(bad.size, 'collective instance')} not joined by exactly the members of "
+        f"{'its' if bad.size == 1 else 'their'} group ({'; '.join(parts)}); first: "
+        f"{_inst_label(graph, first)} is joined by ranks [{rank_list(graph.rank[present])}], "
+        f"missing [{rank_list(absent)}]"
+    )
+    fix = (
+        "emit one node of every collective instance on each rank of its group, on no other "
+        "rank, with aux set to the instance's group"
+    )
+    data = {"instances": int(bad.size), "missing_members": int(mem.missing_slot.size)}
+    return [
+        make(
+            graph,
+            Code.COLL_MEMBERS,
+            message,
+            fix,
+            nodes=nodes[np.isin(inst, bad[:4])],
+            ranks=np.concatenate([graph.rank[present], absent]),
+            data=data | {"first_missing_ranks": absent.tolist()[:16]},
+        )
+    ]

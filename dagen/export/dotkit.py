@@ -1,0 +1,93 @@
+"""What both picture views share: safe labels, the page title, the empty digraph.
+
+User text (plan and model names) reaches DOT only through :func:`text`, which turns
+control characters into spaces and doubles backslashes (so ``\\N`` or ``\\G`` in a name
+stays as typed), and :func:`label`, which marks the result as non-HTML (so ``<b>x</b>``
+is drawn as typed). The ``graphviz`` package then quotes it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import graphviz
+
+from dagen.export.base import ExportContext
+from dagen.findings import Severity
+
+__all__ = ["FONT", "digraph", "headline", "label", "text"]
+
+FONT = "Helvetica"
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def text(value: str) -> str:
+    """User text made literal for a DOT label.
+
+    Example:
+        >>> print(text("a\\\\Nb\\tc"))
+        a\\\\Nb c
+    """
+    return _CONTROL.sub(" ", value).replace("\\", "\\\\")
+
+
+def label(title: str, *lines: str) -> str:
+    """A label: ``title`` centred, then ``lines`` left-aligned; parts must be :func:`text`-safe.
+
+    Example:
+        >>> print(label("L0–3", "TP2"))
+        L0–3\\nTP2\\l
+    """
+    body = "".join(f"{line}\\l" for line in lines)
+    # nohtml keeps a str subclass that the graphviz package always quotes.
+    result: str = graphviz.nohtml(f"{title}\\n{body}" if lines else title)
+    return result
+
+
+def headline(ctx: ExportContext) -> list[str]:
+    """The picture's title lines: plan and model, the mesh, the workload, findings."""
+    g = ctx.graph
+    plan, mesh = g.plan, g.mesh
+    m, s = plan.model, mesh.sizes
+    model = f"{m.layers} layers, hidden {m.hidden_size}, {m.heads} heads ({m.kv_heads} kv)"
+    if m.moe is not None:
+        model += f", MoE {m.moe.experts} experts top-{m.moe.top_k}"
+    hosts = -(-mesh.world // mesh.gpus_per_node)
+    lines = [
+        f"{text(plan.name)} — {text(m.name)}: {model}",
+        f"{mesh.world} GPUs = TP{s['tp']}·CP{s['cp']}·DP{s['dp']}·PP{s['pp']} (attention)"
+        f" = ETP{s['etp']}·EP{s['ep']}·EDP{s['edp']}·PP{s['pp']} (experts);"
+        f" {hosts} host(s) × {mesh.gpus_per_node} GPUs",
+    ]
+    w = plan.workload
+    work = f"{w.phase.value}: batch {w.batch}, prompt {w.prompt_len}, "
+    work += f"{w.micro_batches} micro-batch(es) per replica"
+    if w.decode_steps > 1:
+        work += f", {w.decode_steps} decode steps"
+    lines.append(f"{work}; graph {g.n_nodes:,} nodes, {g.n_edges:,} edges")
+    if ctx.findings:
+        errors = sum(f.severity is Severity.ERROR for f in ctx.findings)
+        warnings = sum(f.severity is Severity.WARNING for f in ctx.findings)
+        lines.append(f"findings: {errors} error(s), {warnings} warning(s)")
+    return lines
+
+
+def digraph(title_lines: list[str], rankdir: str = "TB") -> graphviz.Digraph:
+    """An empty digraph named ``dagen`` with the title on top and dagen's fonts."""
+    return graphviz.Digraph(
+        name="dagen",
+        graph_attr={
+            "label": graphviz.nohtml("".join(f"{line}\\l" for line in title_lines)),
+            "labelloc": "t",
+            "labeljust": "l",
+            "fontname": FONT,
+            "fontsize": "14",
+            "rankdir": rankdir,
+            "newrank": "true",
+            "nodesep": "0.3",
+            "ranksep": "0.35",
+        },
+        node_attr={"fontname": FONT, "fontsize": "10", "shape": "box", "style": "rounded,filled"},
+        edge_attr={"fontname": FONT, "fontsize": "9"},
+    )

@@ -1,0 +1,94 @@
+"""The cost estimate as exporters show it: a plain summary and per-node times.
+
+The estimate is read by attribute (see :class:`dagen.cost.Estimate`); the exporters
+only summarise it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from dagen.export.summary import plain
+from dagen.graph.ir import Graph
+
+__all__ = ["MEMORY_PARTS", "SCALARS", "estimate_summary", "memory_table", "node_times"]
+
+F64 = npt.NDArray[np.float64]
+
+SCALARS = (
+    "makespan_s",
+    "ttft_s",
+    "tpot_s",
+    "tokens_per_s",
+    "tokens_per_s_per_gpu",
+    "bubble_fraction",
+)
+"""Scalar fields of the estimate copied into every summary, in this order."""
+
+MEMORY_PARTS = ("weights", "routed", "kv", "activation", "buffer", "total")
+"""Per-rank memory parts, each bytes per rank (``routed``: the routed experts' share of
+``weights``)."""
+
+CRITICAL_PATH_LIMIT = 10_000
+"""Node ids of the critical path listed in the JSON summary at most (the rest counted)."""
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    x = float(value)
+    return x if np.isfinite(x) else None
+
+
+def node_times(estimate: Any | None, n_nodes: int) -> tuple[F64, F64] | None:
+    """``(start_s, duration_s)`` per node, or ``None`` without an estimate."""
+    if estimate is None:
+        return None
+    start = np.asarray(estimate.start_s, dtype=np.float64)
+    duration = np.asarray(estimate.duration_s, dtype=np.float64)
+    if start.shape != (n_nodes,) or duration.shape != (n_nodes,):
+        return None
+    return start, duration
+
+
+def _memory_part(memory: Any, part: str) -> npt.NDArray[np.int64] | None:
+    for name in (f"{part}_bytes", part):
+        value = getattr(memory, name, None)
+        if value is not None:
+            return np.asarray(value, dtype=np.int64)
+    return None
+
+
+def memory_table(estimate: Any) -> dict[str, Any]:
+    """Memory per rank: each part's bytes per rank, the capacity, and the fullest rank."""
+    memory = estimate.memory
+    parts = {p: arr for p in MEMORY_PARTS if (arr := _memory_part(memory, p)) is not None}
+    capacity = getattr(memory, "capacity_bytes", None)
+    out: dict[str, Any] = {"capacity_bytes": None if capacity is None else int(capacity)}
+    total = parts.get("total")
+    if total is not None and total.size:
+        worst = int(np.argmax(total))
+        out["max_rank"] = worst
+        out["max"] = {p: int(a[worst]) for p, a in parts.items()}
+    out["per_rank"] = {p: a.tolist() for p, a in parts.items()}
+    return out
+
+
+def estimate_summary(estimate: Any | None, graph: Graph) -> dict[str, Any] | None:
+    """The estimate as plain JSON data, or ``None`` when there is none."""
+    if estimate is None:
+        return None
+    out: dict[str, Any] = {k: _number(getattr(estimate, k, None)) for k in SCALARS}
+    out["memory"] = memory_table(estimate)
+    busy = getattr(estimate, "busy_fraction", None)
+    out["busy_fraction"] = None if busy is None else np.asarray(busy, dtype=np.float64).tolist()
+    path = np.asarray(getattr(estimate, "critical_path", ()), dtype=np.int64)
+    out["critical_path"] = {
+        "length": int(path.size),
+        "nodes": graph.node_ids(path[:CRITICAL_PATH_LIMIT]),
+    }
+    out["verdicts"] = [plain(v) for v in getattr(estimate, "verdicts", ())]
+    return out

@@ -1,0 +1,294 @@
+"""The Markdown review report (``templates/report.md.j2``), fit for a GitHub comment.
+
+Plan, mesh, pipeline stages, a Mermaid overview, findings and the estimate with its
+verdicts. Every value written in the plan file is Markdown-escaped (:func:`md`); the
+report stays under GitHub's comment limit (:data:`MAX_CHARS`) by listing fewer rows
+and saying so.
+
+Example:
+    >>> text = render_markdown(ExportContext(graph=graph))  # doctest: +SKIP
+    >>> text.startswith("# dagen report: ")  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, BinaryIO, Protocol
+
+import jinja2
+import numpy as np
+
+from dagen.errors import DagenError
+from dagen.export.base import ExportContext
+from dagen.export.mdparts import estimate_part, mermaid, stage_rows
+from dagen.export.overview import overview
+from dagen.export.summary import graph_totals, rank_ranges
+from dagen.findings import Finding, Severity
+from dagen.graph.ir import Graph
+from dagen.mesh import GROUP_DIMS, Mesh, build_mesh
+from dagen.plan.model import Plan
+
+__all__ = ["MAX_CHARS", "emit", "md", "render_markdown"]
+
+MAX_CHARS = 65_536
+"""GitHub's limit on a comment body; the report never exceeds it."""
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]#|~!])")
+
+
+class AnalysisLike(Protocol):
+    """What :func:`render_markdown` reads from a :class:`dagen.api.Analysis`."""
+
+    @property
+    def plan(self) -> Plan: ...
+    @property
+    def findings(self) -> tuple[Finding, ...]: ...
+    @property
+    def graph(self) -> Graph | None: ...
+    @property
+    def estimate(self) -> Any | None: ...
+
+
+def md(value: object) -> str:
+    """Text made literal in Markdown (tables included): ``&``, ``<``, ``>`` as entities
+    (no HTML gets through), other specials backslash-escaped, line breaks as spaces.
+
+    Example:
+        >>> print(md("a|b <i>*x*</i>"))
+        a\\|b &lt;i&gt;\\*x\\*&lt;/i&gt;
+    """
+    text = " ".join(str(value).split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("dagen.templates", ""),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # Markdown, not HTML: user text goes through |md instead
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["md"] = md
+    env.filters["code"] = _code
+    return env
+
+
+@dataclass(frozen=True, slots=True)
+class _Caps:
+    """How many rows of each long list the report shows."""
+
+    findings: int = 200
+    stages: int = 128
+    verdicts: int = 100
+    mermaid: bool = True
+
+    def smaller(self) -> _Caps:
+        return _Caps(
+            findings=max(5, self.findings // 2),
+            stages=max(8, self.stages // 2),
+            verdicts=max(5, self.verdicts // 2),
+            mermaid=self.findings > 5,
+        )
+
+
+def _parallel_rows(plan: Plan) -> list[tuple[str, object]]:
+    p = plan.parallel
+    return [
+        ("convention", p.convention.value),
+        ("tp · cp · dp · pp", f"{p.tp} · {p.cp} · {p.dp} · {p.pp}"),
+        ("ep · etp · edp", f"{p.ep} · {p.etp} · {p.edp()}"),
+        ("redundant experts", p.redundant_experts),
+        ("sequence parallel", "yes" if p.sequence_parallel else "no"),
+        ("rank order", p.order),
+        ("declared world size", "—" if p.world_size is None else p.world_size),
+    ]
+
+
+def _hardware_rows(plan: Plan) -> list[tuple[str, object]]:
+    h = plan.hardware
+    peak = ", ".join(f"{k} {v:g}" for k, v in sorted(h.peak_tflops.items()))
+    return [
+        ("preset", h.preset or "—"),
+        ("memory per GPU", f"{h.memory_gb:g} GB"),
+        ("peak TFLOP/s", peak),
+        ("HBM", f"{h.hbm_tbps:g} TB/s"),
+        ("GPUs per host", h.gpus_per_node),
+        (
+            "links per GPU",
+            f"{h.intra_node_gbps:g} GB/s intra-host, {h.inter_node_gbps:g} GB/s inter-host",
+        ),
+    ]
+
+
+def _model_facts(plan: Plan) -> str:
+    m = plan.model
+    facts = f"{m.layers} layers, hidden {m.hidden_size}, {m.heads} heads ({m.kv_heads} kv), "
+    facts += f"FFN {m.ffn_size}, vocab {m.vocab_size}, {m.dtype.value}"
+    if m.moe is not None:
+        facts += (
+            f"; MoE: {m.moe.experts} experts, top-{m.moe.top_k}, expert FFN {m.moe.expert_ffn_size}"
+        )
+        if m.moe.shared_experts:
+            facts += f", {m.moe.shared_experts} shared"
+    return facts
+
+
+def _workload(plan: Plan) -> str:
+    w = plan.workload
+    text = f"{w.phase.value}, batch {w.batch}, prompt {w.prompt_len} tokens, "
+    text += f"{w.gen_len} generated, {w.micro_batches} micro-batch(es) per replica"
+    if w.decode_steps > 1:
+        text += f", {w.decode_steps} decode steps unrolled"
+    return text
+
+
+def _code(value: object) -> str:
+    """An inline code span (backslashes are literal there, so backticks are replaced)."""
+    return "`" + " ".join(str(value).replace("`", "'").split()) + "`"
+
+
+def _world(plan: Plan) -> dict[str, str]:
+    p = plan.parallel
+    attn = f"TP{p.tp}·CP{p.cp}·DP{p.attn_dp()}·PP{p.pp}"
+    experts = f"ETP{p.etp}·EP{p.ep}·EDP{p.edp()}·PP{p.pp}"
+    return {"text": f"{p.world()} GPUs = {attn} (attention) = {experts} (experts)"}
+
+
+def _mesh_rows(mesh: Mesh) -> dict[str, Any]:
+    rows = []
+    for dim in GROUP_DIMS:
+        groups = mesh.groups(dim)
+        rows.append(
+            {
+                "dim": dim.upper(),
+                "size": int(mesh.sizes[dim]),
+                "groups": int(groups.shape[0]),
+                "crosses": "yes" if bool(np.any(mesh.crosses_hosts(dim))) else "no",
+                "example": rank_ranges(groups[mesh.group_of(dim)[0]].tolist()),
+            }
+        )
+    return {
+        "world": mesh.world,
+        "hosts": -(-mesh.world // mesh.gpus_per_node),
+        "gpus_per_node": mesh.gpus_per_node,
+        "order": "-".join(mesh.order),
+        "convention": mesh.convention.value,
+        "rows": rows,
+    }
+
+
+def _finding_rows(findings: tuple[Finding, ...], cap: int) -> list[dict[str, str]]:
+    order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
+    ranked = sorted(findings, key=lambda f: order[f.severity])
+    rows = []
+    for f in ranked[:cap]:
+        where = f.path + (f" (line {f.line})" if f.line is not None else "")
+        if f.nodes:
+            where += (
+                (" " if where else "") + ", ".join(f.nodes[:3]) + (" …" if len(f.nodes) > 3 else "")
+            )
+        rows.append(
+            {
+                "severity": f.severity.value,
+                "code": f.code,
+                "where": where,
+                "message": f.message,
+                "fix": f.fix,
+            }
+        )
+    return rows
+
+
+def _verdict_line(findings: tuple[Finding, ...], has_graph: bool) -> str:
+    errors = sum(f.severity is Severity.ERROR for f in findings)
+    if errors:
+        return f"**✗ {errors} error(s)**: the plan as written does not hold; see Findings."
+    if not has_graph:
+        return "**No graph**: the plan was not expanded."
+    return "**✓ No errors**: the per-GPU graph was built and passed every check."
+
+
+def _context(source: AnalysisLike, caps: _Caps) -> dict[str, Any]:
+    plan, graph = source.plan, source.graph
+    mesh = graph.mesh if graph is not None else _mesh_or_none(plan)
+    ov = overview(graph) if graph is not None else None
+    rows = stage_rows(ov, graph) if ov is not None and graph is not None else []
+    counts = {s.value: sum(f.severity is s for f in source.findings) for s in Severity}
+    return {
+        "plan": {"name": plan.name, "model": plan.model.name},
+        "verdict_line": _verdict_line(source.findings, graph is not None),
+        "model_facts": _model_facts(plan),
+        "world": _world(plan),
+        "workload": _workload(plan),
+        "parallel": _parallel_rows(plan),
+        "hardware": _hardware_rows(plan),
+        "mesh": _mesh_rows(mesh) if mesh is not None else _no_mesh(plan),
+        "stages": rows[: caps.stages],
+        "stages_more": max(0, len(rows) - caps.stages),
+        "mermaid": mermaid(ov) if ov is not None and caps.mermaid else "",
+        "findings": _finding_rows(source.findings, caps.findings),
+        "findings_more": max(0, len(source.findings) - caps.findings),
+        "counts": counts,
+        "estimate": estimate_part(source.estimate, caps.verdicts),
+        "graph": graph_totals(graph) if graph is not None else None,
+        "notes": [],
+    }
+
+
+def _mesh_or_none(plan: Plan) -> Mesh | None:
+    try:
+        return build_mesh(plan.parallel, plan.hardware.gpus_per_node)
+    except DagenError:  # a plan with errors may not factor; its findings say why
+        return None
+
+
+def _no_mesh(plan: Plan) -> dict[str, Any]:
+    return {
+        "world": plan.parallel.world(),
+        "hosts": -(-plan.parallel.world() // plan.hardware.gpus_per_node),
+        "gpus_per_node": plan.hardware.gpus_per_node,
+        "order": plan.parallel.order,
+        "convention": plan.parallel.convention.value,
+        "rows": [],
+    }
+
+
+class _Context:
+    """An :class:`ExportContext` seen as an analysis (its plan is the graph's)."""
+
+    def __init__(self, ctx: ExportContext) -> None:
+        self.plan = ctx.graph.plan
+        self.findings = ctx.findings
+        self.graph: Graph | None = ctx.graph
+        self.estimate = ctx.estimate
+
+
+def render_markdown(source: ExportContext | AnalysisLike) -> str:
+    """The report as Markdown text, at most :data:`MAX_CHARS` characters.
+
+    ``source`` is an :class:`ExportContext` or a :class:`dagen.api.Analysis` (whose
+    graph may be ``None`` when the plan has errors: the report then shows the plan,
+    the mesh if it factors, and the findings).
+    """
+    src: AnalysisLike = _Context(source) if isinstance(source, ExportContext) else source
+    template = _environment().get_template("report.md.j2")
+    caps = _Caps()
+    for _ in range(8):
+        text = template.render(_context(src, caps))
+        if len(text) <= MAX_CHARS:
+            return text
+        caps = caps.smaller()
+    note = "\n\n_Report cut at GitHub's comment limit; the JSON output has everything._\n"
+    return text[: MAX_CHARS - len(note)] + note
+
+
+def emit(ctx: ExportContext, out: BinaryIO) -> None:
+    """Write the report (UTF-8) to ``out``."""
+    out.write(render_markdown(ctx).encode("utf-8"))

@@ -1,0 +1,178 @@
+"""Pieces of the Markdown report: the stage table, the Mermaid chart, the estimate.
+
+Nothing here holds text from the plan file (names are rendered by the template,
+escaped), so the Mermaid chart needs only to keep its own syntax intact (:func:`_mm`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dagen.export.estimate import MEMORY_PARTS, memory_table
+from dagen.export.overview import Block, BlockKind, Overview
+from dagen.export.summary import human_bytes, human_count
+from dagen.graph.ir import Graph
+
+__all__ = ["estimate_part", "mermaid", "stage_rows"]
+
+_MERMAID_CLASSES = {
+    BlockKind.EMBED: "io",
+    BlockKind.HEAD: "io",
+    BlockKind.DENSE: "dense",
+    BlockKind.MOE: "moe",
+    BlockKind.ATTENTION: "dense",
+}
+_MERMAID_STYLES = (
+    "classDef io fill:#e3e3e3,stroke:#555",
+    "classDef dense fill:#cfe2f3,stroke:#555",
+    "classDef moe fill:#fce5cd,stroke:#555",
+)
+
+
+def _mm(text: str) -> str:
+    """Text safe inside a quoted Mermaid label (entity codes for its syntax characters)."""
+    for char, code in (("#", "#35;"), ('"', "#quot;"), ("<", "#lt;"), (">", "#gt;")):
+        text = text.replace(char, code)
+    return text
+
+
+def _comms(blocks: list[Block]) -> str:
+    """Collectives per layer; prefixed by the layer span when the stage's blocks differ."""
+    texts = [", ".join(f"{c} ×{n} ({k.upper()})" for c, k, n in b.comms) or "none" for b in blocks]
+    if len(set(texts)) <= 1:
+        return texts[0] if texts else "—"
+    return "; ".join(f"{b.title.split(' ')[0]}: {t}" for b, t in zip(blocks, texts, strict=True))
+
+
+def stage_rows(ov: Overview, graph: Graph) -> list[dict[str, Any]]:
+    """One row per pipeline stage for the report's table."""
+    sends: dict[int, list[str]] = {}
+    for link in ov.links:
+        what = "next token" if link.decode else "activations"
+        sends.setdefault(link.src, []).append(
+            f"{what} → stage {link.dst}: {human_bytes(link.bytes_per_rank)}/rank × {link.ranks}"
+        )
+    rows = []
+    for s in ov.stages:
+        layer_blocks = [b for b in s.blocks if b.first >= 0]
+        comms = _comms(layer_blocks)
+        experts = sorted({b.experts_per_rank for b in layer_blocks if b.kind is BlockKind.MOE})
+        rows.append(
+            {
+                "index": s.index,
+                "ranks": s.ranks,
+                "hosts": s.hosts,
+                "layers": s.layers,
+                "blocks": "; ".join(b.title for b in s.blocks),
+                "experts": ", ".join(map(str, experts)) or "—",
+                "comms": comms,
+                "sends": "; ".join(sends.get(s.index, [])) or "—",
+            }
+        )
+    return rows
+
+
+def mermaid(ov: Overview) -> str:
+    """A Mermaid flowchart of the stages and their blocks (GitHub renders it)."""
+    lines = ["flowchart TB"]
+    for s in ov.stages:
+        lines.append(f'  subgraph s{s.index}["stage {s.index}: {_mm(s.layers)}, {s.n_ranks} GPUs"]')
+        lines.append("    direction TB")
+        for i, b in enumerate(s.blocks):
+            detail = "<br/>".join(_mm(x) for x in b.lines[:3])
+            lines.append(
+                f'    s{s.index}b{i}["{_mm(b.title)}<br/>{detail}"]:::{_MERMAID_CLASSES[b.kind]}'
+            )
+        for i in range(len(s.blocks) - 1):
+            lines.append(f"    s{s.index}b{i} --> s{s.index}b{i + 1}")
+        lines.append("  end")
+    last = {s.index: len(s.blocks) - 1 for s in ov.stages}
+    for link in ov.links:
+        arrow = "-.->" if link.decode else "==>"
+        lines.append(f'  s{link.src}b{last[link.src]} {arrow}|"{_mm(link.label)}"| s{link.dst}b0')
+    lines += [f"  {style}" for style in _MERMAID_STYLES]
+    return "\n".join(lines)
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "—"
+    x = float(value)
+    if not np.isfinite(x):
+        return str(x)
+    return f"{x:.4g} {unit}".strip()
+
+
+def _seconds(value: Any) -> str:
+    if value is None or not np.isfinite(float(value)):
+        return _fmt(value)
+    x = float(value)
+    return f"{x * 1e3:.4g} ms" if abs(x) < 1 else f"{x:.4g} s"
+
+
+def _metrics(est: Any) -> list[tuple[str, str]]:
+    busy = np.asarray(getattr(est, "busy_fraction", ()), dtype=np.float64)
+    rows = [
+        ("simulated step (makespan)", _seconds(getattr(est, "makespan_s", None))),
+        ("time to first token", _seconds(getattr(est, "ttft_s", None))),
+        ("time per output token", _seconds(getattr(est, "tpot_s", None))),
+        ("throughput", _fmt(getattr(est, "tokens_per_s", None), "tokens/s")),
+        ("throughput per GPU", _fmt(getattr(est, "tokens_per_s_per_gpu", None), "tokens/s")),
+        ("pipeline bubble", _fmt(getattr(est, "bubble_fraction", None))),
+    ]
+    if busy.size:
+        rows.append(
+            (
+                "GPU busy fraction (min / mean / max)",
+                f"{busy.min():.3g} / {busy.mean():.3g} / {busy.max():.3g}",
+            )
+        )
+    return rows
+
+
+def _memory_rows(est: Any) -> tuple[str, list[tuple[str, str]]]:
+    table = memory_table(est)
+    worst = table.get("max", {})
+    cap = table["capacity_bytes"]
+    names = {"routed": "of which routed experts", "kv": "KV cache"}
+    # Decimal units, as hardware.memory_gb: 1 GB = 1e9 bytes.
+    rows = [(names.get(p, p), human_count(worst[p], "B")) for p in MEMORY_PARTS if p in worst]
+    if cap:
+        rows.append(("capacity", human_count(cap, "B")))
+        if "total" in worst:
+            rows.append(("used", f"{100 * worst['total'] / cap:.1f} %"))
+    return ("rank " + str(table["max_rank"])) if "max_rank" in table else "—", rows
+
+
+def _verdicts(est: Any, cap: int) -> list[dict[str, str]]:
+    rows = []
+    for v in list(getattr(est, "verdicts", ()))[:cap]:
+        unit = str(getattr(v, "unit", "") or "")
+        rows.append(
+            {
+                "claim": str(getattr(v, "claim", "")),
+                "target": _fmt(getattr(v, "target", None), unit),
+                "estimate": _fmt(getattr(v, "estimate", None), unit),
+                "bound": _fmt(getattr(v, "bound", None), unit),
+                "verdict": str(getattr(v, "verdict", "unknown")),
+                "arithmetic": str(getattr(v, "arithmetic", "")),
+            }
+        )
+    return rows
+
+
+def estimate_part(est: Any | None, cap: int) -> dict[str, Any] | None:
+    """The report's estimate section, or ``None`` without an estimate."""
+    if est is None:
+        return None
+    memory_rank, memory = _memory_rows(est)
+    total = len(list(getattr(est, "verdicts", ())))
+    return {
+        "metrics": _metrics(est),
+        "memory_rank": memory_rank,
+        "memory": memory,
+        "verdicts": _verdicts(est, cap),
+        "verdicts_more": max(0, total - cap),
+    }

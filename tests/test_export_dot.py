@@ -1,0 +1,271 @@
+"""The DOT, SVG and PNG pictures: golden DOT, re-parsing, rendering, hostile names.
+
+DOT is re-parsed with pydot (an independent parser); SVG is parsed as XML. Tests that
+need a Graphviz engine are marked ``graphviz``.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pydot
+import pytest
+from conftest import make_plan
+from golden import assert_golden
+
+from dagen.errors import ExportError
+from dagen.export import ExportContext, emit, select_nodes
+from dagen.export import svg as svg_mod
+from dagen.export.dot import source
+from dagen.export.overview import overview
+from dagen.graph.build import build_graph
+from dagen.graph.ir import Graph, Kind, Op
+from dagen.plan.loader import load_plan
+
+PLANS = Path(__file__).parent / "data" / "plans"
+# pydot 4 calls pyparsing's camelCase names, which pyparsing 3.2 deprecates.
+pytestmark = pytest.mark.filterwarnings(r"ignore:'\w+' deprecated - use:DeprecationWarning")
+SVG = "{http://www.w3.org/2000/svg}"
+XLINK = "{http://www.w3.org/1999/xlink}"
+# Elements Graphviz writes; a name smuggled into a label must not add any other.
+SVG_TAGS = {"svg", "g", "title", "text", "polygon", "path", "ellipse", "polyline", "a"}
+HOSTILE = 'x" ] ; evil -> pwn [label="<b>h</b>" \\N {braces} <script>alert(1)</script> &amp; ünï€ 模型\n\tend\\'
+
+
+@pytest.fixture(scope="module")
+def moe() -> Graph:
+    return build_graph(load_plan(PLANS / "tiny_moe.yaml"))
+
+
+@pytest.fixture(scope="module")
+def dense() -> Graph:
+    return build_graph(load_plan(PLANS / "tiny_dense.yaml"))
+
+
+def _bytes(fmt: str, ctx: ExportContext) -> bytes:
+    buf = io.BytesIO()
+    emit(fmt, ctx, buf)
+    return buf.getvalue()
+
+
+def _parse(dot_text: str) -> pydot.Dot:
+    graphs = pydot.graph_from_dot_data(dot_text)
+    assert graphs is not None and len(graphs) == 1
+    graph: pydot.Dot = graphs[0]
+    return graph
+
+
+def _all_nodes(g: pydot.Graph) -> list[pydot.Node]:
+    nodes = [n for n in g.get_nodes() if n.get_name() not in ("node", "edge", "graph")]
+    for sub in g.get_subgraphs():
+        nodes += _all_nodes(sub)
+    return nodes
+
+
+def _ranks_ctx(g: Graph, **kw: object) -> ExportContext:
+    return ExportContext(
+        graph=g, view="ranks", ranks=frozenset({0, 4}), microbatches=frozenset({0}), **kw
+    )  # type: ignore[arg-type]
+
+
+# --- DOT -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["tiny_dense", "tiny_moe"])
+def test_overview_dot_matches_golden(name: str) -> None:
+    g = build_graph(load_plan(PLANS / f"{name}.yaml"))
+    assert_golden(f"{name}.overview.dot", _bytes("dot", ExportContext(graph=g)))
+
+
+def test_ranks_dot_matches_golden(moe: Graph) -> None:
+    assert_golden("tiny_moe.ranks.dot", _bytes("dot", _ranks_ctx(moe)))
+
+
+def test_overview_shows_stages_blocks_and_sends(moe: Graph) -> None:
+    parsed = _parse(source(ExportContext(graph=moe)))
+    clusters = [s.get_name() for s in parsed.get_subgraphs()]
+    assert clusters == ["cluster_stage0", "cluster_stage1", "cluster_legend"]
+    labels = " ".join(str(n.get("label")) for n in _all_nodes(parsed))
+    assert "L0–1 · MoE (2 layers)" in labels and "L2–3 · MoE (2 layers)" in labels
+    assert "experts: EP4, 2/rank of 8, top-2" in labels
+    assert "all-to-all ×2 (EP)" in labels and "all-reduce ×1 (TP)" in labels
+    send = np.flatnonzero(moe.op == Op.PP_SEND)[0]
+    nbytes = int(moe.tmpl_bytes[moe.tmpl[send]])
+    link = next(e for e in parsed.get_edges() if e.get_destination() == "s1head")
+    assert f"{nbytes / 1024:.1f} KiB/rank/micro-batch × 4 ranks" in str(link.get("label"))
+
+
+def test_overview_reads_layer_kinds_off_the_graph() -> None:
+    g = build_graph(
+        make_plan(layers=6, pp=2, tp=2, experts=8, ep=2, first_dense_layers=1, moe_layer_freq=2)
+    )
+    titles = [b.title for s in overview(g).stages for b in s.blocks]
+    assert titles == [
+        "embedding",
+        "L0 · dense (1 layer)",
+        "L1 · MoE (1 layer)",
+        "L2 · dense (1 layer)",
+        "L3 · MoE (1 layer)",
+        "L4 · dense (1 layer)",
+        "L5 · MoE (1 layer)",
+        "LM head",
+    ]
+
+
+def test_decode_overview_draws_the_token_going_back() -> None:
+    g = build_graph(make_plan(phase="decode", decode_steps=2, pp=2))
+    links = overview(g).links
+    assert [(lk.src, lk.dst, lk.decode) for lk in links] == [(0, 1, False), (1, 0, True)]
+    assert "style=dashed" in source(ExportContext(graph=g))
+
+
+def test_ranks_view_draws_exactly_the_selection(moe: Graph) -> None:
+    ctx = _ranks_ctx(moe)
+    parsed = _parse(source(ctx))
+    picked = select_nodes(moe, ctx.ranks, None, ctx.microbatches)
+    names = {n.get_name() for n in _all_nodes(parsed)}
+    drawn = {int(n[1:]) for n in names if re.fullmatch(r"n\d+", n)}
+    assert drawn == set(picked.tolist())
+    assert [s.get_name() for s in parsed.get_subgraphs()] == ["cluster_rank0", "cluster_rank4"]
+    # instances joining both ranks (TP groups are {0,1} and {4,5}: none); p2p 0 → 4 is drawn
+    p2p = [e for e in parsed.get_edges() if e.get("penwidth") == "2"]
+    assert len(p2p) == int(np.sum((moe.kind[picked] == Kind.SEND) & np.isin(moe.aux[picked], [4])))
+
+
+def test_ranks_view_joins_collective_members_to_a_shared_instance(moe: Graph) -> None:
+    ctx = ExportContext(
+        graph=moe,
+        view="ranks",
+        ranks=frozenset({0, 1}),
+        layers=frozenset({0}),
+        microbatches=frozenset({0}),
+    )
+    parsed = _parse(source(ctx))
+    inst_nodes = [n.get_name() for n in _all_nodes(parsed) if re.fullmatch(r"i\d+", n.get_name())]
+    picked = select_nodes(moe, ctx.ranks, ctx.layers, ctx.microbatches)
+    coll = picked[moe.kind[picked] == Kind.COLLECTIVE]
+    insts = {int(i) for i in moe.inst[coll].tolist()}
+    assert {int(n[1:]) for n in inst_nodes} == insts
+    dashed = [e for e in parsed.get_edges() if e.get("style") == "dashed"]
+    assert len(dashed) == coll.size
+
+
+def test_detail_view_refuses_to_draw_too_much_and_says_how_to_narrow(moe: Graph) -> None:
+    ctx = ExportContext(graph=moe, view="ranks", max_detail_nodes=40)
+    with pytest.raises(ExportError) as err:
+        source(ctx)
+    msg = str(err.value)
+    assert f"would draw {moe.n_nodes:,} nodes, over the limit of 40" in msg
+    assert "--ranks 0-1 --layers 0 --microbatches 0" in msg
+    suggested = select_nodes(moe, frozenset({0, 1}), frozenset({0}), frozenset({0})).size
+    assert f"draws {suggested:,} nodes" in msg
+    assert source(
+        ExportContext(
+            graph=moe,
+            view="ranks",
+            ranks=frozenset({0, 1}),
+            layers=frozenset({0}),
+            microbatches=frozenset({0}),
+            max_detail_nodes=suggested,
+        )
+    )
+
+
+def test_empty_selection_is_an_error(moe: Graph) -> None:
+    with pytest.raises(ExportError, match="selects no node"):
+        source(ExportContext(graph=moe, view="ranks", ranks=frozenset({99})))
+
+
+def test_dot_is_deterministic(moe: Graph) -> None:
+    again = build_graph(moe.plan)
+    for ctx_a, ctx_b in (
+        (ExportContext(graph=moe), ExportContext(graph=again)),
+        (_ranks_ctx(moe), _ranks_ctx(again)),
+    ):
+        assert _bytes("dot", ctx_a) == _bytes("dot", ctx_b)
+
+
+def test_hostile_names_stay_text_in_dot() -> None:
+    g = build_graph(
+        make_plan(
+            plan_name=HOSTILE, name='<img src=x onerror=alert(1)>"}{', pp=2, tp=2, experts=8, ep=2
+        )
+    )
+    for ctx in (ExportContext(graph=g), _ranks_ctx(g)):
+        parsed = _parse(source(ctx))
+        names = {n.get_name() for n in _all_nodes(parsed)}
+        assert "pwn" not in names and "evil" not in names
+        title = parsed.get_graph_defaults()[0]["label"]
+        assert "<script>alert(1)</script>" in title and "\\\\N" in title and "模型" in title
+        assert "\n" not in title and "\t" not in title
+
+
+# --- SVG and PNG -----------------------------------------------------------------------
+
+
+@pytest.mark.graphviz
+def test_svg_is_xml_with_a_tooltip_per_node(moe: Graph) -> None:
+    ctx = _ranks_ctx(moe)
+    root = ET.fromstring(_bytes("svg", ctx))
+    assert root.tag == f"{SVG}svg"
+    picked = select_nodes(moe, ctx.ranks, None, ctx.microbatches)
+    groups = [g for g in root.iter(f"{SVG}g") if g.get("class") == "node"]
+    titles = {g.findtext(f"{SVG}title") for g in groups}
+    assert {f"n{i}" for i in picked.tolist()} <= titles
+    tips = {a.get(f"{XLINK}title", "") for a in root.iter(f"{SVG}a")}
+    assert any(t.startswith(moe.node_id(int(picked[0]))) for t in tips)
+
+
+@pytest.mark.graphviz
+def test_svg_bytes_are_equal_across_runs(moe: Graph) -> None:
+    ctx = ExportContext(graph=moe)
+    assert _bytes("svg", ctx) == _bytes("svg", ExportContext(graph=build_graph(moe.plan)))
+
+
+@pytest.mark.graphviz
+def test_hostile_names_inject_no_svg_markup() -> None:
+    g = build_graph(make_plan(plan_name=HOSTILE, name="<svg onload=alert(1)>", pp=2))
+    for ctx in (ExportContext(graph=g), _ranks_ctx(g)):
+        root = ET.fromstring(_bytes("svg", ctx))
+        assert {el.tag.removeprefix(SVG) for el in root.iter()} <= SVG_TAGS
+        texts = " ".join(el.text or "" for el in root.iter(f"{SVG}text"))
+        assert "<script>alert(1)</script>" in texts and "<svg onload=alert(1)>" in texts
+
+
+@pytest.mark.graphviz
+def test_png_renders(dense: Graph) -> None:
+    assert _bytes("png", ExportContext(graph=dense)).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+@pytest.mark.graphviz
+def test_graphviz_chatter_on_stderr_is_silenced(
+    dense: Graph, capfd: pytest.CaptureFixture[str]
+) -> None:
+    _bytes("svg", ExportContext(graph=dense))
+    assert capfd.readouterr().err == ""
+
+
+def test_no_engine_says_how_to_install(dense: Graph, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(svg_mod, "engine", lambda: "")
+    with pytest.raises(ExportError, match="pip install pygraphviz"):
+        _bytes("svg", ExportContext(graph=dense))
+
+
+def test_a_failing_dot_program_is_reported() -> None:
+    with pytest.raises(ExportError, match="exited with status 1"):
+        svg_mod._binary("false", "digraph { a }", "svg")
+
+
+def test_select_nodes_keeps_non_layer_nodes_of_the_chosen_ranks(moe: Graph) -> None:
+    picked = select_nodes(moe, frozenset({4}), frozenset({2}), frozenset({1}))
+    assert picked.size and np.all(np.diff(picked) > 0)
+    assert set(moe.rank[picked].tolist()) == {4} and set(moe.mb[picked].tolist()) == {1}
+    assert set(moe.layer[picked].tolist()) == {-1, 2}
+    expected = np.flatnonzero(
+        (moe.rank == 4) & (moe.mb == 1) & ((moe.layer == 2) | (moe.layer < 0))
+    )
+    assert picked.tolist() == expected.tolist()
