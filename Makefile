@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench overviews clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The committed overview pictures of the samples (docs/overview/*.svg).
+overviews: $(STAMP)
+	for s in samples/*.yaml; do n=$$(basename $$s .yaml); [ $$n = seed-moe-10b ] && continue; \
+	  $(BIN)/dagen -q build $$s -o docs/overview/$$n.svg || exit 1; done
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

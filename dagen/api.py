@@ -98,7 +98,9 @@ def analyse(plan: Plan, *, progress: Progress | None = None, simulate: bool = Tr
     say(f"checking {graph.n_nodes:,} nodes and {graph.n_edges:,} edges")
     findings += check_graph(graph)
     est = None
-    graph_broken = any(f.code.startswith("GRAPH-") and f.severity is Severity.ERROR for f in findings)
+    graph_broken = any(
+        f.code.startswith("GRAPH-") and f.severity is Severity.ERROR for f in findings
+    )
     if simulate and not graph_broken:
         say("estimating memory and simulating the schedule")
         est = estimate(graph)

@@ -149,14 +149,38 @@ def check(state: _State, plan: Path, fmt: str) -> None:
 
 @main.command(epilog=_EPILOG_BUILD)
 @_plan_arg
-@click.option("-o", "--output", "outputs", multiple=True, required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output file; format from its suffix (repeatable).")
+@click.option(
+    "-o",
+    "--output",
+    "outputs",
+    multiple=True,
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Output file; format from its suffix (repeatable).",
+)
 @click.option("--to", "to", default=None, help="Format for every output, overriding suffixes.")
-@click.option("--view", type=click.Choice(["overview", "ranks"]), default="overview", help="Picture view (DOT/SVG).")
+@click.option(
+    "--view",
+    type=click.Choice(["overview", "ranks"]),
+    default="overview",
+    help="Picture view (DOT/SVG).",
+)
 @click.option("--ranks", default=None, help="Ranks to draw in the ranks view, e.g. 0-3,32.")
 @click.option("--layers", default=None, help="Layers to draw in the ranks view, e.g. 0-1.")
-@click.option("--microbatches", default=None, help="Micro-batches to draw in the ranks view, e.g. 0.")
-@click.option("--max-nodes", default=5000, show_default=True, help="Refuse a detailed view above this many nodes.")
-@click.option("--strict", is_flag=True, help="Any error-level finding fails the build (exit 1) and writes nothing.")
+@click.option(
+    "--microbatches", default=None, help="Micro-batches to draw in the ranks view, e.g. 0."
+)
+@click.option(
+    "--max-nodes",
+    default=5000,
+    show_default=True,
+    help="Refuse a detailed view above this many nodes.",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Any error-level finding fails the build (exit 1) and writes nothing.",
+)
 @_format_opt
 @click.pass_obj
 def build(

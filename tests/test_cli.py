@@ -77,7 +77,19 @@ def test_unknown_output_suffix_lists_formats(runner: CliRunner, tmp_path: Path) 
 
 
 def test_bad_rank_filter_is_usage_error(runner: CliRunner, tmp_path: Path) -> None:
-    result = runner.invoke(main, ["build", str(TINY_MOE), "-o", str(tmp_path / "d.dot"), "--view", "ranks", "--ranks", "3-1"])
+    result = runner.invoke(
+        main,
+        [
+            "build",
+            str(TINY_MOE),
+            "-o",
+            str(tmp_path / "d.dot"),
+            "--view",
+            "ranks",
+            "--ranks",
+            "3-1",
+        ],
+    )
     assert result.exit_code == 2
     assert "0-3,32" in result.output
 
@@ -132,5 +144,7 @@ def test_every_sample_passes_plan_and_graph_checks(runner: CliRunner) -> None:
         result = runner.invoke(main, ["check", str(sample), "--format", "json"])
         assert result.exit_code in (0, 1), (sample, result.output)
         findings = json.loads(result.stdout)
-        structural = [f for f in findings if f["severity"] == "error" and not f["code"].startswith("COST-")]
+        structural = [
+            f for f in findings if f["severity"] == "error" and not f["code"].startswith("COST-")
+        ]
         assert structural == [], (sample.name, structural)

@@ -41,7 +41,11 @@ def _imports(path: Path) -> list[str]:
 
 
 def _modules() -> list[Path]:
-    return [p for p in sorted(PKG.rglob("*.py")) if p.name not in {"__init__.py", "__main__.py"} or p.parent != PKG]
+    return [
+        p
+        for p in sorted(PKG.rglob("*.py"))
+        if p.name not in {"__init__.py", "__main__.py"} or p.parent != PKG
+    ]
 
 
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PKG)))
@@ -51,7 +55,9 @@ def test_module_imports_only_layers_to_its_left(path: Path) -> None:
         top, *rest = name.split(".")
         if top == "dagen" and rest:
             used = rest[0]
-            assert _rank(used) <= _rank(own), f"{path.name} ({own}) imports {name} ({used}), which is to its right"
+            assert _rank(used) <= _rank(own), (
+                f"{path.name} ({own}) imports {name} ({used}), which is to its right"
+            )
         allowed = ONLY_IN.get(top)
         if allowed is not None:
             assert own in allowed, f"{path.name} imports {top}; only {sorted(allowed)} may"
