@@ -1,0 +1,117 @@
+"""Alpha-beta time of every communication node.
+
+A collective of ``n`` ranks moving ``S`` bytes (the nccl-tests "size" the graph stores in
+``tmpl_bytes``: the all-reduce buffer, the gathered all-gather output, the
+reduce-scatter input, the all-to-all send buffer) takes
+
+    α · ⌈log₂ n⌉ + f(n) · S / (B · net_efficiency)
+
+with the bus-bandwidth factor ``f`` of nccl-tests (doc/PERFORMANCE.md of NVIDIA/nccl-tests):
+ring all-reduce ``2(n−1)/n``, all-gather and reduce-scatter ``(n−1)/n``, all-to-all
+``(n−1)/n`` of the routed bytes. ``B`` and ``α`` are the intra-node link's when every
+member sits on one host, else the inter-node link's (the NIC bounds a ring that leaves
+the host). A send takes ``α + S / (B · net_efficiency)`` on the link between the two
+hosts; its recv completes when the send does (see :mod:`dagen.cost.simulate`).
+docs/cost-model.md ("Communication nodes") justifies the ``⌈log₂ n⌉`` latency term.
+
+Example:
+    >>> from dagen.cost.comm import bus_factor
+    >>> from dagen.graph.ir import Coll
+    >>> bus_factor(Coll.ALL_REDUCE, 8)
+    1.75
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from dagen.graph.ir import Coll, Graph, Kind
+from dagen.plan.model import Hardware
+
+__all__ = ["bus_factor", "bus_factors", "comm_durations", "group_crosses_hosts", "group_sizes"]
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+Bool = npt.NDArray[np.bool_]
+
+
+def bus_factor(coll: Coll, n: int) -> float:
+    """Bytes each rank moves per byte of ``size`` (nccl-tests' bus-bandwidth factor).
+
+    >>> bus_factor(Coll.ALL_GATHER, 4), bus_factor(Coll.ALL_REDUCE, 1)
+    (0.75, 0.0)
+    """
+    return float(bus_factors(np.array([int(coll)]), np.array([n]))[0])
+
+
+def bus_factors(coll: npt.NDArray[np.integer], n: npt.NDArray[np.integer]) -> F64:
+    """Vectorised :func:`bus_factor`."""
+    nf = np.asarray(n, dtype=np.float64)
+    base = np.where(nf > 0, (nf - 1) / np.maximum(nf, 1), 0.0)
+    result: F64 = np.where(np.asarray(coll) == Coll.ALL_REDUCE, 2 * base, base)
+    return result
+
+
+def group_sizes(graph: Graph) -> I64:
+    """int64 ``[groups]``: members of each process group."""
+    return np.diff(graph.group_offsets).astype(np.int64)
+
+
+def group_crosses_hosts(graph: Graph) -> Bool:
+    """bool ``[groups]``: whether a group's members sit on more than one host."""
+    sizes = group_sizes(graph)
+    out = np.zeros(sizes.shape[0], dtype=np.bool_)
+    nonempty = sizes > 0
+    if not nonempty.any():
+        return out
+    hosts = graph.mesh.host[graph.group_members]
+    starts = graph.group_offsets[:-1][nonempty]
+    lo = np.minimum.reduceat(hosts, starts)
+    hi = np.maximum.reduceat(hosts, starts)
+    out[nonempty] = lo != hi
+    return out
+
+
+def _steps(n: I64) -> F64:
+    """⌈log₂ n⌉ latency steps of a collective of ``n`` ranks (0 for one rank)."""
+    return np.ceil(np.log2(np.maximum(n, 1).astype(np.float64)))
+
+
+def _link(hw: Hardware, inter: Bool) -> tuple[F64, F64]:
+    """(bytes/s, seconds of latency) of the intra- or inter-node link, per element."""
+    bw = np.where(inter, hw.inter_node_gbps, hw.intra_node_gbps) * 1e9 * hw.net_efficiency
+    alpha = np.where(inter, hw.inter_node_latency_us, hw.intra_node_latency_us) * 1e-6
+    return bw, alpha
+
+
+def _collectives(graph: Graph, idx: I64, nbytes: F64) -> F64:
+    group = graph.aux[idx].astype(np.int64)
+    n = group_sizes(graph)[group]
+    coll = graph.inst_coll[graph.inst[idx]]
+    bw, alpha = _link(graph.plan.hardware, group_crosses_hosts(graph)[group])
+    seconds: F64 = alpha * _steps(n) + bus_factors(coll, n) * nbytes / bw
+    seconds[n <= 1] = 0.0
+    return seconds
+
+
+def _sends(graph: Graph, idx: I64, nbytes: F64) -> F64:
+    host = graph.mesh.host
+    inter = host[graph.rank[idx]] != host[graph.aux[idx]]
+    bw, alpha = _link(graph.plan.hardware, inter)
+    seconds: F64 = alpha + nbytes / bw
+    return seconds
+
+
+def comm_durations(graph: Graph) -> F64:
+    """Seconds of every collective and send node; 0 for compute nodes and recvs.
+
+    A recv has no time of its own: it ends when the data of its send has arrived.
+    """
+    out = np.zeros(graph.n_nodes, dtype=np.float64)
+    nbytes = graph.tmpl_bytes[graph.tmpl].astype(np.float64)
+    coll = np.flatnonzero(graph.kind == Kind.COLLECTIVE)
+    out[coll] = _collectives(graph, coll, nbytes[coll])
+    send = np.flatnonzero(graph.kind == Kind.SEND)
+    out[send] = _sends(graph, send, nbytes[send])
+    return out

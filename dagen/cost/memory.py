@@ -1,0 +1,198 @@
+"""Memory per GPU from the plan and its mesh: weights, KV cache, activations, buffers.
+
+Every rank of a pipeline stage holds the same shard sizes (only which experts, heads
+and vocabulary rows differ), so each part is priced once per stage and spread over the
+stage's ranks through ``mesh.stage``. Formulas and assumptions: docs/cost-model.md
+("Memory").
+
+Example:
+    >>> from dagen.cost.memory import memory_report
+    >>> report = memory_report(plan, mesh)  # doctest: +SKIP
+    >>> report.peak_fraction  # doctest: +SKIP
+    0.034
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from dagen.cost.roofline import OpBytes, kv_token_bytes, op_bytes
+from dagen.graph.ir import COLLECTIVE_OPS, Op
+from dagen.graph.shapes import COSTS, Dims, derive_dims
+from dagen.graph.templates import stage_layers
+from dagen.mesh import Mesh
+from dagen.plan.model import Mla, Plan
+
+__all__ = ["RUNTIME_RESERVE_BYTES", "MemoryReport", "memory_report", "stage_weights"]
+
+I64 = npt.NDArray[np.int64]
+
+RUNTIME_RESERVE_BYTES = 1 << 30
+"""Fixed per-GPU allowance for the CUDA context, cuBLAS workspaces and NCCL's channel
+buffers (an assumption: 1 GiB; see docs/cost-model.md)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryReport:
+    """Bytes per rank (int64 ``[world]`` arrays) against the capacity of one GPU."""
+
+    weights_bytes: I64
+    routed_bytes: I64
+    """The routed experts' share of ``weights_bytes`` (read only when a token arrives)."""
+    kv_bytes: I64
+    activation_bytes: I64
+    buffer_bytes: I64
+    total_bytes: I64
+    capacity_bytes: int
+    """``hardware.memory_gb`` · 1e9."""
+
+    @property
+    def peak_rank(self) -> int:
+        """The fullest rank (the lowest of ties)."""
+        return int(np.argmax(self.total_bytes)) if self.total_bytes.size else 0
+
+    @property
+    def peak_fraction(self) -> float:
+        """Fullest rank's total over the capacity."""
+        if not self.total_bytes.size:
+            return 0.0
+        return float(self.total_bytes.max()) / self.capacity_bytes
+
+
+def _mats(gated: bool) -> int:
+    return 3 if gated else 2
+
+
+def _mla_weights(d: Dims, a: Mla) -> int:
+    """One layer's MLA weights on a rank: down-projections and their norms replicated,
+    per-head up-projections and the output split over tp (vLLM's MLA layout)."""
+    dqk = a.qk_nope_head_dim + a.qk_rope_head_dim
+    if a.q_lora_rank:
+        q = d.h * a.q_lora_rank + a.q_lora_rank + a.q_lora_rank * d.heads * dqk
+    else:
+        q = d.h * d.heads * dqk
+    kv = d.h * (a.kv_lora_rank + a.qk_rope_head_dim) + a.kv_lora_rank
+    up = a.kv_lora_rank * d.heads * (a.qk_nope_head_dim + a.v_head_dim)
+    return q + kv + up + d.heads * a.v_head_dim * d.h
+
+
+def _attention_weights(d: Dims) -> int:
+    """One layer's attention weights on a rank (KV heads replicated when tp > kv_heads)."""
+    if d.mla is not None:
+        return _mla_weights(d, d.mla)
+    return d.h * d.head_dim * (2 * d.heads + 2 * d.kv_heads)
+
+
+@dataclass(frozen=True, slots=True)
+class _Stage:
+    layers: int
+    moe_layers: int
+    first: bool
+    last: bool
+
+
+def _stages(plan: Plan) -> list[_Stage]:
+    moe = plan.model.moe
+    ranges = stage_layers(plan)
+    out = []
+    for s, r in enumerate(ranges):
+        n_moe = sum(1 for layer in r if moe is not None and moe.is_moe_layer(layer))
+        out.append(_Stage(len(r), n_moe, s == 0, s == len(ranges) - 1))
+    return out
+
+
+def stage_weights(plan: Plan, d: Dims, st: _Stage) -> tuple[int, int]:
+    """(all, routed-expert) weight bytes on one rank of a stage."""
+    m, moe = plan.model, plan.model.moe
+    per_layer = _attention_weights(d) + 2 * d.h
+    dense = (st.layers - st.moe_layers) * _mats(m.gated_ffn) * d.h * d.ffn
+    routed = 0
+    shared = 0
+    if moe is not None and st.moe_layers:
+        routed = st.moe_layers * d.slots * _mats(m.gated_ffn) * d.h * d.expert_ffn
+        shared = st.moe_layers * (d.h * d.experts + _mats(m.gated_ffn) * d.h * d.shared_ffn)
+    edges = d.vocab * d.h * int(st.first)  # input embedding, vocabulary-parallel
+    if st.last:  # final norm and LM head (a tied head shares the first stage's copy)
+        edges += d.h + d.vocab * d.h * int(not (m.tied_embeddings and st.first))
+    params = st.layers * per_layer + dense + routed + shared + edges
+    return params * d.e, routed * d.e
+
+
+def _stage_ops(plan: Plan, st: _Stage) -> list[Op]:
+    ops = [Op.ATTN_NORM, Op.ATTN_QKV, Op.ATTN_CORE, Op.ATTN_OUT, Op.ATTN_RESIDUAL]
+    if st.moe_layers:
+        ops += [Op.MOE_NORM, Op.MOE_ROUTER, Op.MOE_TOPK, Op.MOE_EXPERT, Op.MOE_RESIDUAL]
+        if plan.model.moe is not None and plan.model.moe.shared_experts:
+            ops.append(Op.MOE_SHARED)
+    if st.layers > st.moe_layers:
+        ops += [Op.FFN_NORM, Op.FFN_UP, Op.FFN_DOWN, Op.FFN_RESIDUAL]
+    if st.first:
+        ops.append(Op.EMBED)
+    if st.last:
+        ops += [Op.FINAL_NORM, Op.LM_HEAD, Op.SAMPLE]
+    return ops
+
+
+def _activations(plan: Plan, d: Dims, st: _Stage, traffic: dict[Op, OpBytes]) -> int:
+    """The residual stream plus the largest op's inputs and outputs (one micro-batch)."""
+    live = max(traffic[op].act_in + traffic[op].act_out for op in _stage_ops(plan, st))
+    return int(d.stream * d.h * d.e + live)
+
+
+def _comm_ops(plan: Plan, st: _Stage, sizes: dict[str, int]) -> list[Op]:
+    """The collectives a rank of the stage takes part in (groups of more than one)."""
+    ops = [op for op, (dim, _) in COLLECTIVE_OPS.items() if sizes[dim.label] > 1]
+    if not st.moe_layers:
+        ops = [op for op in ops if not op.name.startswith("MOE_")]
+    if not st.first:
+        ops = [op for op in ops if op is not Op.EMBED_ALLREDUCE]
+    if not st.last:
+        ops = [op for op in ops if op is not Op.LOGITS_ALLGATHER]
+    return ops
+
+
+def _buffers(plan: Plan, d: Dims, st: _Stage, sizes: dict[str, int]) -> int:
+    """Send and receive staging for the largest message, plus the runtime reserve."""
+    messages = [COSTS[op](d).nbytes for op in _comm_ops(plan, st, sizes)]
+    if plan.parallel.pp > 1:
+        messages.append(COSTS[Op.PP_SEND](d).nbytes)
+    return 2 * max(messages, default=0) + RUNTIME_RESERVE_BYTES
+
+
+def _kv(plan: Plan, d: Dims, st: _Stage, replicas: int) -> int:
+    """The cache of every sequence of the rank's replica, for the layers of its stage."""
+    w = plan.workload
+    seqs = w.batch // replicas
+    tokens = (w.prompt_len + w.gen_len) / d.cp
+    return int(seqs * tokens * st.layers * kv_token_bytes(d))
+
+
+def memory_report(plan: Plan, mesh: Mesh) -> MemoryReport:
+    """Memory of every rank of ``plan`` laid over ``mesh``.
+
+    Example:
+        >>> memory_report(plan, mesh).total_bytes.shape == (mesh.world,)  # doctest: +SKIP
+        True
+    """
+    d = derive_dims(plan, mesh)
+    traffic = op_bytes(d)
+    rows = []
+    for st in _stages(plan):
+        weights, routed = stage_weights(plan, d, st)
+        kv = _kv(plan, d, st, mesh.sizes["dp"])
+        act = _activations(plan, d, st, traffic)
+        rows.append((weights, routed, kv, act, _buffers(plan, d, st, dict(mesh.sizes))))
+    table: I64 = np.asarray(rows, dtype=np.int64)[mesh.stage]
+    cols = [np.ascontiguousarray(table[:, i]) for i in range(5)]
+    return MemoryReport(
+        weights_bytes=cols[0],
+        routed_bytes=cols[1],
+        kv_bytes=cols[2],
+        activation_bytes=cols[3],
+        buffer_bytes=cols[4],
+        total_bytes=cols[0] + cols[2] + cols[3] + cols[4],
+        capacity_bytes=round(plan.hardware.memory_gb * 1e9),
+    )

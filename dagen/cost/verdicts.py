@@ -1,0 +1,365 @@
+"""Verdicts on the plan's claims (``targets``): holds, fails, impossible, or unverified.
+
+Each claim is weighed twice: against the simulated estimate, and against a
+first-principles bound (:mod:`dagen.cost.bounds`) that no implementation can beat. A
+claim beyond the bound is ``impossible`` whatever the model's details; otherwise the
+estimate says ``holds`` or ``fails``; with no estimate (the plan cannot be built) a
+claim within the bound is ``unverified``. Arithmetic: docs/cost-model.md ("Verdicts").
+
+Example:
+    >>> from dagen.cost.verdicts import judge_plan_bounds
+    >>> [v.verdict.value for v in judge_plan_bounds(plan)]  # doctest: +SKIP
+    ['holds', 'impossible', 'unverified']
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dagen.cost.bounds import achievable_flops, bound_world, fmt, token_flops, total_weight_bytes
+from dagen.cost.hbm import step_bytes_bound
+from dagen.cost.memory import MemoryReport
+from dagen.findings import Finding, Severity
+from dagen.plan.model import Phase, Plan
+
+__all__ = [
+    "Code",
+    "EstimateParts",
+    "Verdict",
+    "VerdictKind",
+    "judge",
+    "judge_plan_bounds",
+    "verdict_findings",
+]
+
+
+class VerdictKind(enum.StrEnum):
+    """The outcome of weighing one claim."""
+
+    HOLDS = "holds"
+    FAILS = "fails"
+    IMPOSSIBLE = "impossible"
+    """Beyond a first-principles bound: no schedule or kernel can meet it."""
+    UNVERIFIED = "unverified"
+    """Within the bound, but no estimate exists (the plan could not be simulated)."""
+
+
+class Code(enum.StrEnum):
+    """Finding codes of the verdicts (docs/checks.md)."""
+
+    TTFT = "COST-TTFT"
+    TPOT = "COST-TPOT"
+    THROUGHPUT_GPU = "COST-THROUGHPUT-GPU"
+    THROUGHPUT = "COST-THROUGHPUT"
+    MEMORY = "COST-MEMORY"
+    OOM = "COST-OOM"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verdict:
+    """One claim weighed against the estimate and the bound."""
+
+    claim: str
+    """The claim in words, e.g. ``time to first token ≤ 10 s``."""
+    path: str
+    """YAML path of the target (``targets.ttft_s``; ``hardware.memory_gb`` for fitting)."""
+    unit: str
+    target: float
+    estimate: float | None
+    """The simulated figure, in ``unit``; None when nothing was simulated."""
+    bound: float | None
+    """The first-principles limit in ``unit`` (a floor for times and memory, a ceiling
+    for throughput)."""
+    verdict: VerdictKind
+    arithmetic: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EstimateParts:
+    """The figures the verdicts weigh; None where the phase does not give one."""
+
+    world: int
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+    tokens_per_s: float | None = None
+    tokens_per_s_per_gpu: float | None = None
+    memory: MemoryReport | None = None
+
+
+_CODES = {
+    "targets.ttft_s": Code.TTFT,
+    "targets.tpot_ms": Code.TPOT,
+    "targets.tokens_per_s_per_gpu": Code.THROUGHPUT_GPU,
+    "targets.tokens_per_s": Code.THROUGHPUT,
+    "targets.max_memory_fraction": Code.MEMORY,
+    "hardware.memory_gb": Code.OOM,
+}
+
+
+def _decide(
+    at_most: bool, target: float, estimate: float | None, bound: float | None
+) -> VerdictKind:
+    """``at_most``: the claim is ``value ≤ target`` (bound is a floor), else ``≥`` (ceiling)."""
+    if bound is not None and (bound > target if at_most else bound < target):
+        return VerdictKind.IMPOSSIBLE
+    if estimate is None:
+        return VerdictKind.UNVERIFIED
+    ok = estimate <= target if at_most else estimate >= target
+    return VerdictKind.HOLDS if ok else VerdictKind.FAILS
+
+
+def _closing(kind: VerdictKind, estimate: float | None, unit: str) -> str:
+    if estimate is None:
+        return "not simulated (the plan does not build), so the bound is all there is"
+    return f"simulated {fmt(estimate)} {unit}".rstrip()
+
+
+def _world(plan: Plan, parts: EstimateParts | None) -> tuple[int, str]:
+    if parts is not None:
+        return parts.world, f"{parts.world} GPUs"
+    return bound_world(plan)
+
+
+def _ttft(plan: Plan, parts: EstimateParts | None, target: float) -> Verdict:
+    w = plan.workload
+    tf = token_flops(plan, Phase.PREFILL)
+    rate, rate_text = achievable_flops(plan)
+    world, world_text = _world(plan, parts)
+    total = w.batch * w.prompt_len * tf.per_token
+    bound = total / (world * rate)
+    est = parts.ttft_s if parts is not None else None
+    kind = _decide(True, target, est, bound)
+    text = (
+        f"TTFT ≥ prompt FLOPs ÷ (GPUs × achievable FLOP/s) = {w.batch} prompts × "
+        f"{w.prompt_len} tokens × {fmt(tf.per_token)} FLOP/token = {fmt(total)} FLOP ÷ "
+        f"({world_text} × {rate_text}) = {fmt(bound)} s; claimed ≤ {fmt(target)} s → "
+        f"{kind.value}; {_closing(kind, est, 's')}. {tf.text}"
+    )
+    return Verdict(
+        claim=f"time to first token ≤ {fmt(target)} s", path="targets.ttft_s", unit="s",
+        target=target, estimate=est, bound=bound, verdict=kind, arithmetic=text,
+    )  # fmt: skip
+
+
+def _decode_floor(plan: Plan, parts: EstimateParts | None) -> tuple[float, str]:
+    """Seconds a decode step takes at least, and why (the larger of FLOPs and bytes)."""
+    tf = token_flops(plan, Phase.DECODE)
+    rate, rate_text = achievable_flops(plan)
+    world, world_text = _world(plan, parts)
+    flops = plan.workload.batch * tf.per_token / (world * rate)
+    memory = parts.memory if parts is not None else None
+    hbm, hbm_text = step_bytes_bound(plan, memory, world)
+    text = (
+        f"a decode step ≥ max(FLOPs: {plan.workload.batch} tokens × {fmt(tf.per_token)} "
+        f"FLOP/token ÷ ({world_text} × {rate_text}) = {fmt(flops)} s, bytes: {hbm_text}) "
+        f"= {fmt(max(flops, hbm))} s. {tf.text}"
+    )
+    return max(flops, hbm), text
+
+
+def _tpot(plan: Plan, parts: EstimateParts | None, target: float) -> Verdict:
+    floor, why = _decode_floor(plan, parts)
+    bound = floor * 1e3
+    est = parts.tpot_s * 1e3 if parts is not None and parts.tpot_s is not None else None
+    kind = _decide(True, target, est, bound)
+    text = f"TPOT ≥ one decode step: {why} Claimed ≤ {fmt(target)} ms → {kind.value}; "
+    return Verdict(
+        claim=f"time per output token ≤ {fmt(target)} ms", path="targets.tpot_ms", unit="ms",
+        target=target, estimate=est, bound=bound, verdict=kind,
+        arithmetic=text + _closing(kind, est, "ms") + ".",
+    )  # fmt: skip
+
+
+def _per_gpu_ceiling(plan: Plan, parts: EstimateParts | None) -> tuple[float, str]:
+    tf = token_flops(plan)
+    rate, rate_text = achievable_flops(plan)
+    ceiling = rate / tf.per_token
+    text = (
+        f"tokens/s per GPU ≤ achievable FLOP/s ÷ FLOPs per token = {rate_text} ÷ "
+        f"{fmt(tf.per_token)} FLOP/token = {fmt(ceiling)}"
+    )
+    if plan.workload.phase is Phase.DECODE:
+        floor, why = _decode_floor(plan, parts)
+        world, _ = _world(plan, parts)
+        by_step = plan.workload.batch / (floor * world)
+        text += f"; and ≤ batch ÷ (step × GPUs) = {fmt(by_step)}, since {why}"
+        ceiling = min(ceiling, by_step)
+    return ceiling, text + f". {tf.text}"
+
+
+def _throughput_gpu(plan: Plan, parts: EstimateParts | None, target: float) -> Verdict:
+    ceiling, why = _per_gpu_ceiling(plan, parts)
+    est = parts.tokens_per_s_per_gpu if parts is not None else None
+    kind = _decide(False, target, est, ceiling)
+    need = achievable_flops(plan)[0] / target
+    text = (
+        f"{why}. Claimed ≥ {fmt(target)} tokens/s per GPU, which needs ≤ {fmt(need)} "
+        f"FLOP/token (≤ {fmt(need / 2)} matmul weights per token) → {kind.value}; "
+        f"{_closing(kind, est, 'tokens/s per GPU')}."
+    )
+    return Verdict(
+        claim=f"throughput ≥ {fmt(target)} tokens/s per GPU",
+        path="targets.tokens_per_s_per_gpu", unit="tokens/s/GPU", target=target,
+        estimate=est, bound=ceiling, verdict=kind, arithmetic=text,
+    )  # fmt: skip
+
+
+def _throughput(plan: Plan, parts: EstimateParts | None, target: float) -> Verdict:
+    per_gpu, why = _per_gpu_ceiling(plan, parts)
+    world, world_text = _world(plan, parts)
+    ceiling = per_gpu * world
+    est = parts.tokens_per_s if parts is not None else None
+    kind = _decide(False, target, est, ceiling)
+    text = (
+        f"tokens/s ≤ {world_text} × {fmt(per_gpu)} per GPU = {fmt(ceiling)}, where {why}. "
+        f"Claimed ≥ {fmt(target)} → {kind.value}; {_closing(kind, est, 'tokens/s')}."
+    )
+    return Verdict(
+        claim=f"throughput ≥ {fmt(target)} tokens/s", path="targets.tokens_per_s",
+        unit="tokens/s", target=target, estimate=est, bound=ceiling, verdict=kind,
+        arithmetic=text,
+    )  # fmt: skip
+
+
+def _weights_floor(plan: Plan, parts: EstimateParts | None) -> tuple[float, str]:
+    """Bytes of weights the fullest GPU must hold, at least."""
+    if parts is not None and parts.memory is not None:
+        mem = parts.memory
+        rank = int(mem.weights_bytes.argmax())
+        held = float(mem.weights_bytes[rank])
+        return held, f"rank {rank} holds {fmt(held / 1e9)} GB of weights"
+    world, world_text = _world(plan, None)
+    each = total_weight_bytes(plan) / world
+    return (
+        each,
+        f"{fmt(each * world / 1e9)} GB of weights over {world_text} = {fmt(each / 1e9)} GB each",
+    )
+
+
+def _memory(plan: Plan, parts: EstimateParts | None, target: float) -> Verdict:
+    capacity = plan.hardware.memory_gb * 1e9
+    floor, why = _weights_floor(plan, parts)
+    bound = floor / capacity
+    mem = parts.memory if parts is not None else None
+    est = mem.peak_fraction if mem is not None else None
+    kind = _decide(True, target, est, bound)
+    detail = ""
+    if mem is not None:
+        r = mem.peak_rank
+        parts_text = ", ".join(
+            f"{name} {fmt(getattr(mem, name + '_bytes')[r] / 1e9)}"
+            for name in ("weights", "kv", "activation", "buffer")
+        )
+        detail = f" Fullest rank {r}: {parts_text} = {fmt(mem.total_bytes[r] / 1e9)} GB."
+    text = (
+        f"memory ≥ the weights that must sit there: {why} ÷ {fmt(plan.hardware.memory_gb)} GB "
+        f"= {fmt(bound)} of capacity; claimed ≤ {fmt(target)} → {kind.value}; "
+        f"{_closing(kind, est, 'of capacity')}.{detail}"
+    )
+    return Verdict(
+        claim=f"peak memory ≤ {fmt(target)} of capacity", path="targets.max_memory_fraction",
+        unit="fraction", target=target, estimate=est, bound=bound, verdict=kind,
+        arithmetic=text,
+    )  # fmt: skip
+
+
+def _fits(plan: Plan, parts: EstimateParts | None) -> Verdict | None:
+    """The implicit claim that the plan fits in memory (only reported when it can fail)."""
+    gb = plan.hardware.memory_gb
+    floor, why = _weights_floor(plan, parts)
+    mem = parts.memory if parts is not None else None
+    est = float(mem.total_bytes.max()) / 1e9 if mem is not None else None
+    kind = _decide(True, gb, est, floor / 1e9)
+    if kind is VerdictKind.UNVERIFIED:
+        return None
+    text = (
+        f"every GPU must hold its weights: {why} against {fmt(gb)} GB → {kind.value}; "
+        f"{_closing(kind, est, 'GB on the fullest rank')}."
+    )
+    return Verdict(
+        claim=f"fits in {fmt(gb)} GB per GPU", path="hardware.memory_gb", unit="GB",
+        target=gb, estimate=est, bound=floor / 1e9, verdict=kind, arithmetic=text,
+    )  # fmt: skip
+
+
+_CLAIMS: tuple[tuple[str, Callable[[Plan, EstimateParts | None, float], Verdict]], ...] = (
+    ("ttft_s", _ttft),
+    ("tpot_ms", _tpot),
+    ("tokens_per_s_per_gpu", _throughput_gpu),
+    ("tokens_per_s", _throughput),
+    ("max_memory_fraction", _memory),
+)
+
+
+def judge(plan: Plan, parts: EstimateParts | None) -> tuple[Verdict, ...]:
+    """Weigh every target of ``plan`` (and whether it fits in memory).
+
+    ``parts`` carries the simulated figures; with None only the bounds judge.
+    """
+    out = [
+        fn(plan, parts, value)
+        for name, fn in _CLAIMS
+        if (value := getattr(plan.targets, name)) is not None
+    ]
+    fits = _fits(plan, parts)
+    if fits is not None:
+        out.append(fits)
+    return tuple(out)
+
+
+def judge_plan_bounds(plan: Plan) -> tuple[Verdict, ...]:
+    """Weigh the plan's claims against the first-principles bounds alone (no graph).
+
+    Example:
+        >>> from dagen.plan.loader import load_plan
+        >>> seed = load_plan("samples/seed-moe-10b.yaml")  # doctest: +SKIP
+        >>> [v.verdict.value for v in judge_plan_bounds(seed)]  # doctest: +SKIP
+        ['unverified', 'impossible', 'unverified']
+    """
+    return judge(plan, None)
+
+
+_SEVERITY = {
+    VerdictKind.HOLDS: Severity.INFO,
+    VerdictKind.UNVERIFIED: Severity.INFO,
+    VerdictKind.FAILS: Severity.WARNING,
+    VerdictKind.IMPOSSIBLE: Severity.ERROR,
+}
+
+_FIX = {
+    Code.TTFT: "give each prompt more GPUs (tp, cp) or fewer prompt tokens per replica, or relax targets.ttft_s",
+    Code.TPOT: "shrink the per-step work per GPU (more tp/ep, a smaller batch per replica) or relax targets.tpot_ms",
+    Code.THROUGHPUT_GPU: "lower targets.tokens_per_s_per_gpu to what the FLOPs per token allow, or use faster GPUs",
+    Code.THROUGHPUT: "add GPUs or lower targets.tokens_per_s",
+    Code.MEMORY: "shard more (tp, ep, pp), shorten the context or the batch, or relax targets.max_memory_fraction",
+    Code.OOM: "shard the weights over more GPUs (tp, ep, pp) or shrink the batch or context",
+}
+
+
+def verdict_findings(plan: Plan, verdicts: tuple[Verdict, ...] | list[Verdict]) -> list[Finding]:
+    """One finding per verdict: ``impossible`` is an error, ``fails`` a warning (it rests
+    on the estimate), ``holds``/``unverified`` are information; COST-OOM that fails is an
+    error. Line and column point at the target in the plan file."""
+    out = []
+    for v in verdicts:
+        code = _CODES[v.path]
+        severity = _SEVERITY[v.verdict]
+        if code is Code.OOM and v.verdict is VerdictKind.FAILS:
+            severity = Severity.ERROR
+        loc = plan.where(v.path)
+        data = {"target": v.target, "estimate": v.estimate, "bound": v.bound, "unit": v.unit}
+        out.append(
+            Finding(
+                code=code.value,
+                severity=severity,
+                message=f"{v.claim}: {v.verdict.value}. {v.arithmetic}",
+                fix="" if v.verdict in (VerdictKind.HOLDS, VerdictKind.UNVERIFIED) else _FIX[code],
+                path=v.path,
+                line=loc.line if loc else None,
+                column=loc.column if loc else None,
+                data={**data, "verdict": v.verdict.value},
+            )
+        )
+    return out
