@@ -22,7 +22,7 @@ from typing import Any
 from dagen.checks import check_graph
 from dagen.cost import Estimate, estimate, judge_plan_bounds, verdict_findings
 from dagen.errors import PlanInfeasible
-from dagen.export import ExportContext, write_outputs
+from dagen.export import ExportContext, Phases, write_outputs
 from dagen.findings import Finding, Severity, has_errors
 from dagen.graph.build import build_graph
 from dagen.graph.ir import Graph
@@ -39,6 +39,7 @@ CLAIM_CODES = frozenset({"PLAN-PARAMS"})
 """Plan findings about a claim, not the layout: the graph can still be built."""
 
 Progress = Callable[[str], None]
+"""Told each stage of the work as it starts, e.g. ``"building the graph"``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,11 +81,18 @@ def _noop(_: str) -> None:
     return None
 
 
-def analyse(plan: Plan, *, progress: Progress | None = None, simulate: bool = True) -> Analysis:
+def analyse(
+    plan: Plan,
+    *,
+    progress: Progress | None = None,
+    meter: Phases | None = None,
+    simulate: bool = True,
+) -> Analysis:
     """Run every check on ``plan``: rules, then (if they pass) graph checks and cost.
 
     When the rules fail the graph cannot be built; the plan's claims are then judged
-    against first-principles bounds alone, which need no graph.
+    against first-principles bounds alone, which need no graph. ``progress`` is told
+    each stage; ``meter(phase, done, total)`` follows the schedule simulation.
     """
     say = progress or _noop
     findings = list(plan_findings(plan))
@@ -103,20 +111,29 @@ def analyse(plan: Plan, *, progress: Progress | None = None, simulate: bool = Tr
     )
     if simulate and not graph_broken:
         say("estimating memory and simulating the schedule")
-        est = estimate(graph)
+        est = estimate(graph, meter=_phase(meter, "simulating"))
         findings += verdict_findings(plan, est.verdicts)
     return Analysis(plan=plan, findings=tuple(findings), graph=graph, estimate=est)
+
+
+def _phase(meter: Phases | None, phase: str) -> Callable[[int, int], None] | None:
+    if meter is None:
+        return None
+    return lambda done, total: meter(phase, done, total)
 
 
 def export(
     analysis: Analysis,
     outputs: Sequence[tuple[Path, str]],
+    *,
+    meter: Phases | None = None,
     **view: Any,
 ) -> None:
     """Write each ``(path, format)`` of ``outputs`` atomically.
 
     Keyword arguments are :class:`dagen.export.ExportContext` view fields (``view``,
-    ``ranks``, ``layers``, ``microbatches``, ``max_detail_nodes``).
+    ``ranks``, ``layers``, ``microbatches``, ``max_detail_nodes``);
+    ``meter(phase, done, total)`` follows each streamed output.
     """
     if analysis.graph is None:
         raise PlanInfeasible("the plan has errors, so there is no graph to export")
@@ -126,4 +143,4 @@ def export(
         estimate=analysis.estimate,
         **view,
     )
-    write_outputs(ctx, outputs)
+    write_outputs(ctx, outputs, meter)

@@ -19,6 +19,8 @@ import click
 from dagen import __version__, api
 from dagen.errors import DagenError
 from dagen.findings import Finding, Severity
+from dagen.graph.shapes import INT16_MAX
+from dagen.mesh import MAX_WORLD
 
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
@@ -50,14 +52,40 @@ Examples:
 """
 
 
+class _Bars:
+    """A click progress bar per phase (``meter(phase, done, total)``), drawn on stderr."""
+
+    def __init__(self) -> None:
+        self.phase = ""
+        self.bar: Any = None
+        self.shown = 0
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if phase != self.phase:
+            self.close()
+            self.phase = phase
+            self.bar = click.progressbar(length=total, label=f"dagen: {phase}", file=sys.stderr)
+        self.bar.update(done - self.shown)
+        self.shown = done
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.render_finish()
+        self.phase, self.bar, self.shown = "", None, 0
+
+
 class _State:
     def __init__(self, quiet: bool, verbose: int, debug: bool) -> None:
         self.quiet = quiet
         self.verbose = verbose
         self.debug = debug
+        self.live = not quiet and sys.stderr.isatty()
+        self.bars = _Bars() if self.live else None
 
     def progress(self, message: str) -> None:
-        if not self.quiet and sys.stderr.isatty():
+        if self.live:
             click.echo(f"dagen: {message} …", err=True)
 
 
@@ -71,25 +99,37 @@ def _user_errors(state: _State) -> Iterator[None]:
             raise
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+    finally:
+        if state.bars is not None:
+            state.bars.close()
 
 
-def _parse_set(text: str | None, what: str) -> frozenset[int] | None:
-    """``0-3,32`` → {0, 1, 2, 3, 32}."""
-    if text is None:
-        return None
-    out: set[int] = set()
-    try:
-        for part in text.split(","):
-            lo, _, hi = part.strip().partition("-")
-            start, stop = int(lo), int(hi or lo)
-            if stop < start or start < 0:
-                raise ValueError(part)
-            out.update(range(start, stop + 1))
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is not a list of {what} like 0-3,32 (non-negative, ranges ascending)"
-        ) from None
-    return frozenset(out)
+def _int_set(
+    what: str, limit: int
+) -> Callable[[click.Context, click.Parameter, str | None], frozenset[int] | None]:
+    """A click callback: ``0-3,32`` → {0, 1, 2, 3, 32}, every value in 0 … ``limit``."""
+
+    def parse(
+        _ctx: click.Context, _param: click.Parameter, text: str | None
+    ) -> frozenset[int] | None:
+        if text is None:
+            return None
+        out: set[int] = set()
+        try:
+            for part in text.split(","):
+                lo, _, hi = part.strip().partition("-")
+                start, stop = int(lo), int(hi or lo)
+                if not 0 <= start <= stop <= limit:
+                    raise ValueError(part)
+                out.update(range(start, stop + 1))
+        except ValueError:
+            raise click.BadParameter(
+                f"{text!r} is not a list of {what} like 0-3,32 (ranges ascending, each value "
+                f"from 0 to {limit:,}). Fix: write e.g. 0-3,32"
+            ) from None
+        return frozenset(out)
+
+    return parse
 
 
 def _print_findings(findings: tuple[Finding, ...], source: str, fmt: str, quiet: bool) -> None:
@@ -132,7 +172,7 @@ _format_opt = click.option(
 
 def _analyse(state: _State, path: Path) -> api.Analysis:
     plan = api.load_plan(path)
-    return api.analyse(plan, progress=state.progress)
+    return api.analyse(plan, progress=state.progress, meter=state.bars)
 
 
 @main.command(epilog=_EPILOG_CHECK)
@@ -165,13 +205,18 @@ def check(state: _State, plan: Path, fmt: str) -> None:
     default="overview",
     help="Picture view (DOT/SVG).",
 )
-@click.option("--ranks", default=None, help="Ranks to draw in the ranks view, e.g. 0-3,32.")
-@click.option("--layers", default=None, help="Layers to draw in the ranks view, e.g. 0-1.")
 @click.option(
-    "--microbatches", default=None, help="Micro-batches to draw in the ranks view, e.g. 0."
+    "--ranks",
+    callback=_int_set("ranks", MAX_WORLD - 1),
+    help="Ranks to draw in the ranks view (and trace in a timeline), e.g. 0-3,32.",
+)
+@click.option("--layers", callback=_int_set("layers", INT16_MAX), help="Layers to draw, e.g. 0-1.")
+@click.option(
+    "--microbatches", callback=_int_set("micro-batches", INT16_MAX), help="Micro-batches, e.g. 0."
 )
 @click.option(
     "--max-nodes",
+    "max_detail_nodes",
     default=5000,
     show_default=True,
     help="Refuse a detailed view above this many nodes.",
@@ -185,25 +230,17 @@ def check(state: _State, plan: Path, fmt: str) -> None:
 @click.pass_obj
 def build(
     state: _State,
+    /,
     plan: Path,
     outputs: tuple[Path, ...],
     to: str | None,
-    view: str,
-    ranks: str | None,
-    layers: str | None,
-    microbatches: str | None,
-    max_nodes: int,
     strict: bool,
     fmt: str,
+    **view: Any,
 ) -> None:
     """Build the per-GPU graph, check it, and write DOT, SVG, JSON, Markdown, timeline."""
     from dagen.export import format_for
 
-    filters = {
-        "ranks": _parse_set(ranks, "ranks"),
-        "layers": _parse_set(layers, "layers"),
-        "microbatches": _parse_set(microbatches, "micro-batches"),
-    }
     with _user_errors(state):
         targets = [(p, format_for(p, to)) for p in outputs]
         analysis = _analyse(state, plan)
@@ -212,7 +249,7 @@ def build(
             click.echo("error: not writing outputs: the plan has error-level findings", err=True)
             sys.exit(EXIT_FINDINGS)
         state.progress(f"writing {len(targets)} output(s)")
-        api.export(analysis, targets, view=view, max_detail_nodes=max_nodes, **filters)
+        api.export(analysis, targets, meter=state.bars, **view)
     if not state.quiet:
         for p, f in targets:
             click.echo(f"wrote {p} ({f})", err=True)

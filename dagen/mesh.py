@@ -128,6 +128,11 @@ class Mesh:
     group_index: Mapping[str, IntArray]
     """Per dimension, int32 ``[world]``: each rank's row in ``group_table`` (:meth:`group_of`)."""
 
+    @property
+    def hosts(self) -> int:
+        """Hosts the ranks fill: ``ceil(world / gpus_per_node)``."""
+        return -(-self.world // self.gpus_per_node)
+
     def groups(self, dim: str) -> IntArray:
         """The groups of ``dim``: int32 ``[world // size, size]``.
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -148,3 +150,24 @@ def test_every_sample_passes_plan_and_graph_checks(runner: CliRunner) -> None:
             f for f in findings if f["severity"] == "error" and not f["code"].startswith("COST-")
         ]
         assert structural == [], (sample.name, structural)
+
+
+@pytest.mark.parametrize("ranks", ["99999999999999999999", "0-99999999999", "0,,3", ""])
+def test_rank_filter_out_of_range_is_usage_error(
+    runner: CliRunner, tmp_path: Path, ranks: str
+) -> None:
+    out = tmp_path / "d.dot"
+    args = ["build", str(TINY_MOE), "-o", str(out), "--view", "ranks", "--ranks", ranks]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output and "--ranks" in result.output
+    assert not out.exists()
+
+
+def test_output_that_is_not_a_regular_file_is_refused(runner: CliRunner, tmp_path: Path) -> None:
+    target = tmp_path / "dag.json"
+    os.mkfifo(target)  # a pipe: replacing it with a file would be wrong
+    result = runner.invoke(main, ["build", str(TINY_MOE), "-o", str(target)])
+    assert result.exit_code == 2
+    assert "not a regular file" in result.stderr
+    assert stat.S_ISFIFO(target.stat().st_mode)

@@ -356,3 +356,17 @@ def test_nodes_are_streamed_in_bounded_writes(
     )
     # no write holds more than a chunk of rows (or the header's largest value)
     assert max(out.sizes) < max(header, 64 * 400) and rows > g.n_nodes + g.n_edges
+
+
+def test_meter_follows_every_row_of_a_streamed_output(
+    tiny: tuple[str, Graph], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, g = tiny
+    monkeypatch.setattr(json_mod, "CHUNK_ROWS", 5)
+    seen: list[tuple[str, int, int]] = []
+    write_outputs(ExportContext(graph=g), [(tmp_path / "d.json", None)], lambda *a: seen.append(a))
+    rows = int(g.group_kind.shape[0]) + g.n_inst + g.n_nodes + g.n_edges
+    assert {phase for phase, _, _ in seen} == {"writing d.json"}
+    assert [d for _, d, _ in seen] == sorted(d for _, d, _ in seen)
+    assert seen[-1][1:] == (rows, rows)
+    assert len(seen) > rows // 5

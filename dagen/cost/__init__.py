@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+from dagen.cost.engine import Meter
 from dagen.cost.estimator import Estimate, durations, estimate
 from dagen.cost.memory import MemoryReport, memory_report
 from dagen.cost.simulate import Schedule
@@ -34,6 +35,7 @@ __all__ = [
     "Estimate",
     "EstimateParts",
     "MemoryReport",
+    "Meter",
     "Schedule",
     "Verdict",
     "VerdictKind",

@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from dagen.plan.model import Convention, Model, Phase, Plan
 from dagen.plan.params import active_params, count_params, format_count
 
-__all__ = ["TokenFlops", "achievable_flops", "bound_world", "fmt", "token_flops"]
+__all__ = [
+    "TokenFlops",
+    "achievable_flops",
+    "achievable_hbm",
+    "bound_world",
+    "fmt",
+    "token_flops",
+    "total_weight_bytes",
+]
 
 
 def fmt(x: float, digits: int = 4) -> str:
@@ -107,6 +115,13 @@ def achievable_flops(plan: Plan) -> tuple[float, str]:
     peak = hw.tflops(plan.model.dtype)
     rate = peak * 1e12 * hw.flops_efficiency
     return rate, f"{fmt(peak)} TFLOP/s × {hw.flops_efficiency:g} = {fmt(rate)} FLOP/s"
+
+
+def achievable_hbm(plan: Plan) -> tuple[float, str]:
+    """HBM bytes/s one GPU achieves at best, and how it was found."""
+    hw = plan.hardware
+    rate = hw.hbm_tbps * 1e12 * hw.hbm_efficiency
+    return rate, f"{fmt(hw.hbm_tbps)} TB/s × {hw.hbm_efficiency:g}"
 
 
 def bound_world(plan: Plan) -> tuple[int, str]:

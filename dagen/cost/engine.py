@@ -23,6 +23,7 @@ nodes); offsets are int64.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,13 +31,17 @@ import numpy.typing as npt
 
 from dagen.graph.ir import EdgeKind, Graph, Kind
 
-__all__ = ["Layout", "Run", "StreamCycle", "layout"]
+__all__ = ["Layout", "Meter", "Run", "StreamCycle", "layout"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
 U8 = npt.NDArray[np.uint8]
 Bool = npt.NDArray[np.bool_]
+
+Meter = Callable[[int, int], None]
+"""A progress callback: ``meter(done, total)`` after each piece of a long phase (the
+library never prints; the CLI draws a bar from it)."""
 
 
 class StreamCycle(Exception):
@@ -229,8 +234,11 @@ class Run:
         self.end = np.zeros(lay.n + 1, dtype=np.float64)
         self.levels = 0
 
-    def run(self) -> Run:
-        """Price every vertex. Raises :class:`StreamCycle` if some never free."""
+    def run(self, meter: Meter | None = None) -> Run:
+        """Price every vertex, reporting ``meter(vertices priced, vertices)`` per level.
+
+        Raises :class:`StreamCycle` if some vertex never frees.
+        """
         lay = self.lay
         indeg = lay.indeg.copy()
         owner = np.zeros(indeg.shape[0], dtype=np.int64)
@@ -248,6 +256,8 @@ class Run:
             owner[cand] = idx
             frontier = cand[owner[cand] == idx]  # each freed vertex once
             self.levels += 1
+            if meter is not None:
+                meter(done, indeg.shape[0])
         if done != indeg.shape[0]:
             raise StreamCycle
         return self

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dagen.cost.comm import comm_durations
+from dagen.cost.engine import Meter
 from dagen.cost.memory import MemoryReport, memory_report
 from dagen.cost.roofline import compute_durations
 from dagen.cost.simulate import Schedule, simulate
@@ -88,8 +89,10 @@ def durations(graph: Graph) -> F64:
     return result
 
 
-def estimate(graph: Graph) -> Estimate:
+def estimate(graph: Graph, *, meter: Meter | None = None) -> Estimate:
     """Estimate memory and time of ``graph`` and judge its plan's claims.
+
+    ``meter(done, total)`` follows the schedule simulation, the long part.
 
     Raises:
         dagen.checks.HasACycle: the graph deadlocks (run the checks first).
@@ -100,7 +103,7 @@ def estimate(graph: Graph) -> Estimate:
         ['holds', 'impossible', 'holds']
     """
     plan, mesh = graph.plan, graph.mesh
-    sched: Schedule = simulate(graph, durations(graph))
+    sched: Schedule = simulate(graph, durations(graph), meter)
     memory = memory_report(plan, mesh)
     busy, bubble = utilisation(graph, sched)
     figures = _figures(plan, mesh.world, sched.makespan_s)

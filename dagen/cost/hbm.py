@@ -13,42 +13,28 @@ Example:
 
 from __future__ import annotations
 
-from dagen.cost.bounds import fmt, total_weight_bytes
+from dagen.cost.bounds import achievable_hbm, fmt, total_weight_bytes
 from dagen.cost.memory import MemoryReport
 from dagen.plan.model import Model, Plan
+from dagen.plan.params import kv_entry, routed_params
 
 __all__ = ["kv_bytes_per_token", "routed_weight_bytes", "step_bytes_bound"]
 
 
 def kv_bytes_per_token(m: Model) -> int:
     """KV-cache bytes one token adds over all layers (MLA: the shared latent)."""
-    if m.mla is not None:
-        per_layer = m.mla.kv_lora_rank + m.mla.qk_rope_head_dim
-    else:
-        per_layer = 2 * m.kv_heads * m.head_dim
-    return m.layers * per_layer * m.dtype.nbytes
+    return m.layers * kv_entry(m.kv_heads, m.head_dim, m.mla) * m.dtype.nbytes
 
 
 def routed_weight_bytes(m: Model) -> int:
     """Bytes of every routed expert of every MoE layer."""
-    if m.moe is None:
-        return 0
-    moe = m.moe
-    layers = sum(1 for layer in range(m.layers) if moe.is_moe_layer(layer))
-    mats = 3 if m.gated_ffn else 2
-    return layers * moe.experts * mats * m.hidden_size * moe.expert_ffn_size * m.dtype.nbytes
-
-
-def _rate(plan: Plan) -> tuple[float, str]:
-    hw = plan.hardware
-    rate = hw.hbm_tbps * 1e12 * hw.hbm_efficiency
-    return rate, f"{fmt(hw.hbm_tbps)} TB/s × {hw.hbm_efficiency:g}"
+    return routed_params(m) * m.dtype.nbytes
 
 
 def step_bytes_bound(plan: Plan, memory: MemoryReport | None, world: int) -> tuple[float, str]:
     """Seconds a decode step needs at least to read its bytes, and the arithmetic."""
     w = plan.workload
-    rate, rate_text = _rate(plan)
+    rate, rate_text = achievable_hbm(plan)
     prompt_share = w.prompt_len / (w.prompt_len + w.gen_len)
     if memory is not None:
         must = (memory.weights_bytes - memory.routed_bytes) + memory.kv_bytes * prompt_share

@@ -24,9 +24,10 @@ from dagen.graph.ir import COLLECTIVE_OPS, Op
 from dagen.graph.shapes import COSTS, Dims, derive_dims
 from dagen.graph.templates import stage_layers
 from dagen.mesh import Mesh
-from dagen.plan.model import Mla, Plan
+from dagen.plan.model import Plan
+from dagen.plan.params import attention_params, ffn_matrices
 
-__all__ = ["RUNTIME_RESERVE_BYTES", "MemoryReport", "memory_report", "stage_weights"]
+__all__ = ["RUNTIME_RESERVE_BYTES", "MemoryReport", "memory_report"]
 
 I64 = npt.NDArray[np.int64]
 
@@ -62,28 +63,10 @@ class MemoryReport:
         return float(self.total_bytes.max()) / self.capacity_bytes
 
 
-def _mats(gated: bool) -> int:
-    return 3 if gated else 2
-
-
-def _mla_weights(d: Dims, a: Mla) -> int:
-    """One layer's MLA weights on a rank: down-projections and their norms replicated,
-    per-head up-projections and the output split over tp (vLLM's MLA layout)."""
-    dqk = a.qk_nope_head_dim + a.qk_rope_head_dim
-    if a.q_lora_rank:
-        q = d.h * a.q_lora_rank + a.q_lora_rank + a.q_lora_rank * d.heads * dqk
-    else:
-        q = d.h * d.heads * dqk
-    kv = d.h * (a.kv_lora_rank + a.qk_rope_head_dim) + a.kv_lora_rank
-    up = a.kv_lora_rank * d.heads * (a.qk_nope_head_dim + a.v_head_dim)
-    return q + kv + up + d.heads * a.v_head_dim * d.h
-
-
 def _attention_weights(d: Dims) -> int:
-    """One layer's attention weights on a rank (KV heads replicated when tp > kv_heads)."""
-    if d.mla is not None:
-        return _mla_weights(d, d.mla)
-    return d.h * d.head_dim * (2 * d.heads + 2 * d.kv_heads)
+    """One layer's attention weights on a rank: the rank's heads (KV heads replicated when
+    tp > kv_heads; MLA's down-projections and norms replicated, vLLM's MLA layout)."""
+    return attention_params(d.h, d.heads, d.kv_heads, d.head_dim, d.mla)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,16 +87,16 @@ def _stages(plan: Plan) -> list[_Stage]:
     return out
 
 
-def stage_weights(plan: Plan, d: Dims, st: _Stage) -> tuple[int, int]:
+def _stage_weights(plan: Plan, d: Dims, st: _Stage) -> tuple[int, int]:
     """(all, routed-expert) weight bytes on one rank of a stage."""
     m, moe = plan.model, plan.model.moe
     per_layer = _attention_weights(d) + 2 * d.h
-    dense = (st.layers - st.moe_layers) * _mats(m.gated_ffn) * d.h * d.ffn
+    dense = (st.layers - st.moe_layers) * ffn_matrices(m.gated_ffn) * d.h * d.ffn
     routed = 0
     shared = 0
     if moe is not None and st.moe_layers:
-        routed = st.moe_layers * d.slots * _mats(m.gated_ffn) * d.h * d.expert_ffn
-        shared = st.moe_layers * (d.h * d.experts + _mats(m.gated_ffn) * d.h * d.shared_ffn)
+        routed = st.moe_layers * d.slots * ffn_matrices(m.gated_ffn) * d.h * d.expert_ffn
+        shared = st.moe_layers * (d.h * d.experts + ffn_matrices(m.gated_ffn) * d.h * d.shared_ffn)
     edges = d.vocab * d.h * int(st.first)  # input embedding, vocabulary-parallel
     if st.last:  # final norm and LM head (a tied head shares the first stage's copy)
         edges += d.h + d.vocab * d.h * int(not (m.tied_embeddings and st.first))
@@ -181,7 +164,7 @@ def memory_report(plan: Plan, mesh: Mesh) -> MemoryReport:
     traffic = op_bytes(d)
     rows = []
     for st in _stages(plan):
-        weights, routed = stage_weights(plan, d, st)
+        weights, routed = _stage_weights(plan, d, st)
         kv = _kv(plan, d, st, mesh.sizes["dp"])
         act = _activations(plan, d, st, traffic)
         rows.append((weights, routed, kv, act, _buffers(plan, d, st, dict(mesh.sizes))))

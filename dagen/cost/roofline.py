@@ -22,10 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from dagen.graph.ir import COLLECTIVE_OPS, P2P_OPS, Graph, Kind, Op
+from dagen.cost.bounds import achievable_flops, achievable_hbm
+from dagen.graph.ir import Graph, Kind, Op
 from dagen.graph.shapes import COSTS, Dims, derive_dims
 from dagen.mesh import Mesh
-from dagen.plan.model import Hardware, Plan
+from dagen.plan.model import Plan
+from dagen.plan.params import ffn_matrices, kv_entry
 
 __all__ = ["OpBytes", "achievable", "compute_durations", "op_bytes", "op_bytes_table"]
 
@@ -50,13 +52,9 @@ class OpBytes:
         return self.weights + self.act_in + self.act_out + self.kv
 
 
-def achievable(hw: Hardware, plan: Plan) -> tuple[float, float]:
-    """``(FLOP/s, bytes/s)`` one GPU achieves: peak × efficiency for the model's dtype.
-
-    >>> from dagen.plan.model import Hardware  # doctest: +SKIP
-    """
-    flops = hw.tflops(plan.model.dtype) * 1e12 * hw.flops_efficiency
-    return flops, hw.hbm_tbps * 1e12 * hw.hbm_efficiency
+def achievable(plan: Plan) -> tuple[float, float]:
+    """``(FLOP/s, bytes/s)`` one GPU achieves: peak × efficiency for the model's dtype."""
+    return achievable_flops(plan)[0], achievable_hbm(plan)[0]
 
 
 def _out(op: Op, d: Dims) -> float:
@@ -65,9 +63,7 @@ def _out(op: Op, d: Dims) -> float:
 
 def kv_token_bytes(d: Dims) -> float:
     """KV-cache bytes one token adds to one layer on one rank (MLA: the shared latent)."""
-    if d.mla is not None:
-        return float((d.mla.kv_lora_rank + d.mla.qk_rope_head_dim) * d.e)
-    return float(2 * d.kv_heads * d.head_dim * d.e)
+    return float(kv_entry(d.kv_heads, d.head_dim, d.mla) * d.e)
 
 
 def _qkv_weights(d: Dims) -> float:
@@ -109,21 +105,17 @@ def _out_proj(d: Dims) -> OpBytes:
     return OpBytes(float(w * d.e), float(d.tokens * d.heads * dv * d.e), _out(Op.ATTN_OUT, d))
 
 
-def _mats(d: Dims) -> int:
-    return 3 if d.gated else 2
-
-
 def _expert(d: Dims) -> OpBytes:
     # A slot's weights are read only if at least one token reaches it: with Poisson
     # arrivals of mean slot_tokens, that happens with probability 1 − e^(−slot_tokens).
     p_used = -math.expm1(-d.slot_tokens) if d.slot_tokens > 0 else 0.0
-    w = _mats(d) * d.h * d.expert_ffn * d.e * p_used
+    w = ffn_matrices(d.gated) * d.h * d.expert_ffn * d.e * p_used
     inter = d.slot_tokens * d.expert_ffn * d.e  # the activated intermediate, written then read
     return OpBytes(w, d.slot_tokens * d.h * d.e + inter, _out(Op.MOE_EXPERT, d) + inter)
 
 
 def _shared(d: Dims) -> OpBytes:
-    w = _mats(d) * d.h * d.shared_ffn * d.e
+    w = ffn_matrices(d.gated) * d.h * d.shared_ffn * d.e
     inter = d.tokens * d.shared_ffn * d.e
     return OpBytes(float(w), d.tokens * d.h * d.e + inter, _out(Op.MOE_SHARED, d) + inter)
 
@@ -156,7 +148,9 @@ _TABLE: dict[Op, Callable[[Dims], OpBytes]] = {
     Op.MOE_RESIDUAL: _residual(Op.MOE_RESIDUAL),
     Op.FFN_NORM: _norm(Op.FFN_NORM),
     Op.FFN_UP: lambda d: OpBytes(
-        float((_mats(d) - 1) * d.h * d.ffn * d.e), float(d.tokens * d.h * d.e), _out(Op.FFN_UP, d)
+        float((ffn_matrices(d.gated) - 1) * d.h * d.ffn * d.e),
+        float(d.tokens * d.h * d.e),
+        _out(Op.FFN_UP, d),
     ),
     Op.FFN_DOWN: lambda d: OpBytes(
         float(d.ffn * d.h * d.e), float(d.tokens * d.ffn * d.e), _out(Op.FFN_DOWN, d)
@@ -184,11 +178,6 @@ def op_bytes_table(d: Dims) -> F64:
     return table
 
 
-def is_compute_op(op: Op) -> bool:
-    """Whether ``op`` runs on the compute stream (not a collective or send/recv)."""
-    return op not in COLLECTIVE_OPS and op not in P2P_OPS
-
-
 def compute_durations(graph: Graph, mesh: Mesh | None = None) -> F64:
     """Seconds of every node on the compute stream; 0 for communication nodes.
 
@@ -196,7 +185,7 @@ def compute_durations(graph: Graph, mesh: Mesh | None = None) -> F64:
     FLOPs of the node's template and the bytes of its op (:func:`op_bytes`).
     """
     plan = graph.plan
-    flop_rate, byte_rate = achievable(plan.hardware, plan)
+    flop_rate, byte_rate = achievable(plan)
     table = op_bytes_table(derive_dims(plan, mesh or graph.mesh))
     flops = graph.tmpl_flops[graph.tmpl]
     traffic = table[graph.op]

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dagen.checks import topological_order
-from dagen.cost.engine import Layout, Run, StreamCycle, layout
+from dagen.cost.engine import Layout, Meter, Run, StreamCycle, layout
 from dagen.errors import GraphError
 from dagen.graph.ir import Graph, Kind
 
@@ -82,11 +82,11 @@ def _program_order(graph: Graph) -> I64 | None:
     return np.argsort(r, kind="stable").astype(np.int64)
 
 
-def _run(graph: Graph, durations: F64) -> tuple[Layout, Run, I64 | None]:
+def _run(graph: Graph, durations: F64, meter: Meter | None) -> tuple[Layout, Run, I64 | None]:
     order = _program_order(graph)
     try:
         lay = layout(graph, durations, order)
-        return lay, Run(lay).run(), order
+        return lay, Run(lay).run(meter), order
     except StreamCycle:
         pass
     # Program order deadlocks when run serially (GRAPH-SERIAL-DEADLOCK): issue each
@@ -95,13 +95,15 @@ def _run(graph: Graph, durations: F64) -> tuple[Layout, Run, I64 | None]:
     order = topo[np.argsort(graph.rank[topo], kind="stable")].astype(np.int64)
     lay = layout(graph, durations, order)
     try:
-        return lay, Run(lay).run(), order
+        return lay, Run(lay).run(meter), order
     except StreamCycle as exc:  # pragma: no cover - a topological order cannot cycle
         raise GraphError("schedule simulation: no issue order is free of cycles") from exc
 
 
-def simulate(graph: Graph, durations: F64) -> Schedule:
+def simulate(graph: Graph, durations: F64, meter: Meter | None = None) -> Schedule:
     """Simulate the two-stream schedule of ``graph`` given each node's own ``durations``.
+
+    ``meter(done, total)`` is told how many vertices of the segment DAG are priced.
 
     Raises:
         dagen.checks.HasACycle: the graph deadlocks.
@@ -113,7 +115,7 @@ def simulate(graph: Graph, durations: F64) -> Schedule:
     """
     t0 = time.perf_counter()
     durations = np.asarray(durations, dtype=np.float64)
-    lay, run, order = _run(graph, durations)
+    lay, run, order = _run(graph, durations, meter)
     path = critical_path(lay, run)
     start, end = run.start, run.end[: lay.n]
     if order is not None:

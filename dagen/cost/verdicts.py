@@ -23,6 +23,7 @@ from dagen.cost.hbm import step_bytes_bound
 from dagen.cost.memory import MemoryReport
 from dagen.findings import Finding, Severity
 from dagen.plan.model import Phase, Plan
+from dagen.plan.world import finding
 
 __all__ = [
     "Code",
@@ -348,18 +349,20 @@ def verdict_findings(plan: Plan, verdicts: tuple[Verdict, ...] | list[Verdict]) 
         severity = _SEVERITY[v.verdict]
         if code is Code.OOM and v.verdict is VerdictKind.FAILS:
             severity = Severity.ERROR
-        loc = plan.where(v.path)
-        data = {"target": v.target, "estimate": v.estimate, "bound": v.bound, "unit": v.unit}
+        quiet = v.verdict in (VerdictKind.HOLDS, VerdictKind.UNVERIFIED)
         out.append(
-            Finding(
-                code=code.value,
-                severity=severity,
-                message=f"{v.claim}: {v.verdict.value}. {v.arithmetic}",
-                fix="" if v.verdict in (VerdictKind.HOLDS, VerdictKind.UNVERIFIED) else _FIX[code],
-                path=v.path,
-                line=loc.line if loc else None,
-                column=loc.column if loc else None,
-                data={**data, "verdict": v.verdict.value},
+            finding(
+                plan,
+                code.value,
+                severity,
+                v.path,
+                f"{v.claim}: {v.verdict.value}. {v.arithmetic}",
+                "" if quiet else _FIX[code],
+                target=v.target,
+                estimate=v.estimate,
+                bound=v.bound,
+                unit=v.unit,
+                verdict=v.verdict.value,
             )
         )
     return out

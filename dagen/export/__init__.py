@@ -20,8 +20,8 @@ import importlib
 import logging
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import BinaryIO, cast
@@ -34,6 +34,7 @@ __all__ = [
     "Emitter",
     "ExportContext",
     "Format",
+    "Phases",
     "View",
     "emit",
     "emitter",
@@ -209,26 +210,53 @@ def _plan_outputs(
                 f"output {os.fspath(path)!r}: directory {os.fspath(parent)!r} does not exist. "
                 "Fix: create it first (mkdir -p) or write elsewhere."
             )
+        if path.exists() and not path.is_file():  # a directory, /dev/null, a pipe…
+            raise ExportError(
+                f"output {os.fspath(path)!r} exists and is not a regular file; dagen replaces "
+                "its outputs whole. Fix: name a file path."
+            )
         planned.append((path, name, emitter(name)))
     return planned
 
 
 def _write_temp(ctx: ExportContext, path: Path, write: Emitter, mode: int) -> Path:
     """Write one output to a temporary file beside ``path``; return the temporary path."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
     temp = Path(tmp)
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
             write(ctx, fh)
         os.chmod(temp, mode)
-    except BaseException:
+    except BaseException as exc:
         temp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from exc
         raise
     return temp
 
 
+def _write_error(path: Path, exc: OSError) -> ExportError:
+    return ExportError(
+        f"cannot write output {os.fspath(path)!r}: {exc.strerror or exc}. "
+        "Fix: check that the directory is writable and has space."
+    )
+
+
+Phases = Callable[[str, int, int], None]
+"""``meter(phase, done, total)``: progress of each output, named ``writing <file>``."""
+
+
+def _phase(meter: Phases, path: Path) -> Callable[[int, int], None]:
+    return lambda done, total: meter(f"writing {path.name}", done, total)
+
+
 def write_outputs(
-    ctx: ExportContext, outputs: Sequence[tuple[str | os.PathLike[str], str | None]]
+    ctx: ExportContext,
+    outputs: Sequence[tuple[str | os.PathLike[str], str | None]],
+    meter: Phases | None = None,
 ) -> None:
     """Write each ``(path, format)`` of ``outputs``; all of them or none.
 
@@ -240,6 +268,8 @@ def write_outputs(
     Raises:
         ExportError: unknown format, missing directory, duplicate output, an exporter's
             refusal (e.g. a view over the size limit), or an I/O error.
+
+    ``meter(f"writing {name}", done, total)`` follows each streamed output.
     """
     planned = _plan_outputs(outputs)
     mode = 0o666 & ~_umask()
@@ -247,14 +277,13 @@ def write_outputs(
     try:
         for path, name, write in planned:
             log.info("writing %s (%s)", path, name)
-            temps.append((_write_temp(ctx, path, write, mode), path))
+            own = ctx if meter is None else replace(ctx, meter=_phase(meter, path))
+            temps.append((_write_temp(own, path, write, mode), path))
         for temp, path in temps:
-            os.replace(temp, path)
-    except OSError as exc:
-        raise ExportError(
-            f"cannot write {exc.filename or 'an output'}: {exc.strerror or exc}. "
-            "Fix: check that the directory is writable and has space."
-        ) from exc
+            try:
+                os.replace(temp, path)
+            except OSError as exc:
+                raise _write_error(path, exc) from exc
     finally:
         for temp, _ in temps:
             temp.unlink(missing_ok=True)

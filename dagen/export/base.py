@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import numpy.typing as npt
 
+from dagen.cost import Meter
 from dagen.errors import ExportError
 from dagen.findings import Finding
 from dagen.graph.ir import Graph
@@ -63,6 +64,14 @@ class ExportContext:
     """Micro-batches the ``ranks`` view draws (``None``: all)."""
     max_detail_nodes: int = 5000
     """The ``ranks`` view refuses to draw more nodes than this."""
+    meter: Meter | None = None
+    """Told ``(rows written, rows)`` by the streaming exporters (JSON, timeline);
+    :func:`dagen.export.write_outputs` sets it per output."""
+
+    def tick(self, done: int, total: int) -> None:
+        """Report progress to :attr:`meter`, if any."""
+        if self.meter is not None:
+            self.meter(done, total)
 
     def __post_init__(self) -> None:
         if self.view not in {v.value for v in View}:

@@ -53,12 +53,11 @@ def headline(ctx: ExportContext) -> list[str]:
     model = f"{m.layers} layers, hidden {m.hidden_size}, {m.heads} heads ({m.kv_heads} kv)"
     if m.moe is not None:
         model += f", MoE {m.moe.experts} experts top-{m.moe.top_k}"
-    hosts = -(-mesh.world // mesh.gpus_per_node)
     lines = [
         f"{text(plan.name)} — {text(m.name)}: {model}",
         f"{mesh.world} GPUs = TP{s['tp']}·CP{s['cp']}·DP{s['dp']}·PP{s['pp']} (attention)"
         f" = ETP{s['etp']}·EP{s['ep']}·EDP{s['edp']}·PP{s['pp']} (experts);"
-        f" {hosts} host(s) × {mesh.gpus_per_node} GPUs",
+        f" {mesh.hosts} host(s) × {mesh.gpus_per_node} GPUs",
     ]
     w = plan.workload
     work = f"{w.phase.value}: batch {w.batch}, prompt {w.prompt_len}, "

@@ -54,22 +54,13 @@ def node_times(estimate: Any | None, n_nodes: int) -> tuple[F64, F64] | None:
     return start, duration
 
 
-def _memory_part(memory: Any, part: str) -> npt.NDArray[np.int64] | None:
-    for name in (f"{part}_bytes", part):
-        value = getattr(memory, name, None)
-        if value is not None:
-            return np.asarray(value, dtype=np.int64)
-    return None
-
-
 def memory_table(estimate: Any) -> dict[str, Any]:
     """Memory per rank: each part's bytes per rank, the capacity, and the fullest rank."""
     memory = estimate.memory
-    parts = {p: arr for p in MEMORY_PARTS if (arr := _memory_part(memory, p)) is not None}
-    capacity = getattr(memory, "capacity_bytes", None)
-    out: dict[str, Any] = {"capacity_bytes": None if capacity is None else int(capacity)}
-    total = parts.get("total")
-    if total is not None and total.size:
+    parts = {p: np.asarray(getattr(memory, f"{p}_bytes"), dtype=np.int64) for p in MEMORY_PARTS}
+    out: dict[str, Any] = {"capacity_bytes": int(memory.capacity_bytes)}
+    total = parts["total"]
+    if total.size:
         worst = int(np.argmax(total))
         out["max_rank"] = worst
         out["max"] = {p: int(a[worst]) for p, a in parts.items()}

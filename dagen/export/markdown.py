@@ -176,7 +176,7 @@ def _mesh_rows(mesh: Mesh) -> dict[str, Any]:
         )
     return {
         "world": mesh.world,
-        "hosts": -(-mesh.world // mesh.gpus_per_node),
+        "hosts": mesh.hosts,
         "gpus_per_node": mesh.gpus_per_node,
         "order": "-".join(mesh.order),
         "convention": mesh.convention.value,

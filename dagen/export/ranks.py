@@ -21,7 +21,7 @@ from dagen.errors import ExportError
 from dagen.export.base import ExportContext, select_nodes
 from dagen.export.dotkit import label
 from dagen.export.estimate import node_times
-from dagen.export.summary import human_bytes, human_count, rank_ranges
+from dagen.export.summary import human_bytes, human_count, rank_ranges, runs
 from dagen.graph.ir import OP_LABELS, Coll, EdgeKind, Graph, GroupKind, Kind
 
 __all__ = ["COLL_COLORS", "EDGE_STYLES", "KIND_SHAPES", "OP_COLORS", "draw_ranks"]
@@ -72,13 +72,7 @@ I64 = npt.NDArray[np.int64]
 
 def _cli_set(values: list[int]) -> str:
     """Sorted integers in the CLI's filter syntax: ``0-3,8``."""
-    runs: list[list[int]] = []
-    for v in sorted(values):
-        if runs and v == runs[-1][1] + 1:
-            runs[-1][1] = v
-        else:
-            runs.append([v, v])
-    return ",".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs)
+    return ",".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs(values))
 
 
 def _refuse(ctx: ExportContext, count: int) -> ExportError:

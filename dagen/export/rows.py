@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Bytes", "Field", "bytes_table", "cat", "fixed", "istr", "keyed", "strip"]
+__all__ = ["Bytes", "Field", "bytes_table", "cat", "fixed", "istr", "keyed", "on_rows", "strip"]
 
 Bytes = npt.NDArray[np.bytes_]
 """A fixed-width ``S`` array, one value per row."""
@@ -174,4 +174,11 @@ def keyed(keys: npt.NDArray[Any], render: Callable[[npt.NDArray[np.int64]], Byte
     else:
         unique, inverse = np.unique(k, return_inverse=True)
     out: Bytes = render(unique)[inverse]
+    return out
+
+
+def on_rows(n: int, rows: npt.NDArray[np.int64], text: Bytes) -> Bytes:
+    """``text`` on ``rows`` of an ``n``-row column, nothing elsewhere."""
+    out: Bytes = np.zeros(n, dtype=text.dtype)
+    out[rows] = text
     return out

@@ -26,6 +26,7 @@ __all__ = [
     "plain",
     "plan_summary",
     "rank_ranges",
+    "runs",
 ]
 
 
@@ -76,13 +77,29 @@ def mesh_summary(mesh: Mesh) -> dict[str, Any]:
     return {
         "world": mesh.world,
         "gpus_per_node": mesh.gpus_per_node,
-        "hosts": -(-mesh.world // mesh.gpus_per_node),
+        "hosts": mesh.hosts,
         "order": list(mesh.order),
         "convention": mesh.convention.value,
         "sizes": {d: int(mesh.sizes[d]) for d in GROUP_DIMS},
         "host": mesh.host.tolist(),
         "coords": {d: mesh.coords[d].tolist() for d in GROUP_DIMS},
     }
+
+
+def runs(values: Iterable[int]) -> list[tuple[int, int]]:
+    """Distinct integers as ascending runs ``(first, last)``.
+
+    Example:
+        >>> runs([3, 0, 1, 2, 8])
+        [(0, 3), (8, 8)]
+    """
+    out: list[tuple[int, int]] = []
+    for v in sorted(set(values)):
+        if out and v == out[-1][1] + 1:
+            out[-1] = (out[-1][0], v)
+        else:
+            out.append((v, v))
+    return out
 
 
 def rank_ranges(ranks: Iterable[int], limit: int = 4) -> str:
@@ -94,18 +111,12 @@ def rank_ranges(ranks: Iterable[int], limit: int = 4) -> str:
         >>> rank_ranges(range(0, 20, 2), limit=2)
         '0, 2, … (10 in all)'
     """
-    values = sorted(set(ranks))
-    if not values:
+    spans = runs(ranks)
+    if not spans:
         return "none"
-    runs: list[tuple[int, int]] = []
-    for v in values:
-        if runs and v == runs[-1][1] + 1:
-            runs[-1] = (runs[-1][0], v)
-        else:
-            runs.append((v, v))
-    text = [f"{a}" if a == b else f"{a}–{b}" for a, b in runs[:limit]]
-    if len(runs) > limit:
-        text.append(f"… ({len(values)} in all)")
+    text = [f"{a}" if a == b else f"{a}–{b}" for a, b in spans[:limit]]
+    if len(spans) > limit:
+        text.append(f"… ({sum(b - a + 1 for a, b in spans)} in all)")
     return ", ".join(text)
 
 

@@ -28,8 +28,10 @@ import numpy.typing as npt
 import orjson
 
 from dagen.errors import ExportError
-from dagen.export.base import select_nodes
-from dagen.graph.ir import OP_LABELS, Graph, Kind
+from dagen.export.base import ExportContext, select_nodes
+from dagen.export.nodetext import KIND_TEXT, NodeText, template_table
+from dagen.export.rows import Bytes, cat, fixed, istr, on_rows, strip
+from dagen.graph.ir import Graph
 
 __all__ = ["CHUNK", "STREAM_NAMES", "emit"]
 
@@ -38,8 +40,6 @@ CHUNK = 20_000
 
 STREAM_NAMES = ("compute", "comm")
 """Thread names of the two streams (``tid`` 0 and 1)."""
-
-_KINDS = tuple(k.label for k in Kind)
 
 I64 = npt.NDArray[np.int64]
 
@@ -71,59 +71,34 @@ def _metadata(graph: Graph, ranks: I64) -> list[dict[str, Any]]:
     return events
 
 
-_COLUMNS = ("rank", "layer", "mb", "step", "op", "kind", "expert", "inst", "aux", "tmpl")
-
-
-def _node_id(g: dict[str, int], label: str, stage: int, with_step: bool) -> str:
-    """:meth:`Graph.node_id` from plain ints (the same text, without numpy scalars)."""
-    parts = [f"r{g['rank']}", f"s{stage}"]
-    if with_step:
-        parts.append(f"t{g['step']}")
-    if g["layer"] >= 0:
-        parts.append(f"L{g['layer']}")
-    parts.append(f"mb{g['mb']}")
-    parts.append(f"{label}.e{g['expert']}" if g["expert"] >= 0 else label)
-    return "/".join(parts)
-
-
-def _args(g: dict[str, int], node_id: str, nbytes: int, flops: float, hot: bool) -> dict[str, Any]:
-    args: dict[str, Any] = {
-        "id": node_id, "layer": g["layer"], "mb": g["mb"], "step": g["step"],
-        "bytes": nbytes, "flops": flops,
-    }  # fmt: skip
-    if g["inst"] >= 0:
-        args["inst"] = g["inst"]
-    elif g["aux"] >= 0:
-        args["peer"] = g["aux"]
-    if hot:
-        args["critical"] = True
-    return args
-
-
 def _batch(
-    graph: Graph, est: Any, idx: I64, critical: npt.NDArray[np.bool_]
-) -> list[dict[str, Any]]:
-    """Events of the nodes ``idx`` (plain Python values, one list per column)."""
-    cols = {c: getattr(graph, c)[idx].tolist() for c in _COLUMNS}
-    start = (np.asarray(est.start_s)[idx] * 1e6).round(3).tolist()
-    dur = (np.asarray(est.duration_s)[idx] * 1e6).round(3).tolist()
-    tid = np.asarray(est.stream)[idx].tolist()
-    hot = critical[idx].tolist()
-    stage = graph.mesh.stage.tolist()
-    nbytes, flops = graph.tmpl_bytes.tolist(), graph.tmpl_flops.tolist()
-    with_step = graph.plan.workload.decode_steps > 1
-    out = []
-    for j in range(len(start)):
-        g = {c: cols[c][j] for c in _COLUMNS}
-        label = OP_LABELS[g["op"]]
-        node_id = _node_id(g, label, stage[g["rank"]], with_step)
-        out.append({
-            "name": f"{label}.e{g['expert']}" if g["expert"] >= 0 else label,
-            "cat": _KINDS[g["kind"]], "ph": "X", "pid": g["rank"], "tid": tid[j],
-            "ts": start[j], "dur": dur[j],
-            "args": _args(g, node_id, nbytes[g["tmpl"]], flops[g["tmpl"]], hot[j]),
-        })  # fmt: skip
-    return out
+    graph: Graph, est: Any, idx: I64, critical: npt.NDArray[np.bool_], text: NodeText, tmpl: Bytes
+) -> bytes:
+    """Events of the nodes ``idx``, each preceded by a comma, built column by column."""
+    n = idx.size
+    inst, aux = graph.inst[idx], graph.aux[idx]
+    ref = np.flatnonzero(inst >= 0)
+    peer = np.flatnonzero((inst < 0) & (aux >= 0))
+    hot = np.flatnonzero(critical[idx])
+    rows = cat(
+        b',{"name":"', text.name_field(idx),
+        b'","cat":"', KIND_TEXT[graph.kind[idx]],
+        b'","ph":"X","pid":', istr(graph.rank[idx]),
+        b',"tid":', istr(np.asarray(est.stream)[idx]),
+        b',"ts":', fixed(np.asarray(est.start_s)[idx] * 1e6, digits=3),
+        b',"dur":', fixed(np.asarray(est.duration_s)[idx] * 1e6, digits=3),
+        b',"args":{"id":"', *text.id_fields(idx),
+        b'","layer":', istr(graph.layer[idx]),
+        b',"mb":', istr(graph.mb[idx]),
+        b',"step":', istr(graph.step[idx]),
+        tmpl[graph.tmpl[idx]],
+        on_rows(n, ref, cat(b',"inst":', istr(inst[ref]), n=ref.size)),
+        on_rows(n, peer, cat(b',"peer":', istr(aux[peer]), n=peer.size)),
+        on_rows(n, hot, cat(b',"critical":true', n=hot.size)),
+        b"}}",
+        n=n,
+    )  # fmt: skip
+    return strip(rows)
 
 
 def _order(graph: Graph, est: Any, nodes: I64) -> I64:
@@ -134,22 +109,24 @@ def _order(graph: Graph, est: Any, nodes: I64) -> I64:
     return result
 
 
-def _chunks(graph: Graph, est: Any, nodes: I64, first: list[dict[str, Any]]) -> Iterator[bytes]:
-    if first:
-        yield orjson.dumps(first)[1:-1]
+def _chunks(ctx: ExportContext, est: Any, nodes: I64) -> Iterator[bytes]:
+    """The node events, :data:`CHUNK` at a time, in track and time order."""
+    graph = ctx.graph
     critical = np.zeros(graph.n_nodes, dtype=np.bool_)
     critical[np.asarray(est.critical_path, dtype=np.int64)] = True
+    text, tmpl = NodeText(graph), template_table(graph, orjson.dumps, shape=False)
     order = _order(graph, est, nodes)
     for lo in range(0, order.shape[0], CHUNK):
-        yield orjson.dumps(_batch(graph, est, order[lo : lo + CHUNK], critical))[1:-1]
+        yield _batch(graph, est, order[lo : lo + CHUNK], critical, text, tmpl)
+        ctx.tick(min(lo + CHUNK, order.shape[0]), order.shape[0])
 
 
-def _check(ctx: Any) -> Any:
-    est = getattr(ctx, "estimate", None)
+def _check(ctx: ExportContext) -> Any:
+    est = ctx.estimate
     if est is None:
         raise ExportError(
             "timeline: the context has no simulated schedule (estimate); expected one from "
-            "dagen.cost.estimate. Fix: export after estimating (do not pass --no-simulate), "
+            "dagen.cost.estimate. Fix: export after estimating (dagen.analyse with simulate=True), "
             "and make sure the plan has no errors."
         )
     n = ctx.graph.n_nodes
@@ -161,7 +138,7 @@ def _check(ctx: Any) -> Any:
     return est
 
 
-def emit(ctx: Any, out: BinaryIO) -> None:
+def emit(ctx: ExportContext, out: BinaryIO) -> None:
     """Write ``ctx.estimate``'s schedule of ``ctx.graph`` as Chrome trace-event JSON.
 
     Raises:
@@ -169,16 +146,10 @@ def emit(ctx: Any, out: BinaryIO) -> None:
     """
     est = _check(ctx)
     graph: Graph = ctx.graph
-    nodes = select_nodes(
-        graph,
-        getattr(ctx, "ranks", None),
-        getattr(ctx, "layers", None),
-        getattr(ctx, "microbatches", None),
-    ).astype(np.int64)
+    nodes = select_nodes(graph, ctx.ranks, ctx.layers, ctx.microbatches).astype(np.int64)
     ranks = np.unique(graph.rank[nodes]).astype(np.int64)
     out.write(b'{"displayTimeUnit":"ms","traceEvents":[')
-    sep = b""
-    for chunk in _chunks(graph, est, nodes, _metadata(graph, ranks)):
-        out.write(sep + chunk)
-        sep = b","
+    out.write(orjson.dumps(_metadata(graph, ranks))[1:-1])  # empty only when no node is
+    for chunk in _chunks(ctx, est, nodes):
+        out.write(chunk)
     out.write(b"]}\n")

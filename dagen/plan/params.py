@@ -27,7 +27,17 @@ import re
 
 from dagen.plan.model import Mla, Model, Moe
 
-__all__ = ["active_params", "count_params", "format_count", "parse_count"]
+__all__ = [
+    "active_params",
+    "attention_params",
+    "count_params",
+    "ffn_matrices",
+    "format_count",
+    "kv_entry",
+    "moe_layers",
+    "parse_count",
+    "routed_params",
+]
 
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 _COUNT = re.compile(r"([0-9][0-9_]*(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)\s*([kKmMbBgGtT]?)")
@@ -60,17 +70,32 @@ def format_count(n: float) -> str:
     return f"{n:g}"
 
 
-def _attention(m: Model) -> int:
-    if m.mla is not None:
-        return _mla(m, m.mla)
-    h, d = m.hidden_size, m.head_dim
-    q_and_o = 2 * h * m.heads * d
-    k_and_v = 2 * h * m.kv_heads * d
-    return q_and_o + k_and_v
+def attention_params(h: int, heads: int, kv_heads: int, head_dim: int, mla: Mla | None) -> int:
+    """Weights of one attention layer with ``heads`` query and ``kv_heads`` KV heads
+    (the whole model's, or one tensor-parallel rank's share).
+
+    >>> attention_params(8, 2, 2, 4, None)  # Q, O: 2·8·2·4; K, V: 2·8·2·4
+    256
+    """
+    if mla is not None:
+        return _mla(h, heads, mla)
+    return 2 * h * heads * head_dim + 2 * h * kv_heads * head_dim
 
 
-def _mla(m: Model, a: Mla) -> int:
-    h, n = m.hidden_size, m.heads
+def kv_entry(kv_heads: int, head_dim: int, mla: Mla | None) -> int:
+    """Elements one token adds to one layer's KV cache (MLA: the shared latent and rope key)."""
+    if mla is not None:
+        return mla.kv_lora_rank + mla.qk_rope_head_dim
+    return 2 * kv_heads * head_dim
+
+
+def ffn_matrices(gated: bool) -> int:
+    """Weight matrices of an FFN: 3 gated (gate, up, down), else 2."""
+    return 3 if gated else 2
+
+
+def _mla(h: int, n: int, a: Mla) -> int:
+    """MLA's weights: down-projections and their norms, per-head up-projections, output."""
     qk_dim = a.qk_nope_head_dim + a.qk_rope_head_dim
     if a.q_lora_rank > 0:  # down-projection, its norm, up-projection
         q = h * a.q_lora_rank + a.q_lora_rank + a.q_lora_rank * n * qk_dim
@@ -83,11 +108,14 @@ def _mla(m: Model, a: Mla) -> int:
 
 
 def _ffn(m: Model, width: int) -> int:
-    return (3 if m.gated_ffn else 2) * m.hidden_size * width
+    return ffn_matrices(m.gated_ffn) * m.hidden_size * width
 
 
-def _moe_layers(m: Model, moe: Moe) -> int:
-    return sum(1 for layer in range(m.layers) if moe.is_moe_layer(layer))
+def moe_layers(m: Model) -> int:
+    """How many of the model's layers are MoE layers."""
+    if m.moe is None:
+        return 0
+    return sum(1 for layer in range(m.layers) if m.moe.is_moe_layer(layer))
 
 
 def _moe_ffn(m: Model, moe: Moe, routed: int) -> int:
@@ -99,8 +127,9 @@ def _moe_ffn(m: Model, moe: Moe, routed: int) -> int:
 
 def _total(m: Model, routed: int) -> int:
     embed = m.vocab_size * m.hidden_size * (1 if m.tied_embeddings else 2)
-    per_layer = _attention(m) + 2 * m.hidden_size
-    n_moe = _moe_layers(m, m.moe) if m.moe is not None else 0
+    per_layer = attention_params(m.hidden_size, m.heads, m.kv_heads, m.head_dim, m.mla)
+    per_layer += 2 * m.hidden_size
+    n_moe = moe_layers(m)
     ffn = (m.layers - n_moe) * _ffn(m, m.ffn_size)
     if m.moe is not None:
         ffn += n_moe * _moe_ffn(m, m.moe, routed)
@@ -129,3 +158,8 @@ def active_params(model: Model) -> int:
     """
     routed = model.moe.top_k if model.moe is not None else 0
     return _total(model, routed)
+
+
+def routed_params(model: Model) -> int:
+    """Parameters of every routed expert of every MoE layer (0 without MoE)."""
+    return count_params(model) - _total(model, 0)
