@@ -58,6 +58,36 @@ class Analysis:
         """No error-level finding."""
         return not has_errors(list(self.findings))
 
+    def summary(self) -> list[str]:
+        """A few lines for people: graph size, peak memory, latency, throughput, bubble.
+
+        Formulas: docs/graph.md (the graph) and docs/cost-model.md (the estimate).
+        """
+        if self.graph is None:
+            return ["graph: not built (the plan has errors); claims judged by bounds alone"]
+        g = self.graph
+        lines = [f"graph: {g.n_nodes:,} nodes, {g.n_edges:,} edges on {g.mesh.world:,} GPUs"]
+        e = self.estimate
+        if e is None:
+            return [*lines, "estimate: not simulated (the graph has errors)"]
+        total = e.memory.total_bytes
+        worst = int(total.argmax())
+        cap = float(e.memory.capacity_bytes)
+        lines.append(
+            f"memory: fullest rank {worst} holds {total[worst] / 1e9:.3g} GB of "
+            f"{cap / 1e9:.3g} GB ({total[worst] / cap:.1%})"
+        )
+        if e.ttft_s is not None:
+            lines.append(f"TTFT (prefill makespan): {e.ttft_s:.4g} s")
+        if e.tpot_s is not None:
+            lines.append(f"TPOT (decode step): {e.tpot_s * 1e3:.4g} ms")
+        lines.append(
+            f"throughput: {e.tokens_per_s:,.0f} tokens/s, {e.tokens_per_s_per_gpu:,.0f} "
+            f"tokens/s per GPU; pipeline bubble {e.bubble_fraction:.1%}; "
+            f"critical path {len(e.critical_path):,} nodes"
+        )
+        return lines
+
 
 def build(plan: Plan) -> Graph:
     """Build the per-GPU graph of a plan whose rules pass.

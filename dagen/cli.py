@@ -184,6 +184,9 @@ def check(state: _State, plan: Path, fmt: str) -> None:
     with _user_errors(state):
         analysis = _analyse(state, plan)
     _print_findings(analysis.findings, str(plan), fmt, state.quiet)
+    if fmt == "text" and not state.quiet:
+        for line in analysis.summary():
+            click.echo(line)
     sys.exit(0 if analysis.ok else EXIT_FINDINGS)
 
 

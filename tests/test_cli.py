@@ -171,3 +171,14 @@ def test_output_that_is_not_a_regular_file_is_refused(runner: CliRunner, tmp_pat
     assert result.exit_code == 2
     assert "not a regular file" in result.stderr
     assert stat.S_ISFIFO(target.stat().st_mode)
+
+
+def test_check_prints_estimates_and_the_seed_fixed_verdicts(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["check", str(SAMPLES / "seed-moe-10b-fixed.yaml")])
+    # The layout is fixed; the report's 100 tokens/ms per GPU is still impossible.
+    assert result.exit_code == 1
+    errors = [line for line in result.stdout.splitlines() if line.startswith("error ")]
+    assert len(errors) == 1 and "COST-THROUGHPUT-GPU" in errors[0] and "impossible" in errors[0]
+    assert "graph: 28,160 nodes" in result.stdout
+    assert "memory: fullest rank" in result.stdout and "TTFT (prefill makespan)" in result.stdout
+    assert "tokens/s per GPU" in result.stdout
