@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dagen.graph.ir import Coll, EdgeKind, Graph, GroupKind, Kind, Op
+from dagen.graph.ir import COLUMN_DTYPES, Coll, EdgeKind, Graph, GroupKind, Kind, Op
 from dagen.mesh import build_mesh
 from dagen.plan.model import Hardware, Model, Parallel, Plan, Workload
 
@@ -123,19 +123,7 @@ class HandGraph:
         }
 
 
-COLUMN_TYPES = {
-    "rank": np.int32,
-    "layer": np.int16,
-    "mb": np.int16,
-    "step": np.int16,
-    "op": np.uint8,
-    "kind": np.uint8,
-    "expert": np.int16,
-    "inst": np.int32,
-    "aux": np.int32,
-    "tmpl": np.int32,
-}
-assert tuple(COLUMN_TYPES) == Graph.NODE_COLUMNS
+COLUMN_TYPES = {c: COLUMN_DTYPES[c] for c in Graph.NODE_COLUMNS}
 
 
 def pipeline(*, tp: int = 2, pp: int = 2, layers: int = 2, mbs: int = 2) -> Graph:
