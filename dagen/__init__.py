@@ -1,12 +1,12 @@
 """dagen: expand a parallel deployment plan into its per-GPU operator and communication DAG.
 
-The library is five calls, one per layer of the flow plan → mesh → graph → checks →
+The library is a handful of calls, one per layer of the flow plan → mesh → graph → checks →
 cost → export:
 
 >>> import dagen
 >>> plan = dagen.load_plan("samples/seed-moe-10b-fixed.yaml")  # doctest: +SKIP
 >>> analysis = dagen.analyse(plan)  # doctest: +SKIP
->>> dagen.export(analysis, [(Path("dag.json"), "json")])  # doctest: +SKIP
+>>> dagen.write(analysis, [("dag.json", "json")])  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ except PackageNotFoundError:  # running from a checkout that was never installed
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dagen.api import Analysis, analyse, build, export, load_plan
+    from dagen.api import Analysis, analyse, build, load_plan, write
 
-_API = ("Analysis", "analyse", "build", "export", "load_plan")
+_API = ("Analysis", "analyse", "build", "load_plan", "write")
 
 
 def __getattr__(name: str) -> Any:
@@ -35,4 +35,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'dagen' has no attribute {name!r}")
 
 
-__all__ = ["Analysis", "__version__", "analyse", "build", "export", "load_plan"]
+__all__ = ["Analysis", "__version__", "analyse", "build", "load_plan", "write"]

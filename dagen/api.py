@@ -26,12 +26,12 @@ from dagen.export import ExportContext, Phases, write_outputs
 from dagen.findings import Finding, Severity, has_errors
 from dagen.graph.build import build_graph
 from dagen.graph.ir import Graph
-from dagen.mesh import build_mesh
+from dagen.mesh import mesh_of
 from dagen.plan.loader import load_plan
 from dagen.plan.model import Plan
 from dagen.plan.rules import plan_findings
 
-__all__ = ["Analysis", "analyse", "build", "export", "load_plan"]
+__all__ = ["Analysis", "analyse", "build", "load_plan", "write"]
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def build(plan: Plan) -> Graph:
     errors = _blocking(plan_findings(plan))
     if errors:
         raise PlanInfeasible("\n".join(f.render(plan.source) for f in errors))
-    mesh = build_mesh(plan.parallel, plan.hardware.gpus_per_node)
+    mesh = mesh_of(plan)
     return build_graph(plan, mesh)
 
 
@@ -132,7 +132,7 @@ def analyse(
         findings += verdict_findings(plan, bounds)
         return Analysis(plan=plan, findings=tuple(findings))
     say("building the graph")
-    graph = build_graph(plan, build_mesh(plan.parallel, plan.hardware.gpus_per_node))
+    graph = build_graph(plan, mesh_of(plan))
     say(f"checking {graph.n_nodes:,} nodes and {graph.n_edges:,} edges")
     findings += check_graph(graph)
     est = None
@@ -152,7 +152,7 @@ def _phase(meter: Phases | None, phase: str) -> Callable[[int, int], None] | Non
     return lambda done, total: meter(phase, done, total)
 
 
-def export(
+def write(
     analysis: Analysis,
     outputs: Sequence[tuple[Path, str]],
     *,

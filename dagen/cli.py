@@ -20,7 +20,7 @@ from dagen import __version__, api
 from dagen.errors import DagenError
 from dagen.findings import Finding, Severity
 from dagen.graph.shapes import INT16_MAX
-from dagen.mesh import MAX_WORLD
+from dagen.mesh import MAX_WORLD, mesh_of
 
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
@@ -252,7 +252,7 @@ def build(
             click.echo("error: not writing outputs: the plan has error-level findings", err=True)
             sys.exit(EXIT_FINDINGS)
         state.progress(f"writing {len(targets)} output(s)")
-        api.export(analysis, targets, meter=state.bars, **view)
+        api.write(analysis, targets, meter=state.bars, **view)
     if not state.quiet:
         for p, f in targets:
             click.echo(f"wrote {p} ({f})", err=True)
@@ -264,11 +264,11 @@ def build(
 @click.pass_obj
 def ranks(state: _State, plan: Path, as_json: bool) -> None:
     """Print every rank's host, coordinates and groups under both decompositions."""
-    from dagen.mesh import build_mesh, rank_table
+    from dagen.mesh import rank_table
 
     with _user_errors(state):
         p = api.load_plan(plan)
-        rows = rank_table(build_mesh(p.parallel, p.hardware.gpus_per_node))
+        rows = rank_table(mesh_of(p))
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return

@@ -28,7 +28,7 @@ from dagen.export.overview import overview
 from dagen.export.summary import graph_totals, rank_ranges
 from dagen.findings import Finding, Severity
 from dagen.graph.ir import Graph
-from dagen.mesh import GROUP_DIMS, Mesh, build_mesh
+from dagen.mesh import GROUP_DIMS, Mesh, mesh_of
 from dagen.plan.model import Plan
 
 __all__ = ["MAX_CHARS", "emit", "md", "render_markdown"]
@@ -244,7 +244,7 @@ def _context(source: AnalysisLike, caps: _Caps) -> dict[str, Any]:
 
 def _mesh_or_none(plan: Plan) -> Mesh | None:
     try:
-        return build_mesh(plan.parallel, plan.hardware.gpus_per_node)
+        return mesh_of(plan)
     except DagenError:  # a plan with errors may not factor; its findings say why
         return None
 

@@ -23,7 +23,7 @@ from dagen.graph.expand import Expansion
 from dagen.graph.ir import COLUMN_DTYPES, Graph
 from dagen.graph.shapes import CostTable, Dims, derive_dims
 from dagen.graph.templates import Segment, StageContext, stage_layers, stage_segments
-from dagen.mesh import Mesh, build_mesh, expert_placement
+from dagen.mesh import Mesh, expert_placement, mesh_of
 from dagen.plan.model import Phase, Plan
 
 __all__ = ["MAX_NODES", "build_graph", "nodes_per_rank_formula", "stage_layers"]
@@ -89,7 +89,7 @@ def build_graph(plan: Plan, mesh: Mesh | None = None, *, max_nodes: int = MAX_NO
         PlanInfeasible: the plan cannot be expanded (indivisible sizes, too large).
     """
     t0 = time.perf_counter()
-    mesh = mesh or build_mesh(plan.parallel, plan.hardware.gpus_per_node)
+    mesh = mesh or mesh_of(plan)
     dims, costs, ctx = _context(plan, mesh)
     steps = _steps(plan)
     stages = stage_segments(ctx, steps)

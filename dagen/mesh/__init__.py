@@ -2,7 +2,15 @@
 (:mod:`.placement`). Pure and stateless; see docs/parallelism.md."""
 
 from dagen.mesh.placement import expert_placement
-from dagen.mesh.ranks import GROUP_DIMS, MAX_WORLD, ORDER_NAMES, Mesh, build_mesh, rank_table
+from dagen.mesh.ranks import (
+    GROUP_DIMS,
+    MAX_WORLD,
+    ORDER_NAMES,
+    Mesh,
+    build_mesh,
+    mesh_of,
+    rank_table,
+)
 
 __all__ = [
     "GROUP_DIMS",
@@ -11,5 +19,6 @@ __all__ = [
     "Mesh",
     "build_mesh",
     "expert_placement",
+    "mesh_of",
     "rank_table",
 ]

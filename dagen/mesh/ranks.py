@@ -41,6 +41,7 @@ Rank 37 = tp 1 + 2·(dp 2) + 32·(pp 1) = ep 5 + 16·(edp 0) + 32·(pp 1).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping
@@ -51,9 +52,9 @@ import numpy as np
 import numpy.typing as npt
 
 from dagen.errors import MeshError
-from dagen.plan.model import Convention, Parallel
+from dagen.plan.model import Convention, Parallel, Plan
 
-__all__ = ["GROUP_DIMS", "ORDER_NAMES", "Mesh", "build_mesh", "rank_table"]
+__all__ = ["GROUP_DIMS", "ORDER_NAMES", "Mesh", "build_mesh", "mesh_of", "rank_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -329,6 +330,20 @@ def build_mesh(parallel: Parallel, gpus_per_node: int = 8) -> Mesh:
     )
     logger.debug("mesh: world %d, order %s, sizes %s", world, "-".join(order), dict(mesh.sizes))
     return mesh
+
+
+def mesh_of(plan: Plan) -> Mesh:
+    """The mesh of a whole plan: its degrees over its hardware's hosts.
+
+    A dense model has no expert layers, so its expert decomposition is moot; it is laid
+    with etp = tp (Megatron-Core's default for expert_tensor_parallel_size), which makes it
+    coincide with the attention one and lets any valid order string, ``tp-pp-dp`` among
+    them, build.
+    """
+    parallel = plan.parallel
+    if plan.model.moe is None and parallel.etp != parallel.tp:
+        parallel = dataclasses.replace(parallel, etp=parallel.tp)
+    return build_mesh(parallel, plan.hardware.gpus_per_node)
 
 
 def rank_table(mesh: Mesh) -> list[dict[str, int]]:
