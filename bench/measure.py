@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.ladder import RUNGS
+from bench.report import GZ_ABOVE_NODES
 
 
 def rss_bytes() -> int:
@@ -61,11 +62,11 @@ def run(name: str, with_baseline: bool) -> dict[str, Any]:
     from dagen.cost import estimate
     from dagen.export import ExportContext, write_outputs
     from dagen.graph.build import build_graph
-    from dagen.mesh import build_mesh
+    from dagen.mesh import mesh_of
 
     rung = next(r for r in RUNGS if r.name == name)
     plan = rung.make()
-    mesh = build_mesh(plan.parallel, plan.hardware.gpus_per_node)
+    mesh = mesh_of(plan)
     res: dict[str, Any] = {
         "rung": name,
         "what": rung.what,
@@ -80,15 +81,18 @@ def run(name: str, with_baseline: bool) -> dict[str, Any]:
     res["check_s"], findings = timed(lambda: check_graph(graph), rung.repeats)
     res["errors"] = sum(f.severity == "error" for f in findings)
     res["peak_rss_build_check"] = peak_rss_bytes() - base_rss
+    res["peak_rss_abs_build_check"] = peak_rss_bytes()
     reset_peak()
     res["simulate_s"], _ = timed(lambda: estimate(graph), 1)
     res["peak_rss_simulate"] = peak_rss_bytes() - base_rss
+    fmt = "json.gz" if graph.n_nodes > GZ_ABOVE_NODES else "json"
+    res["json_format"] = fmt
     with tempfile.TemporaryDirectory(dir=os.environ.get("DAGEN_BENCH_TMP")) as tmp:
-        out = Path(tmp) / "dag.json"
+        out = Path(tmp) / f"dag.{fmt}"
         ctx = ExportContext(graph=graph, findings=tuple(findings))
         rss0 = rss_bytes()
         reset_peak()
-        res["json_s"], _ = timed(lambda: write_outputs(ctx, [(out, "json")]), 1)
+        res["json_s"], _ = timed(lambda: write_outputs(ctx, [(out, fmt)]), 1)
         res["json_bytes"] = out.stat().st_size
         res["json_extra_rss"] = peak_rss_bytes() - rss0
     if with_baseline and rung.baseline:

@@ -32,6 +32,7 @@ from dagen.checks.comms import check_comms
 from dagen.checks.completeness import check_completeness
 from dagen.checks.edit import add_edges, drop_nodes, duplicate_nodes, guard
 from dagen.checks.order import check_collective_order
+from dagen.checks.shared import Shared
 from dagen.errors import GraphError
 from dagen.findings import Finding, Severity
 from dagen.graph.ir import Graph
@@ -70,8 +71,9 @@ def check_graph(graph: Graph, *, lint: bool = False) -> list[Finding]:
         >>> [f.code for f in findings]  # doctest: +SKIP
         []
     """
+    shared = Shared(graph)
     try:
-        graph.lint() if lint else guard(graph)
+        graph.lint() if lint else guard(graph, shared)
     except GraphError as exc:
         return [
             Finding(
@@ -85,6 +87,6 @@ def check_graph(graph: Graph, *, lint: bool = False) -> list[Finding]:
     findings: list[Finding] = []
     for check in (check_acyclic, check_completeness, check_comms, check_collective_order):
         start = time.perf_counter()
-        findings += check(graph)
+        findings += check(graph, shared)
         log.debug("%s: %.3f s", check.__name__, time.perf_counter() - start)
     return findings

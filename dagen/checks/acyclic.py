@@ -18,8 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from dagen.checks.certify import certify
 from dagen.checks.common import MAX_NODES, Code, count, make, rank_list
 from dagen.checks.engine import Contracted, contract, is_rank_major, layered_kahn, ranges
+from dagen.checks.shared import Shared
 from dagen.checks.sweep import SweepResult, sweep
 from dagen.errors import GraphError
 from dagen.findings import Finding, Severity
@@ -64,7 +66,7 @@ def topological_order(graph: Graph) -> I64:
     con = contract(graph)
     passed = sw.passed(graph.rank) if sw is not None else np.zeros(graph.n_nodes, np.bool_)
     alive = _alive_vertices(con, ~passed)
-    level, _ = layered_kahn(con.n_vertices, con.src, con.dst, alive)
+    level, _ = layered_kahn(con.n_vertices, con.src, con.dst, alive, keep=False)
     stuck = alive & (level < 0)
     if stuck.any():
         message, nodes = _cycle_text(graph, con, stuck)
@@ -96,7 +98,7 @@ def critical_path(graph: Graph) -> I64:
     con = contract(graph)
     if con.n_vertices == 0:
         return np.zeros(0, dtype=np.int64)
-    level, _ = layered_kahn(con.n_vertices, con.src, con.dst)
+    level, _ = layered_kahn(con.n_vertices, con.src, con.dst, keep=False)
     stuck = level < 0
     if stuck.any():
         message, on_cycle = _cycle_text(graph, con, stuck)
@@ -125,7 +127,7 @@ def _first_node(graph: Graph, con: Contracted, v: int, out_edge: int) -> int:
     return int(members[0])
 
 
-def check_acyclic(graph: Graph) -> list[Finding]:
+def check_acyclic(graph: Graph, shared: Shared | None = None) -> list[Finding]:
     """``GRAPH-CYCLE`` if the contracted graph has a cycle (printed as a path of ranks and
     ops); ``GRAPH-SERIAL-DEADLOCK`` (warning) if it is acyclic but running every rank's
     ops one after another in program order deadlocks.
@@ -134,9 +136,13 @@ def check_acyclic(graph: Graph) -> list[Finding]:
         >>> check_acyclic(graph)  # doctest: +SKIP
         []
     """
-    if not is_rank_major(graph):
+    sh = shared or Shared(graph)
+    if not sh.rank_major:
         return _exact_check(graph, None)
-    sw = sweep(graph)
+    if certify(graph, sh):  # a verified schedule key proves what the sweep would
+        sh.certified = True
+        return []
+    sw = sweep(graph, sh)
     if sw.complete:
         return []
     return _exact_check(graph, sw)
@@ -156,7 +162,7 @@ def _exact_check(graph: Graph, sw: SweepResult | None) -> list[Finding]:
         graph.n_nodes - int(passed.sum()),
     )
     alive = _alive_vertices(con, ~passed)
-    level, _ = layered_kahn(con.n_vertices, con.src, con.dst, alive)
+    level, _ = layered_kahn(con.n_vertices, con.src, con.dst, alive, keep=False)
     stuck = alive & (level < 0)
     if stuck.any():
         message, nodes = _cycle_text(graph, con, stuck)

@@ -10,11 +10,13 @@ fewer than 2³¹ cells); nodes the table has no cell for go to one trash bin at 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from dagen.checks.expect import OUTER_OPS, Expected
+from dagen.checks.shared import Shared
 from dagen.graph.ir import OP_LABELS, Graph, Op
 
 __all__ = ["CellTable", "Verdict"]
@@ -55,36 +57,30 @@ class CellTable:
         return int(self.seen.size)
 
     @staticmethod
-    def of(graph: Graph, exp: Expected) -> CellTable:
+    def of(graph: Graph, exp: Expected, shared: Shared | None = None) -> CellTable:
         """Place the graph's nodes in the table of ``exp``."""
+        sh = shared or Shared(graph)
         shape = (graph.mesh.world, exp.steps, exp.mbs, exp.rows, exp.width)
         total = int(np.prod(shape))
         dt = np.dtype(np.int32 if total < (1 << 31) - 1 else np.int64)
-        n_layers = exp.layer_class.size
-        # In-place arithmetic on three buffers: fresh temporaries of n elements each cost
+        # In-place arithmetic on two buffers: fresh temporaries of n elements each cost
         # page faults that dominate this pass at millions of nodes.
-        li: Int = np.clip(graph.layer, -1, n_layers).astype(dt)
-        li += 1
-        slot: Int = graph.mesh.stage.astype(dt)[graph.rank]
-        slot *= n_layers + 2
-        slot += li
-        slot = exp.slot_table().astype(dt).ravel()[slot]
-        li *= len(Op)
-        li += graph.op
-        col = exp.col_table().astype(dt).ravel()[li]
-        cell: Int = graph.rank.astype(dt)
-        for factor, term in ((exp.steps, graph.step), (exp.mbs, graph.mb)):
-            cell *= factor
-            cell += term
-        cell *= exp.rows * exp.width
-        bad = (slot < 0) | (col < 0)
-        slot *= exp.width
-        cell += slot
-        cell += col
+        cell = _row_col(graph, exp, sh, dt)  # slot · width + col, negative for none
+        bad = cell < 0
+        per_rank = np.arange(shape[0], dtype=dt) * np.asarray(total // max(shape[0], 1), dt)
+        base: Int = sh.per_node(per_rank)
+        cell += base
+        for term, factor in (
+            (graph.step, shape[2] * shape[3] * shape[4]),
+            (graph.mb, shape[3] * shape[4]),
+        ):
+            np.multiply(term, np.asarray(factor, dt), out=base)
+            cell += base
+        del base
         if _out_of_range(graph.mb, exp.mbs) or _out_of_range(graph.step, exp.steps):
             bad |= (graph.mb < 0) | (graph.mb >= exp.mbs) | (graph.step < 0)
             bad |= graph.step >= exp.steps
-        cell[bad] = total
+        np.copyto(cell, np.asarray(total, dt), where=bad)
         seen = np.zeros(total + 1, dtype=np.bool_)
         seen[cell] = True
         trash = int(np.count_nonzero(bad))
@@ -101,10 +97,11 @@ class CellTable:
         want: Bool = blocks[graph.mesh.stage]
         return want
 
-    def exact(self, graph: Graph, want: Bool) -> bool:
+    def exact(self, graph: Graph, want: Bool, n_expert: int | None = None) -> bool:
         """Whether every expected cell holds exactly one node and no node is stray
-        (routed experts aside, which the table does not hold)."""
-        n_expert = int(np.count_nonzero(graph.op == Op.MOE_EXPERT))
+        (routed experts aside, which the table does not hold; ``n_expert`` counts them)."""
+        if n_expert is None:
+            n_expert = int(np.count_nonzero(graph.op == Op.MOE_EXPERT))
         placed = self.cell.shape[0] - self.trash
         return (
             self.trash == n_expert and placed == int(want.sum()) and np.array_equal(self.seen, want)
@@ -141,6 +138,38 @@ class CellTable:
         per_rank = self.total // max(self.seen.shape[0], 1)
         ranks: I64 = cells // per_rank
         return ranks
+
+
+def _row_col(graph: Graph, exp: Expected, sh: Shared, dt: np.dtype[Any]) -> Int:
+    """``row · width + col`` of every node in its rank's (step, micro-batch) block, or a
+    negative number where the node has no cell; one lookup in a [stage, layer, op] table
+    (two lookups, by stage and layer then by layer and op, if that table would be large)."""
+    n_layers, n_ops = exp.layer_class.size, len(Op)
+    slot_t = exp.slot_table()  # [pp, layers + 2]
+    col_t = exp.col_table()  # [layers + 2, ops]
+    key: Int = np.clip(graph.layer, -1, n_layers, out=np.empty(graph.n_nodes, dt))
+    key += 1
+    if slot_t.size * n_ops <= 1 << 22:
+        table = slot_t[:, :, None] * exp.width + col_t[None, :, :]
+        table[(slot_t[:, :, None] < 0) | (col_t[None, :, :] < 0)] = -1
+        key *= n_ops
+        key += graph.op
+        key += sh.per_node(
+            np.arange(exp.pp, dtype=dt)[graph.mesh.stage] * (slot_t.shape[1] * n_ops)
+        )
+        out: Int = table.astype(dt).ravel()[key]
+        return out
+    slot: Int = sh.per_node(graph.mesh.stage.astype(dt) * np.asarray(slot_t.shape[1], dt))
+    slot += key
+    slot = slot_t.astype(dt).ravel()[slot]
+    key *= n_ops
+    key += graph.op
+    col = col_t.astype(dt).ravel()[key]
+    bad = (slot < 0) | (col < 0)
+    slot *= exp.width
+    slot += col
+    np.copyto(slot, np.asarray(-1, dt), where=bad)
+    return slot
 
 
 def _out_of_range(values: npt.NDArray[np.int16], upper: int) -> bool:

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dagen.checks.common import Code, count, make, rank_list
+from dagen.checks.shared import Shared
 from dagen.findings import Finding
 from dagen.graph.ir import OP_LABELS, Coll, EdgeKind, Graph, GroupKind, Kind
 
@@ -31,9 +32,9 @@ I64 = npt.NDArray[np.int64]
 Bool = npt.NDArray[np.bool_]
 
 
-def check_comms(graph: Graph) -> list[Finding]:
+def check_comms(graph: Graph, shared: Shared | None = None) -> list[Finding]:
     """Point-to-point then collective consistency (see the module docstring)."""
-    return check_p2p(graph) + check_collectives(graph)
+    return check_p2p(graph) + check_collectives(graph, shared)
 
 
 def _index_in(sorted_nodes: I64, query: I64) -> tuple[I64, Bool]:
@@ -208,13 +209,15 @@ def _pair_mismatches(graph: Graph, s: I64, r: I64, odd_edges: I64) -> list[Findi
     return found
 
 
-def check_collectives(graph: Graph) -> list[Finding]:
+def check_collectives(graph: Graph, shared: Shared | None = None) -> list[Finding]:
     """``GRAPH-COLL-MEMBERS``, ``GRAPH-COLL-SIZE``, ``GRAPH-COLL-OP``."""
-    nodes = np.flatnonzero(graph.kind == Kind.COLLECTIVE)
+    sh = shared or Shared(graph)
+    nodes = sh.coll_nodes
     if nodes.size == 0:
         return []
-    inst = graph.inst[nodes].astype(np.int64)
+    inst = sh.coll_inst
     findings = _members(graph, nodes, inst)
+    sh.members_exact = not findings
     nbytes = graph.tmpl_bytes[graph.tmpl[nodes]]
     for code, values, what, fix in (
         (
@@ -302,18 +305,50 @@ class _Membership:
         return np.unique(np.concatenate(parts))
 
 
-def _membership(graph: Graph, nodes: I64, inst: I64) -> _Membership:
-    """Place each collective node at its rank's position in its instance's group."""
+def _member_index(graph: Graph, ginst: I64, ranks: npt.NDArray[np.int32]) -> tuple[I64, Bool]:
+    """Index into ``group_members`` of each ``ranks[i]`` in group ``ginst[i]``, and
+    whether it is a member at all.
+
+    When no rank sits in two groups of one kind (the mesh's rule), a table over (group
+    kind, rank) answers by lookup; otherwise a binary search over (group, member) keys.
+    """
     world = graph.mesh.world
     sizes = np.diff(graph.group_offsets)
-    group_key = np.repeat(np.arange(sizes.shape[0], dtype=np.int64) * world, sizes)
-    group_key += graph.group_members
+    owner = np.repeat(np.arange(sizes.shape[0], dtype=np.int64), sizes)
+    kinds = graph.group_kind.astype(np.int64)
+    n_kinds = int(kinds.max(initial=0)) + 1
+    slot = kinds[owner] * world + graph.group_members
+    if slot.size == 0 or int(np.bincount(slot, minlength=1).max()) <= 1:
+        gid = np.full(n_kinds * world, -1, dtype=np.int64)
+        gid[slot] = owner
+        where = np.zeros(n_kinds * world, dtype=np.int64)
+        where[slot] = np.arange(slot.shape[0], dtype=np.int64)
+        key = kinds[ginst] * world + ranks
+        found: Bool = gid[key] == ginst
+        return where[key], found
+    return _index_in(owner * world + graph.group_members, ginst * world + ranks)
+
+
+def _hits(slots: I64, n_slots: int) -> npt.NDArray[np.integer]:
+    """Nodes per slot. When there are exactly as many nodes as slots and every slot is
+    hit (the sound case), each is hit once: a boolean scatter proves it without counting."""
+    if slots.shape[0] == n_slots:
+        seen = np.zeros(n_slots, dtype=np.bool_)
+        seen[slots] = True
+        if seen.all():
+            return seen.view(np.uint8)
+    return np.bincount(slots, minlength=n_slots)
+
+
+def _membership(graph: Graph, nodes: I64, inst: I64) -> _Membership:
+    """Place each collective node at its rank's position in its instance's group."""
+    sizes = np.diff(graph.group_offsets)
     ginst = graph.inst_group[inst].astype(np.int64)
-    pos, inside = _index_in(group_key, ginst * world + graph.rank[nodes])
+    pos, inside = _member_index(graph, ginst, graph.rank[nodes])
     base = np.zeros(graph.n_inst + 1, dtype=np.int64)
     np.cumsum(sizes[graph.inst_group], out=base[1:])
     flat = base[inst] + pos - graph.group_offsets[ginst]
-    hits = np.bincount(flat[inside], minlength=int(base[-1]))
+    hits = _hits(flat[inside], int(base[-1]))
     missing_slot = np.flatnonzero(hits == 0)
     return _Membership(
         missing_slot=missing_slot,
@@ -321,7 +356,7 @@ def _membership(graph: Graph, nodes: I64, inst: I64) -> _Membership:
         missing=np.searchsorted(base, missing_slot, side="right") - 1,
         twice=np.searchsorted(base, np.flatnonzero(hits > 1), side="right") - 1,
         outside=inst[~inside],
-        wrong_group=inst[graph.aux[nodes] != graph.inst_group[inst]],
+        wrong_group=inst[graph.aux[nodes] != ginst],
     )
 
 

@@ -27,8 +27,9 @@ import numpy.typing as npt
 
 from dagen.checks.cells import CellTable
 from dagen.checks.common import Code, count, make, rank_list
-from dagen.checks.expect import Expected, expected
+from dagen.checks.expect import Expected
 from dagen.checks.experts import check_experts
+from dagen.checks.shared import Shared
 from dagen.findings import Finding, Severity
 from dagen.graph.ir import COLLECTIVE_OPS, OP_LABELS, P2P_OPS, Graph, Kind, Op
 
@@ -38,25 +39,26 @@ I64 = npt.NDArray[np.int64]
 Bool = npt.NDArray[np.bool_]
 
 
-def check_completeness(graph: Graph) -> list[Finding]:
+def check_completeness(graph: Graph, shared: Shared | None = None) -> list[Finding]:
     """Every expected op once, every expert hosted, no idle rank, no skipped stage.
 
     Example:
         >>> [f.code for f in check_completeness(graph)]  # doctest: +SKIP
         []
     """
-    exp = expected(graph.plan, graph.mesh)
-    table = CellTable.of(graph, exp)
+    sh = shared or Shared(graph)
+    exp = sh.expected
+    table = CellTable.of(graph, exp, sh)
     findings: list[Finding] = []
     want = table.want(graph)
-    exact = table.exact(graph, want)
+    exact = table.exact(graph, want, int(sh.expert_nodes.size))
     if not exact:
         verdict = table.compare(graph, want)
         findings += _skips(graph, exp, verdict.skips)
         findings += _missing(graph, table, verdict.lost)
         findings += _duplicate(graph, table, verdict.dup)
         findings += _unexpected(graph, table, verdict.foreign)
-    findings += check_experts(graph, exp)
+    findings += check_experts(graph, exp, sh)
     findings += _idle(graph, exp, exact)
     return findings
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from dagen.checks.shared import Shared
 from dagen.errors import GraphError
 from dagen.graph.ir import EdgeKind, Graph, Kind, Op
 
@@ -80,41 +81,61 @@ def add_edges(
     )
 
 
-def guard(graph: Graph) -> None:
+def guard(graph: Graph, shared: Shared | None = None) -> None:
     """Raise :class:`GraphError` unless every column indexes what it claims.
 
     The subset of :meth:`Graph.lint` the checks need to run without an IndexError:
     column shapes, and codes, ranks, edge ends, templates, instances and groups in
-    range. O(n + m) min/max reductions, a fraction of a full lint.
+    range. One max-reduction per column (a range ``[0, upper)`` is tested as an unsigned
+    maximum, which catches negative values too), a fraction of a full lint.
 
     >>> guard(graph)  # doctest: +SKIP
     """
     _guard_shapes(graph)
     n, n_groups = graph.n_nodes, graph.group_kind.shape[0]
-    for name, values, low, upper in (
-        ("rank", graph.rank, 0, graph.mesh.world),
-        ("op", graph.op, 0, len(Op)),
-        ("kind", graph.kind, 0, len(Kind)),
-        ("ekind", graph.ekind, 0, len(EdgeKind)),
-        ("src", graph.src, 0, n),
-        ("dst", graph.dst, 0, n),
-        ("tmpl", graph.tmpl, 0, graph.tmpl_bytes.shape[0]),
-        ("inst", graph.inst, -1, graph.n_inst),
-        ("inst_group", graph.inst_group, 0, n_groups),
-        ("group_members", graph.group_members, 0, graph.mesh.world),
+    for name, values, upper in (
+        ("rank", graph.rank, graph.mesh.world),
+        ("op", graph.op, len(Op)),
+        ("kind", graph.kind, len(Kind)),
+        ("ekind", graph.ekind, len(EdgeKind)),
+        ("src", graph.src, n),
+        ("dst", graph.dst, n),
+        ("tmpl", graph.tmpl, graph.tmpl_bytes.shape[0]),
+        ("inst_group", graph.inst_group, n_groups),
+        ("group_members", graph.group_members, graph.mesh.world),
     ):
-        if values.size:
-            lo, hi = int(values.min()), int(values.max())
-            _expect(
-                low <= lo and hi < upper,
-                f"column {name!r} has values in [{lo}, {hi}], expected [{low}, {upper})",
-            )
-    coll = graph.kind == Kind.COLLECTIVE
-    _expect(not np.any(graph.inst[coll] < 0), "a collective node has no instance (inst = -1)")
-    aux = graph.aux[coll]
+        _range(name, values, 0, upper)
+    # inst is -1 off collectives: shift by one into [0, n_inst + 1) without a temporary.
+    if graph.inst.size:
+        lo, hi = int(graph.inst.min()), int(graph.inst.max())
+        _expect(
+            lo >= -1 and hi < graph.n_inst,
+            f"column 'inst' has values in [{lo}, {hi}], expected [-1, {graph.n_inst})",
+        )
+    sh = shared or Shared(graph)
+    nodes = sh.coll_nodes
+    _expect(not np.any(sh.coll_inst < 0), "a collective node has no instance (inst = -1)")
+    aux = graph.aux[nodes].view(np.uint32)
     _expect(
-        not aux.size or (int(aux.min()) >= 0 and int(aux.max()) < n_groups),
+        not aux.size or int(aux.max()) < n_groups,
         "a collective node's group (aux) is out of range",
+    )
+
+
+def _range(name: str, values: npt.NDArray[Any], low: int, upper: int) -> None:
+    """Raise unless ``low <= values < upper`` (``low`` 0 or -1)."""
+    if not values.size:
+        return
+    if values.dtype.kind == "i" and low == 0:
+        unsigned = values.view(values.dtype.str.replace("i", "u"))
+        if int(unsigned.max()) < upper:
+            return
+    elif values.dtype.kind == "u" and int(values.max()) < upper:
+        return
+    lo, hi = int(values.min()), int(values.max())
+    _expect(
+        low <= lo and hi < upper,
+        f"column {name!r} has values in [{lo}, {hi}], expected [{low}, {upper})",
     )
 
 

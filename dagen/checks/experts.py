@@ -18,9 +18,10 @@ import numpy as np
 import numpy.typing as npt
 
 from dagen.checks.common import Code, count, make, rank_list
-from dagen.checks.expect import MOE, Expected, expected
+from dagen.checks.expect import MOE, Expected
+from dagen.checks.shared import Shared
 from dagen.findings import Finding
-from dagen.graph.ir import Graph, Op
+from dagen.graph.ir import Graph
 
 __all__ = ["check_experts"]
 
@@ -42,7 +43,9 @@ def _moe_local(exp: Expected) -> tuple[I64, I64]:
     return local, per_stage
 
 
-def check_experts(graph: Graph, exp: Expected | None = None) -> list[Finding]:
+def check_experts(
+    graph: Graph, exp: Expected | None = None, shared: Shared | None = None
+) -> list[Finding]:
     """``GRAPH-EXPERT-MISSING`` / ``GRAPH-EXPERT-DUPLICATE`` (and ``GRAPH-UNEXPECTED``
     for expert nodes outside any MoE layer of their stage).
 
@@ -50,22 +53,22 @@ def check_experts(graph: Graph, exp: Expected | None = None) -> list[Finding]:
         >>> check_experts(graph)  # doctest: +SKIP
         []
     """
-    exp = exp or expected(graph.plan, graph.mesh)
-    mask = graph.op == Op.MOE_EXPERT
+    sh = shared or Shared(graph)
+    exp = exp or sh.expected
+    nodes = sh.expert_nodes
     local, per_stage = _moe_local(exp)
-    if per_stage.sum() == 0 and not mask.any():
+    if per_stage.sum() == 0 and not nodes.size:
         return []
     mesh = graph.mesh
     n_groups = mesh.groups("ep").shape[0]
     width = max(int(per_stage.max()), 1)
     shape = (n_groups, width, exp.steps, exp.mbs, max(exp.experts, 1))
-    cell, ok = _cells(graph, exp, mask, local, shape)
+    cell, ok = _cells(graph, exp, nodes, local, shape)
     total = int(np.prod(shape))
     counts = np.bincount(cell, minlength=total + 1)[:-1].reshape(shape)
     group_stage = mesh.stage[mesh.groups("ep")[:, 0]]
     row_ok = np.arange(width)[None, :] < per_stage[group_stage][:, None]
     row_ok = row_ok[:, :, None, None] & (exp.experts > 0)
-    nodes = np.flatnonzero(mask)
     findings = _missing(graph, exp, counts, row_ok, nodes, cell, shape)
     findings += _duplicated(graph, exp, counts, row_ok, nodes, cell, shape)
     if not ok.all():
@@ -95,20 +98,20 @@ def _mloc_table(exp: Expected, local: I64) -> I64:
 
 
 def _cells(
-    graph: Graph, exp: Expected, mask: Bool, local: I64, shape: tuple[int, ...]
+    graph: Graph, exp: Expected, nodes: I64, local: I64, shape: tuple[int, ...]
 ) -> tuple[Int, Bool]:
     """Cell of every expert node (``total`` when it has none) and whether it has one."""
     mesh = graph.mesh
     _, width, steps, mbs, n_exp = shape
     total = int(np.prod(shape))
     dt = np.dtype(np.int32 if total < (1 << 31) - 1 else np.int64)
-    r = graph.rank[mask]
+    r = graph.rank[nodes]
     key: Int = mesh.stage.astype(dt)[r]
     key *= local.size + 2
-    key += np.clip(graph.layer[mask], -1, local.size).astype(dt) + 1
+    key += np.clip(graph.layer[nodes], -1, local.size).astype(dt) + 1
     mloc = _mloc_table(exp, local).astype(dt).ravel()[key]
-    e = graph.expert[mask].astype(dt)
-    mb, step = graph.mb[mask], graph.step[mask]
+    e = graph.expert[nodes].astype(dt)
+    mb, step = graph.mb[nodes], graph.step[nodes]
     ok: Bool = (mloc >= 0) & (e >= 0) & (e < exp.experts)
     ok &= (mb >= 0) & (mb < mbs) & (step >= 0) & (step < steps)
     cell: Int = (mesh.group_of("ep").astype(dt) * np.asarray(width, dt))[r]

@@ -32,7 +32,8 @@ import numpy as np
 import numpy.typing as npt
 
 from dagen.checks.engine import ranges
-from dagen.graph.ir import Graph, Kind
+from dagen.checks.shared import Shared
+from dagen.graph.ir import Graph
 
 __all__ = ["SweepResult", "sweep"]
 
@@ -99,24 +100,27 @@ class _Ports:
     """Member nodes of every instance."""
 
 
-def _ports(graph: Graph) -> _Ports:
-    rank, src, dst = graph.rank, graph.src, graph.dst
-    cross = (rank[src] != rank[dst]) | (src >= dst)
-    csrc = src[cross].astype(np.int64)
-    cdst = dst[cross].astype(np.int64)
-    coll = graph.kind == Kind.COLLECTIVE
-    port_mask = coll.copy()
-    port_mask[cdst] = True
-    nodes = np.flatnonzero(port_mask)
+def _ports(graph: Graph, sh: Shared) -> _Ports:
+    src, dst = graph.src, graph.dst
+    eid = sh.cross_edges
+    csrc = src[eid].astype(np.int64)
+    cdst = dst[eid].astype(np.int64)
+    extra = np.sort(cdst)
+    keep = ~sh.coll[extra]
+    keep[1:] &= extra[1:] != extra[:-1]
+    extra = extra[keep]
+    coll, at = sh.coll_nodes, np.searchsorted(sh.coll_nodes, extra)
+    nodes = np.insert(coll, at, extra)  # ascending: extra is sorted and not collective
+    inst = np.insert(sh.coll_inst, at, -1)
     pos = np.searchsorted(nodes, cdst)
     pred_off = np.zeros(nodes.shape[0] + 1, dtype=np.int64)
     np.cumsum(np.bincount(pos, minlength=nodes.shape[0]), out=pred_off[1:])
     return _Ports(
         nodes=nodes,
-        inst=graph.inst[nodes].astype(np.int64),
+        inst=inst,
         pred=csrc[np.argsort(pos, kind="stable")],
         pred_off=pred_off,
-        members=np.bincount(graph.inst[coll], minlength=graph.n_inst).astype(np.int64),
+        members=np.bincount(sh.coll_inst, minlength=graph.n_inst).astype(np.int64),
     )
 
 
@@ -129,28 +133,34 @@ def _lockstep_jump(p: _Ports, prank: I32) -> I64:
     n_ports = p.nodes.shape[0]
     if n_ports < 2:
         return np.ones(n_ports, dtype=np.int64)
-    npred = np.diff(p.pred_off)
-    nxt_inst = np.full(n_ports, -1, dtype=np.int64)
-    follows = (prank[1:] == prank[:-1]) & (p.inst[1:] >= 0) & (npred[1:] == 0)
-    nxt_inst[:-1] = np.where(follows, p.inst[1:], -1)
-    coll = np.flatnonzero(p.inst >= 0)
-    a = p.inst[coll]
-    succ = np.full(p.members.shape[0], -1, dtype=np.int64)
-    succ[a] = nxt_inst[coll]  # any member's; all must agree
-    succ[a[nxt_inst[coll] != succ[a]]] = -1
-    ok = (succ >= 0) & (succ != np.arange(succ.shape[0]))
+    no_pred = p.pred_off[2:] == p.pred_off[1:-1]  # port i + 1 has no cross-rank predecessor
+    inst = p.inst.astype(np.int32)
+    follows = prank[1:] == prank[:-1]
+    follows &= inst[1:] >= 0
+    follows &= no_pred
+    nxt_inst = np.full(n_ports, -1, dtype=np.int32)
+    np.copyto(nxt_inst[:-1], inst[1:], where=follows)
+    coll = np.flatnonzero(inst >= 0)
+    a = inst[coll]
+    after = nxt_inst[coll]
+    succ = np.full(p.members.shape[0], -1, dtype=np.int32)
+    succ[a] = after  # any member's; all must agree
+    succ[a[after != succ[a]]] = -1
+    ok = (succ >= 0) & (succ != np.arange(succ.shape[0], dtype=np.int32))
     ok &= p.members[np.maximum(succ, 0)] == p.members
     link = np.zeros(n_ports, dtype=np.bool_)
     link[coll] = ok[a]
     # Each port passes up to the end of its run of links: the first unlinked port at or after it.
-    idx = np.arange(n_ports, dtype=np.int64)
-    stop = np.where(link, n_ports, idx)
+    idx = np.arange(n_ports, dtype=np.int32)
+    stop = np.where(link, np.int32(n_ports), idx)
     end = np.minimum.accumulate(stop[::-1])[::-1]
-    jump: I64 = end - idx + 1
+    end -= idx
+    jump: I64 = end.astype(np.int64)
+    jump += 1
     return jump
 
 
-def sweep(graph: Graph) -> SweepResult:
+def sweep(graph: Graph, shared: Shared | None = None) -> SweepResult:
     """Run every rank through its program order (see the module docstring).
 
     Requires a rank-major layout (:func:`dagen.checks.engine.is_rank_major`).
@@ -158,9 +168,10 @@ def sweep(graph: Graph) -> SweepResult:
     >>> sweep(graph).complete  # doctest: +SKIP
     True
     """
+    sh = shared or Shared(graph)
     rank = graph.rank
-    rank_start = np.searchsorted(rank, np.arange(graph.mesh.world + 1)).astype(np.int64)
-    ports = _ports(graph)
+    rank_start = sh.rank_start
+    ports = _ports(graph, sh)
     jump = _lockstep_jump(ports, rank[ports.nodes])
     state = _State(ports, jump, rank, rank_start)
     rounds = state.run()
@@ -209,6 +220,7 @@ class _State:
         self.end = np.searchsorted(p.nodes, rank_start[1:]).astype(np.int64)
         self.thr = self.rank_end.copy()
         self.fire = np.full(n_ports, -1, dtype=np.int64)
+        self.log: list[I64] = []
         self.active = np.flatnonzero(self.cur < self.end)
         self.thr[self.active] = p.nodes[self.cur[self.active]]
         self.complete = False
@@ -236,16 +248,22 @@ class _State:
         ok &= self.remaining[pi] <= 0
         return ok
 
-    def _fire(self, pr: I64, k: int) -> I64:
-        """Mark ports ``pr`` and their lockstep chains fired in round ``k``; next ports."""
-        jp = self.jump[pr]
-        if (jp > 1).any():
-            idx = ranges(pr, jp)
-            self.fire[idx] = k * self.span + idx - np.repeat(pr, jp)
-        else:
-            self.fire[pr] = k * self.span
-        nxt: I64 = pr + jp
+    def _fire(self, pr: I64) -> I64:
+        """Log ports ``pr`` (and their lockstep chains) as fired this round; next ports.
+        Fire keys are written once, after the sweep (:meth:`_keys`)."""
+        self.log.append(pr)
+        nxt: I64 = pr + self.jump[pr]
         return nxt
+
+    def _keys(self) -> None:
+        """``fire`` of every passed port: round · span + position in its chain."""
+        if not self.log:
+            return
+        heads = np.concatenate(self.log)
+        rounds = np.repeat(np.arange(len(self.log), dtype=np.int64), [x.size for x in self.log])
+        jp = self.jump[heads]
+        idx = ranges(heads, jp)
+        self.fire[idx] = np.repeat(rounds * self.span - heads, jp) + idx
 
     def run(self) -> int:
         """Sweep until every rank is done (complete) or no rank can move (stall)."""
@@ -257,7 +275,7 @@ class _State:
             if not ok.any():
                 break
             adv = active[ok]
-            nxt = self._fire(p[ok], k)
+            nxt = self._fire(p[ok])
             self.cur[adv] = nxt
             done = nxt >= self.end[adv]
             self.thr[adv] = np.where(done, self.rank_end[adv], self.ports_ext[nxt])
@@ -268,4 +286,5 @@ class _State:
             k += 1
         self.active = active
         self.complete = active.shape[0] == 0
+        self._keys()
         return k

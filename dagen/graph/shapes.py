@@ -287,7 +287,9 @@ def _etp_reduce(d: Dims) -> Cost:
 
 
 def _combine(d: Dims) -> Cost:
-    return _act(d.stream * d.top_k, d.h, d)
+    # The mirror of the dispatch: each rank gets back exactly the expert outputs of the
+    # token copies it sent (docs/graph.md, "MoE token model").
+    return _act(d.dispatch_tokens * d.top_k, d.h, d)
 
 
 def _shared(d: Dims) -> Cost:
