@@ -53,11 +53,12 @@ def headline(ctx: ExportContext) -> list[str]:
     model = f"{m.layers} layers, hidden {m.hidden_size}, {m.heads} heads ({m.kv_heads} kv)"
     if m.moe is not None:
         model += f", MoE {m.moe.experts} experts top-{m.moe.top_k}"
+    world = f"{mesh.world} GPUs = TP{s['tp']}·CP{s['cp']}·DP{s['dp']}·PP{s['pp']} (attention)"
+    if m.moe is not None:
+        world += f" = ETP{s['etp']}·EP{s['ep']}·EDP{s['edp']}·PP{s['pp']} (experts)"
     lines = [
         f"{text(plan.name)} — {text(m.name)}: {model}",
-        f"{mesh.world} GPUs = TP{s['tp']}·CP{s['cp']}·DP{s['dp']}·PP{s['pp']} (attention)"
-        f" = ETP{s['etp']}·EP{s['ep']}·EDP{s['edp']}·PP{s['pp']} (experts);"
-        f" {mesh.hosts} host(s) × {mesh.gpus_per_node} GPUs",
+        f"{world}; {mesh.hosts} host(s) × {mesh.gpus_per_node} GPUs",
     ]
     w = plan.workload
     work = f"{w.phase.value}: batch {w.batch}, prompt {w.prompt_len}, "

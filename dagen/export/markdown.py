@@ -100,11 +100,14 @@ class _Caps:
 
 def _parallel_rows(plan: Plan) -> list[tuple[str, object]]:
     p = plan.parallel
+    experts: list[tuple[str, object]] = [
+        ("ep · etp · edp", f"{p.ep} · {p.etp} · {p.edp()}"),
+        ("redundant experts", p.redundant_experts),
+    ]
     return [
         ("convention", p.convention.value),
         ("tp · cp · dp · pp", f"{p.tp} · {p.cp} · {p.dp} · {p.pp}"),
-        ("ep · etp · edp", f"{p.ep} · {p.etp} · {p.edp()}"),
-        ("redundant experts", p.redundant_experts),
+        *(experts if plan.model.moe is not None else []),
         ("sequence parallel", "yes" if p.sequence_parallel else "no"),
         ("rank order", p.order),
         ("declared world size", "—" if p.world_size is None else p.world_size),
@@ -157,13 +160,21 @@ def _code(value: object) -> str:
 def _world(plan: Plan) -> dict[str, str]:
     p = plan.parallel
     attn = f"TP{p.tp}·CP{p.cp}·DP{p.attn_dp()}·PP{p.pp}"
+    if plan.model.moe is None:
+        return {"text": f"{p.world()} GPUs = {attn} (dense: no expert layers)"}
     experts = f"ETP{p.etp}·EP{p.ep}·EDP{p.edp()}·PP{p.pp}"
     return {"text": f"{p.world()} GPUs = {attn} (attention) = {experts} (experts)"}
 
 
-def _mesh_rows(mesh: Mesh) -> dict[str, Any]:
+_EXPERT_DIMS = frozenset({"ep", "etp", "edp"})
+
+
+def _mesh_rows(mesh: Mesh, moe: bool) -> dict[str, Any]:
+    """The mesh table; a dense model has no expert decomposition to show."""
     rows = []
     for dim in GROUP_DIMS:
+        if not moe and dim in _EXPERT_DIMS:
+            continue
         groups = mesh.groups(dim)
         rows.append(
             {
@@ -229,7 +240,9 @@ def _context(source: AnalysisLike, caps: _Caps) -> dict[str, Any]:
         "workload": _workload(plan),
         "parallel": _parallel_rows(plan),
         "hardware": _hardware_rows(plan),
-        "mesh": _mesh_rows(mesh) if mesh is not None else _no_mesh(plan),
+        "mesh": _mesh_rows(mesh, plan.model.moe is not None)
+        if mesh is not None
+        else _no_mesh(plan),
         "stages": rows[: caps.stages],
         "stages_more": max(0, len(rows) - caps.stages),
         "mermaid": mermaid(ov) if ov is not None and caps.mermaid else "",
