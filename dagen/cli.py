@@ -8,6 +8,7 @@ Exit status: 0 clean, 1 error-level findings, 2 bad input or usage. A
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -83,6 +84,12 @@ class _State:
         self.debug = debug
         self.live = not quiet and sys.stderr.isatty()
         self.bars = _Bars() if self.live else None
+        if verbose:
+            # -v: the library's timings and counts (INFO); -vv: its debug detail.
+            level = logging.INFO if verbose == 1 else logging.DEBUG
+            logging.basicConfig(
+                level=level, format="dagen: %(name)s: %(message)s", stream=sys.stderr
+            )
 
     def progress(self, message: str) -> None:
         if self.live:

@@ -182,3 +182,16 @@ def test_check_prints_estimates_and_the_seed_fixed_verdicts(runner: CliRunner) -
     assert "graph: 28,160 nodes" in result.stdout
     assert "memory: fullest rank" in result.stdout and "TTFT (prefill makespan)" in result.stdout
     assert "tokens/s per GPU" in result.stdout
+
+
+def test_verbose_shows_the_library_log_on_stderr() -> None:
+    # A real process: pytest's own logging capture would swallow the records in-process.
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "dagen", "-v", "check", str(TINY_MOE)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "dagen: dagen.graph.build: built" in proc.stderr
+    quiet = subprocess.run(cmd[:3] + cmd[4:], capture_output=True, text=True, check=False)
+    assert "dagen.graph.build" not in quiet.stderr
