@@ -19,13 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dagen.checks import check_graph
 from dagen.cost import Estimate, estimate, judge_plan_bounds, verdict_findings
 from dagen.errors import PlanInfeasible
 from dagen.export import ExportContext, Phases, write_outputs
 from dagen.findings import Finding, Severity, has_errors
 from dagen.graph.build import build_graph
-from dagen.graph.ir import Graph
+from dagen.graph.ir import OP_LABELS, Graph
 from dagen.mesh import mesh_of
 from dagen.plan.loader import load_plan
 from dagen.plan.model import Plan
@@ -83,10 +85,22 @@ class Analysis:
             lines.append(f"TPOT (decode step): {e.tpot_s * 1e3:.4g} ms")
         lines.append(
             f"throughput: {e.tokens_per_s:,.0f} tokens/s, {e.tokens_per_s_per_gpu:,.0f} "
-            f"tokens/s per GPU; pipeline bubble {e.bubble_fraction:.1%}; "
-            f"critical path {len(e.critical_path):,} nodes"
+            f"tokens/s per GPU; pipeline bubble {e.bubble_fraction:.1%}"
         )
-        return lines
+        return [*lines, _critical_path_line(g, e)]
+
+
+def _critical_path_line(g: Graph, e: Estimate) -> str:
+    """The chain that sets the makespan: its ends and where its time goes, by op."""
+    path = np.asarray(e.critical_path, dtype=np.int64)
+    if path.size == 0:
+        return "critical path: empty"
+    spent = np.bincount(g.op[path], weights=e.duration_s[path], minlength=len(OP_LABELS))
+    total = float(spent.sum()) or 1.0
+    top = np.argsort(-spent, kind="stable")[:3]
+    shares = ", ".join(f"{OP_LABELS[i]} {spent[i] / total:.0%}" for i in top if spent[i] > 0)
+    first, last = g.node_ids([path[0], path[-1]])
+    return f"critical path: {path.size:,} nodes from {first} to {last}; time in {shares}"
 
 
 def build(plan: Plan) -> Graph:

@@ -182,6 +182,7 @@ def test_check_prints_estimates_and_the_seed_fixed_verdicts(runner: CliRunner) -
     assert "graph: 28,160 nodes" in result.stdout
     assert "memory: fullest rank" in result.stdout and "TTFT (prefill makespan)" in result.stdout
     assert "tokens/s per GPU" in result.stdout
+    assert "critical path: 385 nodes from r0/s0/mb0/embed to r96/s3/mb3/sample" in result.stdout
 
 
 def test_verbose_shows_the_library_log_on_stderr() -> None:

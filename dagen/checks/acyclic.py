@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from dagen.checks.certify import certify
+from dagen.checks.certify import certified_key, certify
 from dagen.checks.common import MAX_NODES, Code, count, make, rank_list
-from dagen.checks.engine import Contracted, contract, is_rank_major, layered_kahn, ranges
+from dagen.checks.engine import Contracted, contract, layered_kahn, ranges
 from dagen.checks.shared import Shared
 from dagen.checks.sweep import SweepResult, sweep
 from dagen.errors import GraphError
@@ -48,9 +48,11 @@ def topological_order(graph: Graph) -> I64:
 
     For a collective instance, every predecessor of *every* member precedes its first
     member, and every successor of every member follows it, so a schedule simulation
-    may treat the instance as done at its first member. Linear time on rank-major graphs
-    whose program order is a valid serial schedule (the sweep); otherwise exact Kahn by
-    levels on what the sweep left.
+    may treat the instance as done at its first member. On rank-major graphs, a stable
+    argsort by the schedule key when it verifies (:mod:`dagen.checks.certify`), else by
+    the rank sweep's pass key when the sweep completes; otherwise exact Kahn by levels on
+    what the sweep left. Either way each rank's nodes come in program order whenever
+    running the ranks in program order cannot deadlock.
 
     Raises:
         HasACycle: the graph deadlocks; the message prints one cycle.
@@ -60,7 +62,11 @@ def topological_order(graph: Graph) -> I64:
         >>> sorted(order.tolist()) == list(range(graph.n_nodes))  # doctest: +SKIP
         True
     """
-    sw = sweep(graph) if is_rank_major(graph) else None
+    sh = Shared(graph)
+    key = certified_key(graph, sh)
+    if key is not None:
+        return np.argsort(key, kind="stable")
+    sw = sweep(graph, sh) if sh.rank_major else None
     if sw is not None and sw.complete:
         return np.argsort(sw.node_key(graph.rank), kind="stable")
     con = contract(graph)

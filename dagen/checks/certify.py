@@ -35,7 +35,7 @@ import numpy.typing as npt
 from dagen.checks.shared import Shared
 from dagen.graph.ir import Graph
 
-__all__ = ["certify", "schedule_key"]
+__all__ = ["certified_key", "certify", "schedule_key"]
 
 I64 = npt.NDArray[np.int64]
 Int = npt.NDArray[np.signedinteger]
@@ -78,15 +78,25 @@ def schedule_key(graph: Graph, sh: Shared) -> Int | None:
     return key
 
 
-def certify(graph: Graph, sh: Shared) -> bool:
-    """Whether the schedule key verifies (see the module docstring)."""
+def certified_key(graph: Graph, sh: Shared) -> Int | None:
+    """The candidate key when it verifies (conditions 1-3 of the module docstring), else None.
+
+    A verified key is a linear extension of the contracted graph in which every
+    predecessor of every member of an instance has a smaller key than the instance's
+    members, so a stable argsort by it is a topological order.
+    """
     key = schedule_key(graph, sh)
     if key is None:
-        return False
+        return None
     ck = key[sh.coll_nodes]
     ref = np.zeros(graph.n_inst, dtype=np.int64)
     ref[sh.coll_inst] = ck
     if not np.array_equal(ref[sh.coll_inst], ck):
-        return False
+        return None
     eid = sh.cross_edges
-    return bool(np.all(key[graph.src[eid]] < key[graph.dst[eid]]))
+    return key if bool(np.all(key[graph.src[eid]] < key[graph.dst[eid]])) else None
+
+
+def certify(graph: Graph, sh: Shared) -> bool:
+    """Whether the schedule key verifies (see the module docstring)."""
+    return certified_key(graph, sh) is not None

@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from dagen.graph.ir import Graph, Kind
 
-__all__ = ["Contracted", "contract", "is_rank_major", "layered_kahn", "ranges"]
+__all__ = ["Contracted", "contract", "layered_kahn", "ranges"]
 
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
@@ -151,8 +151,3 @@ def _first_of_each(values: I64, stamp: I64) -> I64:
     out: I64 = values[stamp[values] == pos]
     return out
 
-
-def is_rank_major(graph: Graph) -> bool:
-    """Whether nodes are laid out rank by rank (the IR's program order)."""
-    r = graph.rank
-    return bool(r.shape[0] < 2 or np.all(r[1:] >= r[:-1]))

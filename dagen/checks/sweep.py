@@ -163,7 +163,7 @@ def _lockstep_jump(p: _Ports, prank: I32) -> I64:
 def sweep(graph: Graph, shared: Shared | None = None) -> SweepResult:
     """Run every rank through its program order (see the module docstring).
 
-    Requires a rank-major layout (:func:`dagen.checks.engine.is_rank_major`).
+    Requires a rank-major layout (:attr:`dagen.checks.shared.Shared.rank_major`).
 
     >>> sweep(graph).complete  # doctest: +SKIP
     True
