@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_plan
 from handgraph import HandGraph, pipeline, small_plan
 
 from dagen.checks import (
+    HasACycle,
     add_edges,
     check_acyclic,
     check_collective_order,
@@ -27,8 +29,9 @@ from dagen.checks import (
     check_graph,
     drop_nodes,
     duplicate_nodes,
+    topological_order,
 )
-from dagen.checks.certify import certify, schedule_key
+from dagen.checks.certify import certified_key, certify, schedule_key
 from dagen.checks.shared import Shared
 from dagen.checks.sweep import sweep
 from dagen.findings import Finding
@@ -185,3 +188,65 @@ def test_shared_arrays_match_their_definitions() -> None:
     assert np.array_equal(sh.cross_edges, np.flatnonzero(~same_fwd))
     assert np.array_equal(sh.per_node(g.mesh.stage), g.mesh.stage[g.rank])
     assert sh.rank_start[-1] == g.n_nodes
+
+
+# --- the certified topological order ---------------------------------------------------
+
+
+def assert_linear_extension(g: Graph, order: np.ndarray) -> None:
+    """``order`` is a permutation in which every edge goes forward and every predecessor
+    of an instance's member precedes the instance's first member."""
+    assert np.array_equal(np.sort(order), np.arange(g.n_nodes))
+    pos = np.empty_like(order)
+    pos[order] = np.arange(order.size)
+    assert np.all(pos[g.src] < pos[g.dst])
+    coll = np.flatnonzero(g.kind == Kind.COLLECTIVE)
+    first = np.full(g.n_inst, g.n_nodes)
+    np.minimum.at(first, g.inst[coll], pos[coll])
+    into = g.kind[g.dst] == Kind.COLLECTIVE
+    assert np.all(pos[g.src[into]] < first[g.inst[g.dst[into]]])
+
+
+def per_rank(g: Graph, order: np.ndarray) -> np.ndarray:
+    """Each rank's nodes in the order given (what the schedule simulation issues)."""
+    return order[np.argsort(g.rank[order], kind="stable")]
+
+
+def random_plans(count: int, seed: int = 7) -> list[dict[str, object]]:
+    rng = np.random.default_rng(seed)
+    plans: list[dict[str, object]] = []
+    for _ in range(count):
+        tp = int(rng.choice([1, 2]))
+        pp, mbs = (int(x) for x in rng.integers(1, 4, 2))
+        plan: dict[str, object] = dict(tp=tp, pp=pp, layers=2 * pp, micro_batches=mbs, batch=mbs)
+        if rng.random() < 0.5:
+            plan |= dict(phase="decode", decode_steps=int(rng.integers(1, 4)))
+        if rng.random() < 0.5:
+            plan |= dict(ep=tp, experts=4, top_k=2)  # ep·pp divides tp·pp
+        plans.append(plan)
+    return plans
+
+
+@pytest.mark.parametrize("overrides", random_plans(6), ids=str)
+def test_certified_order_agrees_with_the_sweep_order(overrides: dict[str, object]) -> None:
+    g = build_graph(make_plan(**overrides))
+    assert certified_key(g, Shared(g)) is not None  # topological_order takes the fast path
+    fast = topological_order(g)
+    sw = sweep(g)
+    assert sw.complete
+    slow = np.argsort(sw.node_key(g.rank), kind="stable")  # the sweep's order
+    assert_linear_extension(g, fast)
+    assert_linear_extension(g, slow)
+    assert np.array_equal(per_rank(g, fast), per_rank(g, slow))
+    assert np.array_equal(per_rank(g, fast), np.arange(g.n_nodes))  # program order
+
+
+def test_order_without_a_certificate_is_still_a_linear_extension() -> None:
+    g = crossed_recvs()  # acyclic, the key does not verify and the sweep stalls
+    assert certified_key(g, Shared(g)) is None and not sweep(g).complete
+    assert_linear_extension(g, topological_order(g))
+    local = FAULTS["member doubled"](pipeline(tp=2, pp=2, layers=4, mbs=2))
+    assert certified_key(local, Shared(local)) is None
+    assert_linear_extension(local, topological_order(local))
+    with pytest.raises(HasACycle):
+        topological_order(FAULTS["swapped collectives"](pipeline(tp=2, pp=2, layers=4, mbs=2)))

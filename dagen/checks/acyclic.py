@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -69,14 +70,10 @@ def topological_order(graph: Graph) -> I64:
     sw = sweep(graph, sh) if sh.rank_major else None
     if sw is not None and sw.complete:
         return np.argsort(sw.node_key(graph.rank), kind="stable")
-    con = contract(graph)
-    passed = sw.passed(graph.rank) if sw is not None else np.zeros(graph.n_nodes, np.bool_)
-    alive = _alive_vertices(con, ~passed)
-    level, _ = layered_kahn(con.n_vertices, con.src, con.dst, alive, keep=False)
-    stuck = alive & (level < 0)
-    if stuck.any():
-        message, nodes = _cycle_text(graph, con, stuck)
-        raise HasACycle(message, tuple(graph.node_ids(_key_nodes(graph, nodes))))
+    ex = _Exact.run(graph, sw)
+    if ex.stuck.any():
+        _raise_cycle(graph, ex.con, ex.stuck)
+    con, passed, level = ex.con, ex.passed, ex.level
     head = np.flatnonzero(passed)
     if sw is not None:
         head = head[np.argsort(sw.node_key(graph.rank)[head], kind="stable")]
@@ -107,8 +104,7 @@ def critical_path(graph: Graph) -> I64:
     level, _ = layered_kahn(con.n_vertices, con.src, con.dst, keep=False)
     stuck = level < 0
     if stuck.any():
-        message, on_cycle = _cycle_text(graph, con, stuck)
-        raise HasACycle(message, tuple(graph.node_ids(_key_nodes(graph, on_cycle))))
+        _raise_cycle(graph, con, stuck)
     # One predecessor one level down for every vertex that has one (the last edge wins).
     tight = np.flatnonzero(level[con.src] == level[con.dst] - 1)
     back = np.full(con.n_vertices, -1, dtype=np.int64)
@@ -122,6 +118,11 @@ def critical_path(graph: Graph) -> I64:
         last_edge, v = e, int(con.src[e])
     nodes.append(_first_node(graph, con, v, last_edge))
     return np.asarray(nodes[::-1], dtype=np.int64)
+
+
+def _raise_cycle(graph: Graph, con: Contracted, stuck: Bool) -> NoReturn:
+    message, nodes = _cycle_text(graph, con, stuck)
+    raise HasACycle(message, tuple(graph.node_ids(_key_nodes(graph, nodes))))
 
 
 def _first_node(graph: Graph, con: Contracted, v: int, out_edge: int) -> int:
@@ -154,22 +155,35 @@ def check_acyclic(graph: Graph, shared: Shared | None = None) -> list[Finding]:
     return _exact_check(graph, sw)
 
 
-def _alive_vertices(con: Contracted, alive_nodes: Bool) -> Bool:
-    alive = np.zeros(con.n_vertices, dtype=np.bool_)
-    alive[con.vertex[alive_nodes]] = True
-    return alive
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Exact:
+    """Kahn by levels on the contracted graph of the nodes the sweep did not pass."""
+
+    con: Contracted
+    passed: Bool
+    """bool ``[n]``: nodes the sweep passed (none without a sweep)."""
+    level: I64
+    """Level of each vertex among those left (-1: passed, or on or behind a cycle)."""
+    stuck: Bool
+    """bool ``[vertices]``: vertices left that Kahn never freed (on or behind a cycle)."""
+
+    @staticmethod
+    def run(graph: Graph, sw: SweepResult | None) -> _Exact:
+        con = contract(graph)
+        passed = sw.passed(graph.rank) if sw is not None else np.zeros(graph.n_nodes, np.bool_)
+        log.info(
+            "acyclicity: exact Kahn by levels on %d nodes the sweep left",
+            graph.n_nodes - int(passed.sum()),
+        )
+        alive = np.zeros(con.n_vertices, dtype=np.bool_)
+        alive[con.vertex[~passed]] = True
+        level, _ = layered_kahn(con.n_vertices, con.src, con.dst, alive, keep=False)
+        return _Exact(con=con, passed=passed, level=level, stuck=alive & (level < 0))
 
 
 def _exact_check(graph: Graph, sw: SweepResult | None) -> list[Finding]:
-    con = contract(graph)
-    passed = sw.passed(graph.rank) if sw is not None else np.zeros(graph.n_nodes, np.bool_)
-    log.info(
-        "acyclicity: exact Kahn by levels on %d nodes the sweep left",
-        graph.n_nodes - int(passed.sum()),
-    )
-    alive = _alive_vertices(con, ~passed)
-    level, _ = layered_kahn(con.n_vertices, con.src, con.dst, alive, keep=False)
-    stuck = alive & (level < 0)
+    ex = _Exact.run(graph, sw)
+    con, stuck = ex.con, ex.stuck
     if stuck.any():
         message, nodes = _cycle_text(graph, con, stuck)
         ranks = graph.rank[nodes]

@@ -150,4 +150,3 @@ def _first_of_each(values: I64, stamp: I64) -> I64:
     stamp[values] = pos
     out: I64 = values[stamp[values] == pos]
     return out
-

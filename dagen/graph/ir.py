@@ -68,7 +68,16 @@ U8 = npt.NDArray[np.uint8]
 F64 = npt.NDArray[np.float64]
 
 
-class Kind(enum.IntEnum):
+class _Coded(enum.IntEnum):
+    """A small integer code of a column, with a readable ``label``."""
+
+    @property
+    def label(self) -> str:
+        """The member's name in lower case (``compute``, ``p2p``, ``tp``, …)."""
+        return self.name.lower()
+
+
+class Kind(_Coded):
     """What a node is."""
 
     COMPUTE = 0
@@ -76,24 +85,16 @@ class Kind(enum.IntEnum):
     SEND = 2
     RECV = 3
 
-    @property
-    def label(self) -> str:
-        return self.name.lower()
 
-
-class EdgeKind(enum.IntEnum):
+class EdgeKind(_Coded):
     """Why an edge exists."""
 
     DATA = 0
     ORDER = 1
     P2P = 2
 
-    @property
-    def label(self) -> str:
-        return self.name.lower()
 
-
-class GroupKind(enum.IntEnum):
+class GroupKind(_Coded):
     """Which mesh dimension a process group spans (see :mod:`dagen.mesh`)."""
 
     TP = 0
@@ -103,10 +104,6 @@ class GroupKind(enum.IntEnum):
     EP = 4
     ETP = 5
     EDP = 6
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
 
 
 class Coll(enum.IntEnum):
