@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import make_plan
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from strategies import small_plans
 
 from dagen.errors import PlanInfeasible
 from dagen.graph.build import build_graph, nodes_per_rank_formula, stage_layers
@@ -259,34 +259,6 @@ def test_ids_unique_and_readable() -> None:
     assert len(set(ids)) == len(ids)
     assert ids[0] == "r0/s0/t0/mb0/embed"
     assert "r3/s1/t1/L3/mb1/moe.expert.e6" in ids  # rank 3 = ep coordinate 1 → e4..e7
-
-
-@st.composite
-def small_plans(draw: st.DrawFn) -> Plan:
-    tp, cp, dp = (
-        draw(st.sampled_from([1, 2])),
-        draw(st.sampled_from([1, 2])),
-        draw(st.sampled_from([1, 2, 3])),
-    )
-    pp, layers = draw(st.integers(1, 3)), draw(st.integers(1, 6))
-    per_stage = tp * cp * dp
-    moe = draw(st.booleans())
-    etp = draw(st.sampled_from([e for e in (1, 2) if per_stage % e == 0]))
-    ep = draw(st.sampled_from([e for e in (1, 2, 3, 4, 6) if per_stage % (e * etp) == 0]))
-    mbs, decode = draw(st.integers(1, 3)), draw(st.booleans())
-    over: dict[str, Any] = dict(
-        tp=tp, cp=cp, dp=dp, pp=pp, layers=layers, micro_batches=mbs,
-        sequence_parallel=draw(st.booleans()), batch=dp * mbs * draw(st.sampled_from([1, 2])),
-        phase="decode" if decode else "prefill", decode_steps=draw(st.integers(1, 3)),
-        etp=etp, ep=ep if moe else 1,
-    )  # fmt: skip
-    if moe:
-        over |= dict(
-            experts=12, top_k=2, shared_experts=draw(st.sampled_from([0, 1])),
-            redundant_experts=ep * draw(st.sampled_from([0, 1])) if ep > 1 else 0,
-            first_dense_layers=draw(st.integers(0, 2)), moe_layer_freq=draw(st.sampled_from([1, 2])),
-        )  # fmt: skip
-    return make_plan(**over)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -12,9 +12,9 @@ from typing import Any
 
 import networkx as nx
 import numpy as np
-from conftest import make_plan
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from strategies import small_plans
 
 from dagen.checks import (
     Code,
@@ -33,32 +33,6 @@ from dagen.plan.model import Plan
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@st.composite
-def small_plans(draw: st.DrawFn) -> Plan:
-    """Dense and MoE, prefill and decode, every degree 1-3 where the model allows it."""
-    tp, cp, dp = (draw(st.sampled_from(v)) for v in ([1, 2], [1, 2], [1, 2, 3]))
-    pp = draw(st.integers(1, 3))
-    layers = draw(st.integers(pp, 6))
-    per_stage = tp * cp * dp
-    moe = draw(st.booleans())
-    etp = draw(st.sampled_from([e for e in (1, 2) if per_stage % e == 0]))
-    ep = draw(st.sampled_from([e for e in (1, 2, 3, 4, 6) if per_stage % (e * etp) == 0]))
-    mbs = draw(st.integers(1, 3))
-    over: dict[str, Any] = dict(
-        tp=tp, cp=cp, dp=dp, pp=pp, layers=layers, micro_batches=mbs, etp=etp,
-        ep=ep if moe else 1, sequence_parallel=draw(st.booleans()),
-        batch=dp * mbs * draw(st.sampled_from([1, 2])),
-        phase=draw(st.sampled_from(["prefill", "decode"])), decode_steps=draw(st.integers(1, 3)),
-    )  # fmt: skip
-    if moe:
-        over |= dict(
-            experts=12, top_k=2, shared_experts=draw(st.sampled_from([0, 1])),
-            redundant_experts=ep * draw(st.sampled_from([0, 1])) if ep > 1 else 0,
-            first_dense_layers=draw(st.integers(0, 2)), moe_layer_freq=draw(st.sampled_from([1, 2])),
-        )  # fmt: skip
-    return make_plan(**over)
-
-
 def contracted(g: Graph) -> tuple[nx.MultiDiGraph, list[Any]]:
     """The contracted graph in networkx, and each node's vertex key."""
     key: list[Any] = [
@@ -72,7 +46,7 @@ def contracted(g: Graph) -> tuple[nx.MultiDiGraph, list[Any]]:
 
 
 @SETTINGS
-@given(small_plans())
+@given(small_plans(every_stage_has_layers=True))
 def test_random_plans_pass_and_agree_with_networkx(plan: Plan) -> None:
     g = build_graph(plan)
     found = check_graph(g)
@@ -92,7 +66,7 @@ def test_random_plans_pass_and_agree_with_networkx(plan: Plan) -> None:
 
 
 @SETTINGS
-@given(small_plans(), st.data())
+@given(small_plans(every_stage_has_layers=True), st.data())
 def test_random_extra_edge_cycle_verdict_matches_networkx(plan: Plan, data: st.DataObject) -> None:
     g = build_graph(plan)
     s = data.draw(st.integers(0, g.n_nodes - 1), label="src")
