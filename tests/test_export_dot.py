@@ -21,7 +21,8 @@ from dagen.errors import ExportError
 from dagen.export import ExportContext, emit, select_nodes
 from dagen.export import svg as svg_mod
 from dagen.export.dot import source
-from dagen.export.overview import overview
+from dagen.export.mdparts import mermaid, stage_rows
+from dagen.export.overview import fold_stages, overview
 from dagen.graph.build import build_graph
 from dagen.graph.ir import Graph, Kind, Op
 from dagen.plan.loader import load_plan
@@ -121,6 +122,37 @@ def test_decode_overview_draws_the_token_going_back() -> None:
     links = overview(g).links
     assert [(lk.src, lk.dst, lk.decode) for lk in links] == [(0, 1, False), (1, 0, True)]
     assert "style=dashed" in source(ExportContext(graph=g))
+
+
+def test_overview_folds_like_middle_stages_into_one_box() -> None:
+    g = build_graph(make_plan(pp=6, layers=12, tp=2))
+    parsed = _parse(source(ExportContext(graph=g)))
+    clusters = [s.get_name() for s in parsed.get_subgraphs()]
+    assert clusters == ["cluster_stage0", "cluster_stage1", "cluster_stage5", "cluster_legend"]
+    labels = " ".join(str(n.get("label")) for n in _all_nodes(parsed))
+    assert "stages 1–4 (4 stages, 2 layers each): L2–9, 2 GPUs each" in labels
+    assert "L2–9 · dense (2 layers per stage)" in labels and "L4–5" not in labels
+    sends = sorted((e.get_source(), e.get_destination()) for e in parsed.get_edges())
+    assert ("s0b1", "s1head") in sends and ("s1b0", "s5head") in sends
+    assert not any(dst in ("s2head", "s3head", "s4head") for _, dst in sends)
+    # The per-stage table of the report stays unfolded.
+    rows = stage_rows(overview(g), g)
+    assert [r["index"] for r in rows] == [0, 1, 2, 3, 4, 5]
+    chart = mermaid(overview(g))
+    assert chart.count("subgraph") == 3 and "s1b0 ==>" in chart and "s2b0" not in chart
+
+
+def test_overview_keeps_unlike_middle_stages_apart() -> None:
+    # first_dense_layers=3 puts dense layers on stage 1 (layers 2–3) only.
+    plan = make_plan(pp=6, layers=12, tp=2, experts=8, ep=2, first_dense_layers=3)
+    ov = overview(build_graph(plan))
+    runs, links = fold_stages(ov.stages, ov.links)
+    assert [[s.index for s in r.stages] for r in runs] == [[0], [1], [2, 3, 4], [5]]
+    assert [(lk.src, lk.dst) for lk in links] == [(0, 1), (1, 2), (2, 5)]
+    # Fewer than three like stages stay apart; a shorter minimum folds them.
+    pp4 = overview(build_graph(make_plan(pp=4, layers=8)))
+    assert len(fold_stages(pp4.stages, pp4.links)[0]) == 4
+    assert len(fold_stages(pp4.stages, pp4.links, min_run=2)[0]) == 3
 
 
 def test_ranks_view_draws_exactly_the_selection(moe: Graph) -> None:

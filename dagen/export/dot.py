@@ -2,9 +2,10 @@
 
 Two views (:class:`~dagen.export.base.View`):
 
-* ``overview`` (this module): one cluster per pipeline stage, one box per block of like
-  layers with its sharding and collectives per rank, the embedding and LM head,
-  pipeline sends as edges carrying bytes per micro-batch, and a legend.
+* ``overview`` (this module): one cluster per pipeline stage (a run of like middle
+  stages folded into one), one box per block of like layers with its sharding and
+  collectives per rank, the embedding and LM head, pipeline sends as edges carrying
+  bytes per micro-batch, and a legend.
 * ``ranks`` (:mod:`dagen.export.ranks`): every node of the selected ranks, layers and
   micro-batches.
 
@@ -27,7 +28,7 @@ import graphviz
 
 from dagen.export.base import ExportContext, View
 from dagen.export.dotkit import digraph, headline, label, text
-from dagen.export.overview import Block, BlockKind, Link, Stage, overview
+from dagen.export.overview import Block, BlockKind, Link, StageRun, fold_stages, overview
 from dagen.export.ranks import draw_ranks
 
 __all__ = ["BLOCK_COLORS", "build", "emit", "source"]
@@ -60,15 +61,15 @@ def _block_node(c: graphviz.Digraph, name: str, block: Block) -> None:
     c.node(name, label=shown, fillcolor=BLOCK_COLORS[block.kind], tooltip=shown)
 
 
-def _stage_cluster(dot: graphviz.Digraph, stage: Stage, shape: str) -> list[str]:
+def _stage_cluster(dot: graphviz.Digraph, stage: StageRun, shape: str) -> list[str]:
     """The stage's cluster; its title is a plain node on top, so that pipeline edges
     entering the cluster are routed around it rather than through a cluster label."""
     names = [f"s{stage.index}b{i}" for i in range(len(stage.blocks))]
     head = f"s{stage.index}head"
-    title = label(
-        text(f"stage {stage.index}: {stage.layers}, {stage.n_ranks} GPUs ({shape})"),
-        text(f"ranks {stage.ranks}; {'host' if stage.hosts.isdigit() else 'hosts'} {stage.hosts}"),
-    )
+    lines = [f"ranks {stage.ranks}; {'host' if stage.hosts.isdigit() else 'hosts'} {stage.hosts}"]
+    if stage.folded:
+        lines.append("(pipeline sends between them as on the arrow out)")
+    title = label(text(f"{stage.heading} ({shape})"), *(text(x) for x in lines))
     with dot.subgraph(name=f"cluster_stage{stage.index}") as c:
         c.attr(label="", style="rounded,filled", fillcolor=STAGE_FILL, color=STAGE_BORDER)
         c.node(head, label=title, shape="plaintext", style="", fontsize="12")
@@ -127,11 +128,12 @@ def _overview(ctx: ExportContext) -> graphviz.Digraph:
     dot = digraph(headline(ctx))
     s = g.mesh.sizes
     shape = f"TP{s['tp']}×CP{s['cp']}×DP{s['dp']}" if s["cp"] > 1 else f"TP{s['tp']}×DP{s['dp']}"
-    names = {stage.index: _stage_cluster(dot, stage, shape) for stage in ov.stages}
-    for link in ov.links:
+    runs, links = fold_stages(ov.stages, ov.links)
+    names = {run.index: _stage_cluster(dot, run, shape) for run in runs}
+    for link in links:
         _link_edge(dot, link, names)
-    anchor = names[ov.stages[-1].index][-1] if ov.stages else None
-    _legend(dot, anchor, any(link.decode for link in ov.links))
+    anchor = names[runs[-1].index][-1] if runs else None
+    _legend(dot, anchor, any(link.decode for link in links))
     return dot
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from dagen.export.estimate import MEMORY_PARTS, memory_table
-from dagen.export.overview import Block, BlockKind, Overview
+from dagen.export.overview import Block, BlockKind, Overview, fold_stages
 from dagen.export.summary import human_bytes, human_count
 from dagen.graph.ir import Graph
 
@@ -75,10 +75,15 @@ def stage_rows(ov: Overview, graph: Graph) -> list[dict[str, Any]]:
 
 
 def mermaid(ov: Overview) -> str:
-    """A Mermaid flowchart of the stages and their blocks (GitHub renders it)."""
+    """A Mermaid flowchart of the stages and their blocks (GitHub renders it).
+
+    Runs of like middle stages are folded into one box (:func:`fold_stages`).
+    """
     lines = ["flowchart TB"]
-    for s in ov.stages:
-        lines.append(f'  subgraph s{s.index}["stage {s.index}: {_mm(s.layers)}, {s.n_ranks} GPUs"]')
+    runs, links = fold_stages(ov.stages, ov.links)
+    for s in runs:
+        inside = "<br/>(pipeline sends between them as on the arrow out)" if s.folded else ""
+        lines.append(f'  subgraph s{s.index}["{_mm(s.heading)}{inside}"]')
         lines.append("    direction TB")
         for i, b in enumerate(s.blocks):
             detail = "<br/>".join(_mm(x) for x in b.lines[:3])
@@ -88,8 +93,8 @@ def mermaid(ov: Overview) -> str:
         for i in range(len(s.blocks) - 1):
             lines.append(f"    s{s.index}b{i} --> s{s.index}b{i + 1}")
         lines.append("  end")
-    last = {s.index: len(s.blocks) - 1 for s in ov.stages}
-    for link in ov.links:
+    last = {s.index: len(s.blocks) - 1 for s in runs}
+    for link in links:
         arrow = "-.->" if link.decode else "==>"
         lines.append(f'  s{link.src}b{last[link.src]} {arrow}|"{_mm(link.label)}"| s{link.dst}b0')
     lines += [f"  {style}" for style in _MERMAID_STYLES]
