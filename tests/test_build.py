@@ -399,6 +399,21 @@ def test_mla_uses_latent_dims() -> None:
     assert _flops(decode, Op.ATTN_CORE) == pytest.approx(4 * 2 * 2 * (8 * 17) * 2 * (24 + 16))
 
 
+def test_mla_prefill_cp_gathers_the_per_head_keys_and_values() -> None:
+    """The prefill core attends with per-head K (nope + rope) and V for every position of
+    the sequence; attn.qkv up-projects only the rank's own 1/cp chunk, so the CP
+    all-gather must carry the up-projected K/V, not the latent (whose remote rows would
+    need an up-projection the graph never prices)."""
+    g = build_graph(make_plan(kv_lora_rank=16, tp=2, cp=2))
+    # b = 8 sequences of 16 tokens; heads/tp = 2; K width nope 16 + rope 8, V width 16
+    gather = g.tmpl[_node(g, "r0/s0/L0/mb0/attn.cp_allgather")]
+    assert g.tmpl_shape[gather] == (8 * 16, 2 * (16 + 8 + 16))
+    assert g.tmpl_bytes[gather] == 8 * 16 * 2 * (16 + 8 + 16) * 2  # bf16
+    qkv = g.tmpl[_node(g, "r0/s0/L0/mb0/attn.qkv")]
+    q_cols = 2 * (16 + 8)
+    assert g.tmpl_shape[qkv][1] - q_cols == g.tmpl_shape[gather][1]  # the K/V part of qkv
+
+
 # --- splits, errors, scale ---------------------------------------------------------
 
 

@@ -241,7 +241,10 @@ def _cp_gather(d: Dims) -> Cost:
         return _act(d.cp * d.tokens, d.heads * (dv + 1), d, elem=4)
     if d.mla is None:
         return _act(d.seqs * d.prompt, 2 * d.kv_heads * d.head_dim, d)
-    return _act(d.seqs * d.prompt, d.mla.kv_lora_rank + d.mla.qk_rope_head_dim, d)
+    # Naive prefill: attn.qkv has up-projected only the local chunk's K/V, so the gather
+    # carries per-head K (nope + rope) and V, as Megatron-Core's MLA under CP does.
+    dqk, dv = _core_dims(d)
+    return _act(d.seqs * d.prompt, d.heads * (dqk + dv), d)
 
 
 def _out(d: Dims) -> Cost:
