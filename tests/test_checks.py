@@ -437,11 +437,14 @@ def test_faults_caught_at_a_million_nodes() -> None:
     lost = nodes_where(g, rank=100, step=15, mb=7, op=Op.MOE_EXPERT)[-1]
     bad = drop_nodes(dataclasses.replace(g, **cols), [lost])
     found = check_graph(bad)
-    assert codes(found) == [Code.CYCLE, Code.EXPERT_MISSING, Code.COLL_ORDER]
+    # The swapped instances each join rank 37's all-reduce of one layer with its TP
+    # peers' of the other layer: COLL-OP names the layers.
+    assert codes(found) == [Code.CYCLE, Code.EXPERT_MISSING, Code.COLL_OP, Code.COLL_ORDER]
     assert 37 in found[0].ranks
     assert any(n.startswith("r37/") and "attn.allreduce" in n for n in found[0].nodes)
     assert f"experts [{int(g.expert[lost])}]" in found[1].message
-    assert "rank 37 issues instance" in found[2].message
+    assert "disagree on (step, layer, micro-batch)" in found[2].message
+    assert "rank 37 issues instance" in found[3].message
     assert "layer 15, step 15, micro-batch 7" in found[1].message
 
 

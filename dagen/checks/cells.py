@@ -4,7 +4,9 @@ micro-batch, row, column), counted with one ``bincount``.
 Rows are the outer row (ops outside layers) and the layers of the rank's stage; columns
 are the ops of the row's class (see :mod:`dagen.checks.expect`). A node's cell id is
 computed with small lookup tables and integer arithmetic only (int32 when the table has
-fewer than 2³¹ cells); nodes the table has no cell for go to one trash bin at the end.
+fewer than 2³¹ cells); nodes the table has no cell for go to one trash bin at the end,
+and so do nodes whose kind is not their op's (a collective op emitted as a compute node
+moves nothing: its cell stays empty).
 """
 
 from __future__ import annotations
@@ -17,9 +19,14 @@ import numpy.typing as npt
 
 from dagen.checks.expect import OUTER_OPS, Expected
 from dagen.checks.shared import Shared
-from dagen.graph.ir import OP_LABELS, Graph, Op
+from dagen.graph.ir import COLLECTIVE_OPS, OP_LABELS, P2P_OPS, Graph, Kind, Op
 
 __all__ = ["CellTable", "Verdict"]
+
+_OP_KIND = np.zeros(len(Op), dtype=np.uint8)  # Kind of the node each op must be
+_OP_KIND[[int(o) for o in COLLECTIVE_OPS]] = Kind.COLLECTIVE
+for _op, _kind in P2P_OPS.items():
+    _OP_KIND[int(_op)] = _kind
 
 I64 = npt.NDArray[np.int64]
 Bool = npt.NDArray[np.bool_]
@@ -77,6 +84,7 @@ class CellTable:
             np.multiply(term, np.asarray(factor, dt), out=base)
             cell += base
         del base
+        bad |= _OP_KIND[graph.op] != graph.kind  # e.g. an all-reduce emitted as compute
         if _out_of_range(graph.mb, exp.mbs) or _out_of_range(graph.step, exp.steps):
             bad |= (graph.mb < 0) | (graph.mb >= exp.mbs) | (graph.step < 0)
             bad |= graph.step >= exp.steps

@@ -7,7 +7,8 @@ micro-batch and step.
 
 Collectives: the nodes sharing an instance id must be exactly the members of the
 instance's group (no rank missing, none twice, none from outside), move the same bytes
-and run the same op. All vectorised: O(n) plus a binary search per collective node.
+and run the same op of the same (step, layer, micro-batch), over the group kind and with the collective that op calls for
+(:mod:`dagen.checks.agree`). All vectorised: O(n) plus a binary search per collective node.
 
 Example:
     >>> check_comms(graph)  # doctest: +SKIP
@@ -21,10 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from dagen.checks.agree import check_collective_dims, disagree, inst_label, next_stage, place
 from dagen.checks.common import Code, count, make, rank_list
 from dagen.checks.shared import Shared
 from dagen.findings import Finding
-from dagen.graph.ir import OP_LABELS, Coll, EdgeKind, Graph, GroupKind, Kind
+from dagen.graph.ir import EdgeKind, Graph, Kind
 
 __all__ = ["check_collectives", "check_comms", "check_p2p"]
 
@@ -148,6 +150,14 @@ def _pair_checks(graph: Graph, s: I64, r: I64) -> list[tuple[Code, Bool, str, st
     return [
         (
             Code.P2P_PEER,
+            graph.rank[r] != next_stage(graph, graph.rank[s]),
+            "join ranks that are not consecutive stages of one pipeline (the same replica "
+            "and tp/cp shard)",
+            "send each stage's activations to the rank of the next stage in its pipeline-"
+            "parallel group (the last stage's decode tokens to the first stage's)",
+        ),
+        (
+            Code.P2P_PEER,
             (graph.aux[s] != graph.rank[r]) | (graph.aux[r] != graph.rank[s]),
             "name the wrong peer rank",
             "set each send's aux to its recv's rank and each recv's aux to its send's rank",
@@ -232,57 +242,20 @@ def check_collectives(graph: Graph, shared: Shared | None = None) -> list[Findin
             "ops",
             "make every member of an instance run the same collective op",
         ),
+        (
+            Code.COLL_OP,
+            place(graph, nodes),
+            "(step, layer, micro-batch)",
+            "join each collective instance from the same step, layer and micro-batch on "
+            "every member (one all-reduce per layer and micro-batch, not one rank's mb0 "
+            "with another's mb1)",
+        ),
     ):
-        f = _disagree(graph, nodes, inst, values, code, what, fix)
+        f = disagree(graph, nodes, inst, values, code, what, fix)
         if f is not None:
             findings.append(f)
-    return findings
-
-
-def _show(code: Code, value: int) -> str:
-    return f"{value:,} B" if code is Code.COLL_SIZE else OP_LABELS[value]
-
-
-def _inst_label(graph: Graph, i: int) -> str:
-    g = int(graph.inst_group[i])
-    kind = GroupKind(int(graph.group_kind[g])).label
-    return (
-        f"instance {i} ({Coll(int(graph.inst_coll[i])).label} over {kind} group {g}, ranks "
-        f"{rank_list(graph.group(g))})"
-    )
-
-
-def _disagree(
-    graph: Graph,
-    nodes: I64,
-    inst: I64,
-    values: I64,
-    code: Code,
-    what: str,
-    fix: str,
-) -> Finding | None:
-    ref = np.zeros(graph.n_inst, dtype=np.int64)
-    ref[inst] = values  # any member's value; the others must agree with it
-    bad = values != ref[inst]
-    if not bad.any():
-        return None
-    bad_inst = np.unique(inst[bad])
-    first = int(bad_inst[0])
-    members = nodes[inst == first]
-    vals = ", ".join(
-        f"r{int(graph.rank[m])}: {_show(code, int(v))}"
-        for m, v in zip(members[:8], values[inst == first][:8], strict=True)
-    )
-    show = nodes[np.isin(inst, bad_inst[:4])]
-    return make(
-        graph,
-        code,
-        f"{count(bad_inst.size, 'collective instance')} whose members disagree on {what}; "
-        f"first: {_inst_label(graph, first)} has {vals}",
-        fix,
-        nodes=show,
-        data={"instances": int(bad_inst.size)},
-    )
+    dims = check_collective_dims(graph, nodes, inst)
+    return findings if dims is None else [*findings, dims]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -381,7 +354,7 @@ def _members(graph: Graph, nodes: I64, inst: I64) -> list[Finding]:
     message = (
         f"{count(bad.size, 'collective instance')} not joined by exactly the members of "
         f"{'its' if bad.size == 1 else 'their'} group ({'; '.join(parts)}); first: "
-        f"{_inst_label(graph, first)} is joined by ranks [{rank_list(graph.rank[present])}], "
+        f"{inst_label(graph, first)} is joined by ranks [{rank_list(graph.rank[present])}], "
         f"missing [{rank_list(absent)}]"
     )
     fix = (

@@ -6,7 +6,8 @@ Against the expected op table of :mod:`dagen.checks.expect` (plan and mesh only)
   plan implies exists exactly once. A rank is one (tp, cp) shard of its replica's stage,
   so this is "every (replica, layer, op, micro-batch, step) once per TP/CP shard".
 - ``GRAPH-UNEXPECTED``: nodes the plan does not call for (an op foreign to its layer's
-  kind, a layer on the wrong stage, a micro-batch or step out of range).
+  kind, a layer on the wrong stage, a micro-batch or step out of range, a node whose kind
+  is not its op's: an all-reduce emitted as a compute node with no instance).
 - ``GRAPH-EXPERT-MISSING`` / ``GRAPH-EXPERT-DUPLICATE``: in every expert-parallel group
   instance (one (edp, pp, etp) coordinate), every routed expert of every MoE layer runs at
   least once per (step, micro-batch), and the copies beyond one add up to at most the
@@ -150,7 +151,8 @@ def _unexpected(graph: Graph, table: CellTable, foreign: Bool) -> list[Finding]:
             graph,
             Code.UNEXPECTED,
             f"{count(bad.size, 'node')} the plan does not call for ({kinds}): an op foreign "
-            f"to its layer or stage, or a micro-batch/step out of range; first: "
+            f"to its layer or stage, a node of another kind than its op's (a collective op "
+            f"emitted as compute), or a micro-batch/step out of range; first: "
             f"{graph.node_id(int(bad[0]))}",
             "emit only the ops of each stage's template, for layers of that stage, "
             f"micro-batches 0…{table.exp.mbs - 1} and steps 0…{table.exp.steps - 1}",

@@ -6,7 +6,8 @@ parallel folding; :mod:`dagen.mesh`). For every such group, MoE layer of its sta
 decode step and micro-batch, every expert ``0 … E-1`` must run on some member
 (``GRAPH-EXPERT-MISSING``), and the copies beyond the first must add up to at most
 ``parallel.redundant_experts`` (``GRAPH-EXPERT-DUPLICATE``; EPLB-style replicas of hot
-experts are the only reason to run an expert twice).
+experts are the only reason to run an expert twice, and a replica never sits on a rank
+that already runs the expert, so a second copy on one rank is a duplicate too).
 
 One ``bincount`` over a dense (group, layer, step, micro-batch, expert) table: O(expert
 nodes + table).
@@ -70,7 +71,10 @@ def check_experts(
     row_ok = np.arange(width)[None, :] < per_stage[group_stage][:, None]
     row_ok = row_ok[:, :, None, None] & (exp.experts > 0)
     findings = _missing(graph, exp, counts, row_ok, nodes, cell, shape)
-    findings += _duplicated(graph, exp, counts, row_ok, nodes, cell, shape)
+    over = _duplicated(graph, exp, counts, row_ok, nodes, cell, shape)
+    if not over and exp.redundant > 0:  # without replicas any copy is over the budget
+        over = _same_rank(graph, nodes, cell, ok)
+    findings += over
     if not ok.all():
         bad = nodes[~ok]
         findings.append(
@@ -85,6 +89,40 @@ def check_experts(
             )
         )
     return findings
+
+
+def _same_rank(graph: Graph, nodes: I64, cell: Int, ok: Bool) -> list[Finding]:
+    """``GRAPH-EXPERT-DUPLICATE`` for an expert run twice on one rank for one (layer, step,
+    micro-batch): never a redundant replica, which goes to a rank not already hosting the
+    expert (:func:`dagen.mesh.expert_placement`; DeepSeek-V3 / vLLM EPLB). One sort of the
+    (cell, position in the EP group) keys of the expert nodes; an index sort only when two
+    keys are equal."""
+    ep = graph.mesh.sizes["ep"]
+    idx = np.flatnonzero(ok)
+    key = cell[idx].astype(np.int64) * ep + graph.mesh.coords["ep"][graph.rank[nodes[idx]]]
+    ordered = np.sort(key)
+    if not np.any(ordered[1:] == ordered[:-1]):  # the sound case: no index sort needed
+        return []
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    again = np.flatnonzero(key[1:] == key[:-1]) + 1
+    twice = nodes[idx[order[again]]]
+    first = int(twice[0])
+    copies = nodes[idx[order[np.isin(key, key[again[:8]])]]]
+    return [
+        make(
+            graph,
+            Code.EXPERT_DUPLICATE,
+            f"{count(twice.size, 'routed expert computation')} repeated on a rank that already "
+            f"runs that expert for the same layer, step and micro-batch (a redundant replica "
+            f"must sit on another EP rank); first: {graph.node_id(first)} (expert "
+            f"{int(graph.expert[first])})",
+            "place each redundant replica on an EP rank that does not host the expert "
+            "(expert_placement), never a second copy on the same rank",
+            nodes=np.sort(copies),
+            data={"repeated": int(twice.size)},
+        )
+    ]
 
 
 def _mloc_table(exp: Expected, local: I64) -> I64:

@@ -1,0 +1,157 @@
+"""What a communication must agree on beyond its membership: the mesh dimension it runs
+over, and, for a collective, one value per instance (bytes, op, place).
+
+- Collectives: each instance runs over the group kind and with the collective its op
+  calls for (:data:`dagen.graph.ir.COLLECTIVE_OPS`). Membership alone cannot see an
+  ``ffn.allreduce`` reduced over a CP group instead of its TP group, or an all-reduce
+  labelled all-gather: every member is present and agrees. One gather per instance.
+- Members of an instance: :func:`disagree` finds instances whose members differ on a
+  per-node value (bytes, op, or :func:`place`: (step, micro-batch, layer)).
+- Pipeline sends: :func:`next_stage`, the only rank a send may reach (checked by
+  :func:`dagen.checks.comms.check_p2p`).
+
+Example:
+    >>> check_collective_dims(graph, nodes, inst)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from dagen.checks.common import Code, count, make, rank_list
+from dagen.findings import Finding
+from dagen.graph.ir import COLLECTIVE_OPS, OP_LABELS, Coll, Graph, GroupKind, Op
+
+__all__ = ["check_collective_dims", "disagree", "inst_label", "next_stage", "place"]
+
+I64 = npt.NDArray[np.int64]
+
+_KIND = np.full(len(Op), -1, dtype=np.int64)
+_COLL = np.full(len(Op), -1, dtype=np.int64)
+for _op, (_kind, _coll) in COLLECTIVE_OPS.items():
+    _KIND[int(_op)], _COLL[int(_op)] = int(_kind), int(_coll)
+
+
+def next_stage(graph: Graph, ranks: npt.NDArray[np.int32]) -> I64:
+    """The rank a pipeline send from each of ``ranks`` must reach: the next stage in the
+    rank's pipeline-parallel group, the first stage after the last (the decode chain).
+    A pp group's row ascends and rank grows with the stage, so its column is the stage.
+
+    >>> next_stage(graph, graph.rank[sends])  # doctest: +SKIP
+    """
+    mesh = graph.mesh
+    table = mesh.groups("pp").astype(np.int64)
+    nxt = (mesh.stage[ranks].astype(np.int64) + 1) % max(mesh.sizes["pp"], 1)
+    peer: I64 = table[mesh.group_of("pp")[ranks], nxt]
+    return peer
+
+
+def check_collective_dims(graph: Graph, nodes: I64, inst: I64) -> Finding | None:
+    """``GRAPH-COLL-OP`` for instances whose group kind or collective is not the one
+    their op calls for (the op of any member; disagreeing members are reported apart).
+
+    Args:
+        graph: the graph.
+        nodes: the collective nodes.
+        inst: the instance of each of ``nodes``.
+    """
+    op = np.zeros(graph.n_inst, dtype=np.int64)
+    op[inst] = graph.op[nodes]
+    used = np.zeros(graph.n_inst, dtype=np.bool_)
+    used[inst] = True
+    kind = graph.group_kind[graph.inst_group].astype(np.int64)
+    coll = graph.inst_coll.astype(np.int64)
+    bad = np.flatnonzero(used & ((kind != _KIND[op]) | (coll != _COLL[op])))
+    if bad.size == 0:
+        return None
+    i = int(bad[0])
+    g = int(graph.inst_group[i])
+    o = int(op[i])
+    want = (
+        f"{Coll(int(_COLL[o])).label} over a {GroupKind(int(_KIND[o])).label} group"
+        if _KIND[o] >= 0
+        else "no collective (not a collective op)"
+    )
+    return make(
+        graph,
+        Code.COLL_OP,
+        f"{count(bad.size, 'collective instance')} not over the group kind or with the "
+        f"collective {'its' if bad.size == 1 else 'their'} op calls for; first: instance {i} "
+        f"({OP_LABELS[o]}) runs {Coll(int(coll[i])).label} over "
+        f"{GroupKind(int(kind[i])).label} group {g} (ranks {rank_list(graph.group(g))}), "
+        f"expected {want}",
+        "run each collective op over its own dimension's group with its own collective "
+        "(tp all-reduce for ffn.allreduce, ep all-to-all for moe.dispatch, …)",
+        nodes=nodes[np.isin(inst, bad[:4])],
+        data={"instances": int(bad.size)},
+    )
+
+
+def inst_label(graph: Graph, i: int) -> str:
+    """Readable label of instance ``i``: its collective, group kind, group and ranks."""
+    g = int(graph.inst_group[i])
+    kind = GroupKind(int(graph.group_kind[g])).label
+    return (
+        f"instance {i} ({Coll(int(graph.inst_coll[i])).label} over {kind} group {g}, ranks "
+        f"{rank_list(graph.group(g))})"
+    )
+
+
+def place(graph: Graph, nodes: I64) -> I64:
+    """(step, micro-batch, layer + 1) of each node packed in 16 bits each: equal on all
+    members of a collective instance (one call per step, micro-batch and layer).
+
+    >>> place(graph, np.array([0]))  # doctest: +SKIP
+    """
+    key: I64 = (graph.step[nodes].astype(np.int64) & 0xFFFF) << 32
+    key |= (graph.mb[nodes].astype(np.int64) & 0xFFFF) << 16
+    key |= (graph.layer[nodes].astype(np.int64) + 1) & 0xFFFF
+    return key
+
+
+def _show(what: str, value: int) -> str:
+    if what == "bytes":
+        return f"{value:,} B"
+    if what == "ops":
+        return OP_LABELS[value]
+    step, mb, layer = value >> 32, (value >> 16) & 0xFFFF, (value & 0xFFFF) - 1
+    return f"t{step}/L{layer}/mb{mb}"
+
+
+def disagree(
+    graph: Graph,
+    nodes: I64,
+    inst: I64,
+    values: I64,
+    code: Code,
+    what: str,
+    fix: str,
+) -> Finding | None:
+    """A finding of ``code`` for instances whose members' ``values`` differ (one per
+    collective node of ``nodes``; ``what`` is ``bytes``, ``ops`` or a place), else None.
+
+    >>> disagree(graph, nodes, inst, place(graph, nodes), Code.COLL_OP, "place", "…")  # doctest: +SKIP
+    """
+    ref = np.zeros(graph.n_inst, dtype=np.int64)
+    ref[inst] = values  # any member's value; the others must agree with it
+    bad = values != ref[inst]
+    if not bad.any():
+        return None
+    bad_inst = np.unique(inst[bad])
+    first = int(bad_inst[0])
+    members = nodes[inst == first]
+    vals = ", ".join(
+        f"r{int(graph.rank[m])}: {_show(what, int(v))}"
+        for m, v in zip(members[:8], values[inst == first][:8], strict=True)
+    )
+    show = nodes[np.isin(inst, bad_inst[:4])]
+    return make(
+        graph,
+        code,
+        f"{count(bad_inst.size, 'collective instance')} whose members disagree on {what}; "
+        f"first: {inst_label(graph, first)} has {vals}",
+        fix,
+        nodes=show,
+        data={"instances": int(bad_inst.size)},
+    )
