@@ -19,7 +19,7 @@ from strategies import small_plans
 
 from dagen.errors import PlanInfeasible
 from dagen.graph.build import build_graph, nodes_per_rank_formula, stage_layers
-from dagen.graph.ir import COLLECTIVE_OPS, EdgeKind, Graph, GroupKind, Kind, Op
+from dagen.graph.ir import COLLECTIVE_OPS, Coll, EdgeKind, Graph, GroupKind, Kind, Op
 from dagen.mesh import build_mesh, expert_placement
 from dagen.plan.model import Phase, Plan
 
@@ -61,7 +61,7 @@ def layer_nodes(plan: Plan, layer: int) -> int:
         return attention + 4 + tp1 + sp  # norm up down residual [ar|rs] [ag]
     assert moe is not None
     slots = (moe.experts + p.redundant_experts) // p.ep
-    shared = (1 + tp1) if moe.shared_experts else 0
+    shared = (1 + tp1 + sp) if moe.shared_experts else 0  # [ag] shared [ar|rs]
     return attention + 4 + 2 * int(p.ep > 1) + slots + int(p.etp > 1) + shared
 
 
@@ -73,8 +73,10 @@ def expected_nodes(plan: Plan) -> np.ndarray:
     for s, n in enumerate(sizes):
         block = sum(layer_nodes(plan, layer) for layer in range(start, start + n))
         start += n
-        block += (2 if p.tp > 1 else 1) if s == 0 else 1  # embed [+ar] | recv
-        block += (4 if p.tp > 1 else 3) if s == p.pp - 1 else 1  # head | send
+        block += (2 if p.tp > 1 else 1) if s == 0 else 1  # embed [+ar|rs] | recv
+        sp = int(p.sequence_parallel and p.tp > 1)
+        head = 3 + int(p.tp > 1) + sp  # final.norm [lm.allgather] lm.head [logits.ag] sample
+        block += head if s == p.pp - 1 else 1  # head | send
         chain = (steps - 1) if p.pp > 1 and s in (0, p.pp - 1) else 0
         per_stage.append(w.micro_batches * (steps * block + chain))
     mesh = build_mesh(p, plan.hardware.gpus_per_node)
@@ -102,7 +104,7 @@ def layer_edges(plan: Plan, layer: int) -> int:
     if p.ep > 1:
         e, out = e + out, 1
     shared = int(moe.shared_experts > 0)
-    return attention + e + shared * (1 + tp1) + 1 + out + shared
+    return attention + e + shared * (1 + tp1 + sp) + 1 + out + shared
 
 
 def expected_edges(plan: Plan) -> np.ndarray:
@@ -114,8 +116,9 @@ def expected_edges(plan: Plan) -> np.ndarray:
     for s, n in enumerate(sizes):
         block = sum(layer_edges(plan, layer) for layer in range(start, start + n))
         start += n
-        block += tp1 if s == 0 else 0  # embed.allreduce ← embed
-        block += 3 + tp1 if s == p.pp - 1 else 2  # head | send (data + p2p)
+        block += tp1 if s == 0 else 0  # embed.allreduce (SP: reducescatter) ← embed
+        sp = int(p.sequence_parallel and p.tp > 1)
+        block += 3 + tp1 + sp if s == p.pp - 1 else 2  # head | send (data + p2p)
         chain = 0
         if p.pp > 1 and s == 0:
             chain = 1  # embed ← recv from step 1 on
@@ -228,6 +231,7 @@ GRID: dict[str, dict[str, Any]] = {
     "sp-dense": dict(tp=2, sequence_parallel=True, pp=2),
     "sp-moe-etp": dict(tp=2, sequence_parallel=True, experts=8, ep=2, etp=2, dp=2),
     "moe-shared-redundant": dict(experts=8, ep=4, dp=4, shared_experts=1, redundant_experts=4),
+    "sp-moe-shared": dict(tp=2, sequence_parallel=True, experts=8, ep=2, dp=2, shared_experts=1),
     "moe-etp2-tp1": dict(experts=4, ep=2, etp=2, dp=4, pp=2),
     "uneven-5-over-2": dict(layers=5, pp=2),
     "uneven-7-over-3": dict(layers=7, pp=3),
@@ -315,6 +319,50 @@ def test_moe_dataflow() -> None:
         f"{p}moe.residual",
         "r0/s0/L1/mb0/attn.out",
     }
+
+
+def _rows(g: Graph, i: int) -> int:
+    return int(g.tmpl_shape[g.tmpl[i]][0])
+
+
+def test_sequence_parallel_shared_expert_and_embedding() -> None:
+    """Megatron SP: the shared MLP gathers the T/tp stream rows and reduce-scatters back;
+    the vocab-parallel embedding is reduce-scattered, never all-reduced; the head gathers
+    the last rows."""
+    g = build_graph(make_plan(tp=2, sequence_parallel=True, experts=8, ep=2, dp=2,
+                              shared_experts=1))  # fmt: skip
+    t = g.meta["tokens_per_microbatch"]
+    p = "r0/s0/L0/mb0/"
+    ag, sh, rs = (
+        _node(g, f"{p}moe.{n}") for n in ("shared_allgather", "shared", "shared_reducescatter")
+    )
+    norm, res = _node(g, f"{p}moe.norm"), _node(g, f"{p}moe.residual")
+    assert _preds(g, ag) == {f"{p}moe.norm"} and _preds(g, sh) == {f"{p}moe.shared_allgather"}
+    assert _preds(g, rs) == {f"{p}moe.shared"} and f"{p}moe.shared_reducescatter" in _preds(g, res)
+    # rows: stream T/tp in, gathered T, shared MLP T, scattered back to the T/tp stream
+    assert [_rows(g, i) for i in (norm, ag, sh, res)] == [t // 2, t, t, t // 2]
+    assert _rows(g, rs) == t  # reduce-scatter sized by its input (nccl-tests convention)
+    assert g.inst_coll[g.inst[ag]] == Coll.ALL_GATHER
+    assert g.inst_coll[g.inst[rs]] == Coll.REDUCE_SCATTER
+    assert not (g.op == Op.MOE_SHARED_ALLREDUCE).any() and not (g.op == Op.EMBED_ALLREDUCE).any()
+    ers = _node(g, "r0/s0/mb0/embed.reducescatter")
+    assert g.inst_coll[g.inst[ers]] == Coll.REDUCE_SCATTER
+    assert _preds(g, ers) == {"r0/s0/mb0/embed"}
+    h = g.plan.model.hidden_size
+    assert g.tmpl_bytes[g.tmpl[ers]] == t * h * g.plan.model.dtype.nbytes
+    assert _rows(g, _node(g, "r0/s0/L0/mb0/attn.norm")) == t // 2  # scattered: T/tp rows
+    # the head scores each sequence's last row, gathered from the T/tp-row stream
+    lag = _node(g, "r0/s0/mb0/lm.allgather")
+    assert _preds(g, lag) == {"r0/s0/mb0/final.norm"}
+    assert _preds(g, _node(g, "r0/s0/mb0/lm.head")) == {"r0/s0/mb0/lm.allgather"}
+    assert g.inst_coll[g.inst[lag]] == Coll.ALL_GATHER
+    assert _rows(g, lag) == g.meta["sequences_per_microbatch"]
+    # without SP the same plan all-reduces both
+    g2 = build_graph(make_plan(tp=2, experts=8, ep=2, dp=2, shared_experts=1))
+    assert (g2.op == Op.MOE_SHARED_ALLREDUCE).any() and (g2.op == Op.EMBED_ALLREDUCE).any()
+    assert not np.isin(
+        g2.op, [Op.MOE_SHARED_ALLGATHER, Op.EMBED_REDUCESCATTER, Op.LM_ALLGATHER]
+    ).any()
 
 
 def test_every_node_but_the_sources_has_a_producer() -> None:

@@ -49,7 +49,7 @@ def _dense_ops(tp: int, sp: bool) -> list[Op]:
     return ops
 
 
-def _moe_ops(plan: Plan, mesh: Mesh) -> list[Op]:
+def _moe_ops(plan: Plan, mesh: Mesh, sp: bool) -> list[Op]:
     moe = plan.model.moe
     ops = [Op.MOE_NORM, Op.MOE_ROUTER, Op.MOE_TOPK, Op.MOE_RESIDUAL]
     if mesh.sizes["ep"] > 1:  # tokens travel to their experts' EP ranks and back
@@ -58,7 +58,9 @@ def _moe_ops(plan: Plan, mesh: Mesh) -> list[Op]:
         ops.append(Op.MOE_ETP_REDUCE)
     if moe is not None and moe.shared_experts > 0:
         ops.append(Op.MOE_SHARED)
-        if mesh.sizes["tp"] > 1:
+        if sp:  # Megatron SP: gather the T/tp stream rows in, reduce-scatter back out
+            ops += [Op.MOE_SHARED_ALLGATHER, Op.MOE_SHARED_REDUCESCATTER]
+        elif mesh.sizes["tp"] > 1:
             ops.append(Op.MOE_SHARED_ALLREDUCE)
     return ops
 
@@ -66,7 +68,9 @@ def _moe_ops(plan: Plan, mesh: Mesh) -> list[Op]:
 OUTER_OPS = (
     Op.EMBED,
     Op.EMBED_ALLREDUCE,
+    Op.EMBED_REDUCESCATTER,
     Op.FINAL_NORM,
+    Op.LM_ALLGATHER,
     Op.LM_HEAD,
     Op.LOGITS_ALLGATHER,
     Op.SAMPLE,
@@ -149,10 +153,13 @@ def _outer_table(plan: Plan, mesh: Mesh, steps: int) -> Bool:
     table = np.zeros((pp, steps, len(OUTER_OPS)), dtype=np.bool_)
     at = {op: i for i, op in enumerate(OUTER_OPS)}
     table[0, :, at[Op.EMBED]] = True
-    table[0, :, at[Op.EMBED_ALLREDUCE]] = tp > 1
+    sp = plan.parallel.sequence_parallel and tp > 1
+    table[0, :, at[Op.EMBED_ALLREDUCE]] = tp > 1 and not sp
+    table[0, :, at[Op.EMBED_REDUCESCATTER]] = sp  # Megatron SP scatters the embedding
     for op in (Op.FINAL_NORM, Op.LM_HEAD, Op.SAMPLE):
         table[pp - 1, :, at[op]] = True
     table[pp - 1, :, at[Op.LOGITS_ALLGATHER]] = tp > 1
+    table[pp - 1, :, at[Op.LM_ALLGATHER]] = sp  # the last rows, split over TP under SP
     table[1:, :, at[Op.PP_RECV]] = True
     table[:-1, :, at[Op.PP_SEND]] = True
     if pp > 1 and steps > 1:  # decode: the last stage feeds step t's tokens to step t+1
@@ -171,7 +178,7 @@ def expected(plan: Plan, mesh: Mesh) -> Expected:
     sp = plan.parallel.sequence_parallel and tp > 1
     steps = plan.workload.decode_steps if plan.workload.phase is Phase.DECODE else 1
     rows = [list(OUTER_OPS), _attention_ops(tp, cp, sp) + _dense_ops(tp, sp)]
-    rows.append(_attention_ops(tp, cp, sp) + _moe_ops(plan, mesh))
+    rows.append(_attention_ops(tp, cp, sp) + _moe_ops(plan, mesh, sp))
     width = max(len(r) for r in rows)
     col = np.full((3, len(Op)), -1, dtype=np.int64)
     for cls, ops in enumerate(rows):

@@ -131,9 +131,9 @@ def _comm_ops(plan: Plan, st: _Stage, sizes: dict[str, int]) -> list[Op]:
     if not st.moe_layers:
         ops = [op for op in ops if not op.name.startswith("MOE_")]
     if not st.first:
-        ops = [op for op in ops if op is not Op.EMBED_ALLREDUCE]
+        ops = [op for op in ops if op not in (Op.EMBED_ALLREDUCE, Op.EMBED_REDUCESCATTER)]
     if not st.last:
-        ops = [op for op in ops if op is not Op.LOGITS_ALLGATHER]
+        ops = [op for op in ops if op not in (Op.LOGITS_ALLGATHER, Op.LM_ALLGATHER)]
     return ops
 
 

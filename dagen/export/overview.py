@@ -42,8 +42,8 @@ class BlockKind(enum.StrEnum):
 
 _MOE_OPS = frozenset(op for op in Op if op.name.startswith("MOE_"))
 _FFN_OPS = frozenset(op for op in Op if op.name.startswith("FFN_"))
-_HEAD_OPS = frozenset({Op.FINAL_NORM, Op.LM_HEAD, Op.LOGITS_ALLGATHER, Op.SAMPLE})
-_EMBED_OPS = frozenset({Op.EMBED, Op.EMBED_ALLREDUCE})
+_HEAD_OPS = frozenset({Op.FINAL_NORM, Op.LM_ALLGATHER, Op.LM_HEAD, Op.LOGITS_ALLGATHER, Op.SAMPLE})
+_EMBED_OPS = frozenset({Op.EMBED, Op.EMBED_ALLREDUCE, Op.EMBED_REDUCESCATTER})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -171,7 +171,7 @@ def _layer_nodes(plan: Plan, mesh: Mesh, layer: int) -> int:
     if m.moe is None or not m.moe.is_moe_layer(layer):
         return attn + 4 + tpc + sp
     slots = (m.moe.experts + p.redundant_experts) // ep
-    shared = (1 + tpc) if m.moe.shared_experts else 0
+    shared = (1 + tpc + sp) if m.moe.shared_experts else 0  # [SP: ag] shared [ar|rs]
     return attn + 4 + 2 * int(ep > 1) + slots + int(etp > 1) + shared
 
 
@@ -185,7 +185,8 @@ def nodes_per_rank_formula(plan: Plan, mesh: Mesh) -> npt.NDArray[np.int64]:
     per_stage = []
     for s, layers in enumerate(stage_layers(plan)):
         block = sum(_layer_nodes(plan, mesh, layer) for layer in layers)
-        block += (1 + int(tp > 1)) * (s == 0) + (3 + int(tp > 1)) * (s == pp - 1)
+        sp = int(plan.parallel.sequence_parallel and tp > 1)  # lm.allgather under SP
+        block += (1 + int(tp > 1)) * (s == 0) + (3 + int(tp > 1) + sp) * (s == pp - 1)
         block += int(s > 0) + int(s < pp - 1)
         chain = (steps - 1) * int(pp > 1 and (s == 0 or s == pp - 1))
         per_stage.append(block * steps * mbs + chain * mbs)

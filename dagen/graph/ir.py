@@ -156,6 +156,10 @@ class Op(enum.IntEnum):
     SAMPLE = 31
     PP_SEND = 32
     PP_RECV = 33
+    MOE_SHARED_ALLGATHER = 34
+    MOE_SHARED_REDUCESCATTER = 35
+    EMBED_REDUCESCATTER = 36
+    LM_ALLGATHER = 37
 
     @property
     def label(self) -> str:
@@ -169,6 +173,7 @@ OP_LABELS: tuple[str, ...] = tuple(op.label for op in Op)
 COLLECTIVE_OPS: Mapping[Op, tuple[GroupKind, Coll]] = MappingProxyType(
     {
         Op.EMBED_ALLREDUCE: (GroupKind.TP, Coll.ALL_REDUCE),
+        Op.EMBED_REDUCESCATTER: (GroupKind.TP, Coll.REDUCE_SCATTER),
         Op.ATTN_ALLGATHER: (GroupKind.TP, Coll.ALL_GATHER),
         Op.ATTN_CP_ALLGATHER: (GroupKind.CP, Coll.ALL_GATHER),
         Op.ATTN_ALLREDUCE: (GroupKind.TP, Coll.ALL_REDUCE),
@@ -177,10 +182,13 @@ COLLECTIVE_OPS: Mapping[Op, tuple[GroupKind, Coll]] = MappingProxyType(
         Op.MOE_ETP_REDUCE: (GroupKind.ETP, Coll.ALL_REDUCE),
         Op.MOE_COMBINE: (GroupKind.EP, Coll.ALL_TO_ALL),
         Op.MOE_SHARED_ALLREDUCE: (GroupKind.TP, Coll.ALL_REDUCE),
+        Op.MOE_SHARED_ALLGATHER: (GroupKind.TP, Coll.ALL_GATHER),
+        Op.MOE_SHARED_REDUCESCATTER: (GroupKind.TP, Coll.REDUCE_SCATTER),
         Op.FFN_ALLREDUCE: (GroupKind.TP, Coll.ALL_REDUCE),
         Op.FFN_REDUCESCATTER: (GroupKind.TP, Coll.REDUCE_SCATTER),
         Op.FFN_ALLGATHER: (GroupKind.TP, Coll.ALL_GATHER),
         Op.LOGITS_ALLGATHER: (GroupKind.TP, Coll.ALL_GATHER),
+        Op.LM_ALLGATHER: (GroupKind.TP, Coll.ALL_GATHER),
     }
 )
 """The group dimension and collective of every collective op (the builder's rule)."""

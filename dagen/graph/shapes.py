@@ -307,6 +307,11 @@ def _lm_head(d: Dims) -> Cost:
     return _act(d.seqs, d.vocab, d, 2.0 * d.seqs * d.h * d.vocab)
 
 
+def _last_rows(d: Dims) -> Cost:
+    # Under SP the last position of each sequence sits on one TP rank: gather those b rows.
+    return _act(d.seqs, d.h, d)
+
+
 def _logits(d: Dims) -> Cost:
     return _act(d.seqs, d.vocab * d.tp, d)
 
@@ -358,6 +363,10 @@ COSTS: dict[Op, Callable[[Dims], Cost]] = {
     Op.SAMPLE: _sample,
     Op.PP_SEND: _p2p,
     Op.PP_RECV: _p2p,
+    Op.MOE_SHARED_ALLGATHER: _hidden,
+    Op.MOE_SHARED_REDUCESCATTER: _hidden,
+    Op.EMBED_REDUCESCATTER: _hidden,
+    Op.LM_ALLGATHER: _last_rows,
 }
 """Every op's cost on one rank for one micro-batch; see docs/graph.md for the formulas."""
 

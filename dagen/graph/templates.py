@@ -181,9 +181,24 @@ def _moe(b: _Builder, c: StageContext, layer: int, x: int) -> int:
     if c.ep > 1:
         out = [b.add(Op.MOE_COMBINE, out, layer=layer)]
     if c.dims.shared_ffn:
-        s = b.add(Op.MOE_SHARED, [n], layer=layer)
-        out.append(b.add(Op.MOE_SHARED_ALLREDUCE, [s], layer=layer) if c.dims.tp > 1 else s)
+        out.append(_shared(b, c, layer, n))
     return b.add(Op.MOE_RESIDUAL, [x, *out], layer=layer)
+
+
+def _shared(b: _Builder, c: StageContext, layer: int, n: int) -> int:
+    """The shared expert, a TP-split MLP beside the routed ones; returns its output row.
+
+    Under SP it gathers the ``T/tp`` stream rows first and reduce-scatters its output
+    back to them, as Megatron-Core's shared-expert MLP does with ``sequence_parallel``
+    (NVIDIA/Megatron-LM, megatron/core/transformer/moe/shared_experts.py).
+    """
+    if c.sp:
+        n = b.add(Op.MOE_SHARED_ALLGATHER, [n], layer=layer)
+    s = b.add(Op.MOE_SHARED, [n], layer=layer)
+    if c.dims.tp == 1:
+        return s
+    coll = Op.MOE_SHARED_REDUCESCATTER if c.sp else Op.MOE_SHARED_ALLREDUCE
+    return b.add(coll, [s], layer=layer)
 
 
 def _layer(b: _Builder, c: StageContext, layer: int, x: int) -> int:
@@ -201,12 +216,14 @@ def _template(
     x = b.add(Op.PP_RECV, peer=recv, tokens=chain and stage == 0) if recv is not None else -1
     if stage == 0:
         x = b.add(Op.EMBED, [x])
-        if c.dims.tp > 1:
-            x = b.add(Op.EMBED_ALLREDUCE, [x])
+        if c.dims.tp > 1:  # vocab-parallel partial sums; under SP scattered to T/tp rows
+            x = b.add(Op.EMBED_REDUCESCATTER if c.sp else Op.EMBED_ALLREDUCE, [x])
     for layer in c.layers[stage]:
         x = _layer(b, c, layer, x)
     if stage == len(c.layers) - 1:
         x = b.add(Op.FINAL_NORM, [x])
+        if c.sp:  # the stream is split over TP: gather each sequence's last row
+            x = b.add(Op.LM_ALLGATHER, [x])
         x = b.add(Op.LM_HEAD, [x])
         if c.dims.tp > 1:
             x = b.add(Op.LOGITS_ALLGATHER, [x])
