@@ -200,3 +200,16 @@ def _wire_p2p(h: HandGraph) -> None:
     for i, row in enumerate(h.rows):
         if row[5] == int(Kind.SEND):
             h.edge(i, recvs[(row[8], row[2])], EdgeKind.P2P)
+
+
+def crossed_recvs() -> Graph:
+    """Two ranks that each post their recv before their send, with no edge between."""
+    h = HandGraph(small_plan(tp=1, pp=2, layers=2, mbs=1))
+    t = h.template(64)
+    r0 = h.node(0, Op.PP_RECV, kind=Kind.RECV, aux=1, tmpl=t)
+    s0 = h.node(0, Op.PP_SEND, kind=Kind.SEND, aux=1, tmpl=t)
+    r1 = h.node(1, Op.PP_RECV, kind=Kind.RECV, aux=0, tmpl=t)
+    s1 = h.node(1, Op.PP_SEND, kind=Kind.SEND, aux=0, tmpl=t)
+    h.edge(s0, r1, EdgeKind.P2P)
+    h.edge(s1, r0, EdgeKind.P2P)
+    return h.freeze()

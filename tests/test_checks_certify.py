@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import make_plan
-from handgraph import HandGraph, pipeline, small_plan
+from handgraph import crossed_recvs, pipeline
 
 from dagen.checks import (
     HasACycle,
@@ -84,18 +84,6 @@ def swap(g: Graph, a: int, b: int) -> Graph:
     for col in cols.values():
         col[[a, b]] = col[[b, a]]
     return dataclasses.replace(g, **cols)
-
-
-def crossed_recvs() -> Graph:
-    h = HandGraph(small_plan(tp=1, pp=2, layers=2, mbs=1))
-    t = h.template(64)
-    r0 = h.node(0, Op.PP_RECV, kind=Kind.RECV, aux=1, tmpl=t)
-    s0 = h.node(0, Op.PP_SEND, kind=Kind.SEND, aux=1, tmpl=t)
-    r1 = h.node(1, Op.PP_RECV, kind=Kind.RECV, aux=0, tmpl=t)
-    s1 = h.node(1, Op.PP_SEND, kind=Kind.SEND, aux=0, tmpl=t)
-    h.edge(s0, r1, EdgeKind.P2P)
-    h.edge(s1, r0, EdgeKind.P2P)
-    return h.freeze()
 
 
 def _swapped(g: Graph) -> Graph:

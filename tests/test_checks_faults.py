@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from handgraph import HandGraph, pipeline, small_plan
+from handgraph import crossed_recvs, pipeline
 
 from dagen.checks import (
     Code,
@@ -223,19 +223,6 @@ def test_without_rank_major_layout_the_exact_engine_decides(good: Graph) -> None
     pos[order] = np.arange(order.size)
     assert np.all(pos[shuffled.src] < pos[shuffled.dst])
     assert len(critical_path(shuffled)) == len(critical_path(good))
-
-
-def crossed_recvs() -> Graph:
-    """Two ranks that each post their recv before their send, with no edge between."""
-    h = HandGraph(small_plan(tp=1, pp=2, layers=2, mbs=1))
-    t = h.template(64)
-    r0 = h.node(0, Op.PP_RECV, kind=Kind.RECV, aux=1, tmpl=t)
-    s0 = h.node(0, Op.PP_SEND, kind=Kind.SEND, aux=1, tmpl=t)
-    r1 = h.node(1, Op.PP_RECV, kind=Kind.RECV, aux=0, tmpl=t)
-    s1 = h.node(1, Op.PP_SEND, kind=Kind.SEND, aux=0, tmpl=t)
-    h.edge(s0, r1, EdgeKind.P2P)
-    h.edge(s1, r0, EdgeKind.P2P)
-    return h.freeze()
 
 
 def test_acyclic_but_serial_deadlock_is_a_warning() -> None:
