@@ -31,14 +31,11 @@ from dagen.graph.ir import OP_LABELS, Graph
 from dagen.mesh import mesh_of
 from dagen.plan.loader import load_plan
 from dagen.plan.model import Plan
-from dagen.plan.rules import plan_findings
+from dagen.plan.rules import blocking, plan_findings
 
 __all__ = ["Analysis", "analyse", "build", "load_plan", "write"]
 
 log = logging.getLogger(__name__)
-
-CLAIM_CODES = frozenset({"PLAN-PARAMS"})
-"""Plan findings about a claim, not the layout: the graph can still be built."""
 
 Progress = Callable[[str], None]
 """Told each stage of the work as it starts, e.g. ``"building the graph"``."""
@@ -109,16 +106,11 @@ def build(plan: Plan) -> Graph:
     Raises:
         PlanInfeasible: the plan has error-level findings; they are in the message.
     """
-    errors = _blocking(plan_findings(plan))
+    errors = blocking(plan_findings(plan))
     if errors:
         raise PlanInfeasible("\n".join(f.render(plan.source) for f in errors))
     mesh = mesh_of(plan)
     return build_graph(plan, mesh)
-
-
-def _blocking(findings: Sequence[Finding]) -> list[Finding]:
-    """Error-level findings that make the graph impossible to build."""
-    return [f for f in findings if f.severity is Severity.ERROR and f.code not in CLAIM_CODES]
 
 
 def _noop(_: str) -> None:
@@ -140,7 +132,7 @@ def analyse(
     """
     say = progress or _noop
     findings = list(plan_findings(plan))
-    if _blocking(findings):
+    if blocking(findings):
         say("judging claims against first-principles bounds")
         bounds = judge_plan_bounds(plan)
         findings += verdict_findings(plan, bounds)

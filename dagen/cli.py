@@ -20,7 +20,7 @@ import click
 from dagen import __version__, api
 from dagen.errors import DagenError
 from dagen.findings import Finding, Severity
-from dagen.graph.shapes import INT16_MAX
+from dagen.graph.ir import INT16_MAX
 from dagen.mesh import MAX_WORLD, mesh_of
 
 EXIT_FINDINGS = 1

@@ -109,6 +109,8 @@ class HandGraph:
             tmpl_shape=[(b,) for b in self.tmpl_bytes],
             tmpl_bytes=np.array(self.tmpl_bytes, dtype=np.int64),
             tmpl_flops=np.zeros(len(self.tmpl_bytes)),
+            tmpl_hbm=np.zeros(len(self.tmpl_bytes)),
+            tmpl_phase=np.zeros(len(self.tmpl_bytes), dtype=np.uint8),
             inst_coll=np.array(self.inst_coll, dtype=np.uint8),
             inst_group=np.array(self.inst_group, dtype=np.int32),
             **self._group_table(),

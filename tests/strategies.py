@@ -26,7 +26,7 @@ def small_plans(draw: st.DrawFn, *, every_stage_has_layers: bool = False) -> Pla
     ep = draw(st.sampled_from([e for e in (1, 2, 3, 4, 6) if per_stage % (e * etp) == 0]))
     mbs = draw(st.integers(1, 3))
     over: dict[str, Any] = dict(
-        tp=tp, cp=cp, dp=dp, pp=pp, layers=layers, micro_batches=mbs, etp=etp,
+        tp=tp, cp=cp, dp=dp, pp=pp, layers=layers, micro_batches=mbs, etp=etp if moe else 1,
         ep=ep if moe else 1, sequence_parallel=draw(st.booleans()),
         batch=dp * mbs * draw(st.sampled_from([1, 2])),
         phase=draw(st.sampled_from(["prefill", "decode"])), decode_steps=draw(st.integers(1, 3)),

@@ -484,8 +484,8 @@ def test_stage_layers(over: dict[str, Any], sizes: list[int]) -> None:
 @pytest.mark.parametrize(
     ("over", "path"),
     [
-        (dict(tp=8), "model.heads"),
-        (dict(tp=4, heads=8, kv_heads=3), "model.kv_heads"),
+        (dict(tp=8), "parallel.tp"),
+        (dict(tp=4, heads=8, kv_heads=3), "parallel.tp"),
         (dict(dp=3), "workload.batch"),
         (dict(cp=2, prompt_len=15), "workload.prompt_len"),
         (dict(pp=2, layers_per_stage=(1, 2)), "parallel.layers_per_stage"),

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from conftest import make_plan
 
-from dagen.cost.roofline import compute_durations, op_bytes
+from dagen.cost.roofline import compute_durations
 from dagen.graph.build import build_graph
+from dagen.graph.dims import Dims, derive_dims
 from dagen.graph.ir import Kind, Op
-from dagen.graph.shapes import derive_dims
+from dagen.graph.traffic import Traffic
 from dagen.mesh import build_mesh
 from dagen.plan.model import Plan
 
@@ -34,6 +35,11 @@ def _rates(plan: Plan) -> tuple[float, float]:
     hw = plan.hardware
     flops = hw.tflops(plan.model.dtype) * 1e12 * hw.flops_efficiency
     return flops, hw.hbm_tbps * 1e12 * hw.hbm_efficiency
+
+
+def op_bytes(d: Dims) -> dict[Op, Traffic]:
+    """The registry's HBM traffic of every compute op."""
+    return {op: op.spec.traffic(d) for op in Op if op.spec.traffic is not None}
 
 
 def _node(graph: object, op: Op) -> int:

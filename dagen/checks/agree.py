@@ -21,16 +21,15 @@ import numpy.typing as npt
 
 from dagen.checks.common import Code, count, make, rank_list
 from dagen.findings import Finding
-from dagen.graph.ir import COLLECTIVE_OPS, OP_LABELS, Coll, Graph, GroupKind, Op
+from dagen.graph.ir import OP_LABELS, Coll, Graph, GroupKind
+from dagen.graph.ops import OP_COLL, OP_DIM
 
 __all__ = ["check_collective_dims", "disagree", "inst_label", "next_stage", "place"]
 
 I64 = npt.NDArray[np.int64]
 
-_KIND = np.full(len(Op), -1, dtype=np.int64)
-_COLL = np.full(len(Op), -1, dtype=np.int64)
-for _op, (_kind, _coll) in COLLECTIVE_OPS.items():
-    _KIND[int(_op)], _COLL[int(_op)] = int(_kind), int(_coll)
+_KIND = OP_DIM.astype(np.int64)  # the group kind each op's collective runs over (-1: none)
+_COLL = OP_COLL.astype(np.int64)
 
 
 def next_stage(graph: Graph, ranks: npt.NDArray[np.int32]) -> I64:

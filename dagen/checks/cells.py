@@ -19,14 +19,10 @@ import numpy.typing as npt
 
 from dagen.checks.expect import OUTER_OPS, Expected
 from dagen.checks.shared import Shared
-from dagen.graph.ir import COLLECTIVE_OPS, OP_LABELS, P2P_OPS, Graph, Kind, Op
+from dagen.graph.ir import OP_LABELS, Graph
+from dagen.graph.ops import OP_KIND, Op
 
 __all__ = ["CellTable", "Verdict"]
-
-_OP_KIND = np.zeros(len(Op), dtype=np.uint8)  # Kind of the node each op must be
-_OP_KIND[[int(o) for o in COLLECTIVE_OPS]] = Kind.COLLECTIVE
-for _op, _kind in P2P_OPS.items():
-    _OP_KIND[int(_op)] = _kind
 
 I64 = npt.NDArray[np.int64]
 Bool = npt.NDArray[np.bool_]
@@ -84,7 +80,7 @@ class CellTable:
             np.multiply(term, np.asarray(factor, dt), out=base)
             cell += base
         del base
-        bad |= _OP_KIND[graph.op] != graph.kind  # e.g. an all-reduce emitted as compute
+        bad |= OP_KIND[graph.op] != graph.kind  # e.g. an all-reduce emitted as compute
         if _out_of_range(graph.mb, exp.mbs) or _out_of_range(graph.step, exp.steps):
             bad |= (graph.mb < 0) | (graph.mb >= exp.mbs) | (graph.step < 0)
             bad |= graph.step >= exp.steps

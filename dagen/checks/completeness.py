@@ -32,7 +32,8 @@ from dagen.checks.expect import Expected
 from dagen.checks.experts import check_experts
 from dagen.checks.shared import Shared
 from dagen.findings import Finding, Severity
-from dagen.graph.ir import COLLECTIVE_OPS, OP_LABELS, P2P_OPS, Graph, Kind, Op
+from dagen.graph.ir import OP_LABELS, Graph, Kind, Op
+from dagen.graph.ops import OP_KIND
 
 __all__ = ["check_completeness"]
 
@@ -164,12 +165,12 @@ def _unexpected(graph: Graph, table: CellTable, foreign: Bool) -> list[Finding]:
 
 def _stage_work(exp: Expected) -> Bool:
     """Whether the plan gives each stage any compute op."""
-    comm = np.array([int(o) for o in (*COLLECTIVE_OPS, *P2P_OPS)], dtype=np.int64)
     work = np.zeros(exp.pp, dtype=np.bool_)
     for s in range(exp.pp):
         grid = exp.op_grid(s)
         wanted = exp.stage_block(s).any(axis=(0, 1))
-        work[s] = bool(np.any(wanted & (grid >= 0) & ~np.isin(grid, comm)))
+        compute = OP_KIND[np.maximum(grid, 0)] == Kind.COMPUTE
+        work[s] = bool(np.any(wanted & (grid >= 0) & compute))
     return work
 
 

@@ -20,9 +20,9 @@ import numpy as np
 import numpy.typing as npt
 
 from dagen.graph.ir import Op
-from dagen.graph.templates import stage_layers
 from dagen.mesh import Mesh
 from dagen.plan.model import Phase, Plan
+from dagen.plan.split import stage_layers
 
 __all__ = ["DENSE", "MOE", "OUTER", "Expected", "expected"]
 

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from dagen.cost.roofline import OpBytes, kv_token_bytes, op_bytes
-from dagen.graph.ir import COLLECTIVE_OPS, Op
-from dagen.graph.shapes import COSTS, Dims, derive_dims
-from dagen.graph.templates import stage_layers
+from dagen.graph.dims import Dims, derive_dims
+from dagen.graph.ir import COLLECTIVE_OPS, Block, Op
+from dagen.graph.traffic import Traffic, kv_token_bytes
 from dagen.mesh import Mesh
 from dagen.plan.model import Plan
 from dagen.plan.params import attention_params, ffn_matrices
+from dagen.plan.split import stage_layers
 
 __all__ = ["RUNTIME_RESERVE_BYTES", "MemoryReport", "memory_report"]
 
@@ -119,7 +119,7 @@ def _stage_ops(plan: Plan, st: _Stage) -> list[Op]:
     return ops
 
 
-def _activations(plan: Plan, d: Dims, st: _Stage, traffic: dict[Op, OpBytes]) -> int:
+def _activations(plan: Plan, d: Dims, st: _Stage, traffic: dict[Op, Traffic]) -> int:
     """The residual stream plus the largest op's inputs and outputs (one micro-batch)."""
     live = max(traffic[op].act_in + traffic[op].act_out for op in _stage_ops(plan, st))
     return int(d.stream * d.h * d.e + live)
@@ -129,7 +129,7 @@ def _comm_ops(plan: Plan, st: _Stage, sizes: dict[str, int]) -> list[Op]:
     """The collectives a rank of the stage takes part in (groups of more than one)."""
     ops = [op for op, (dim, _) in COLLECTIVE_OPS.items() if sizes[dim.label] > 1]
     if not st.moe_layers:
-        ops = [op for op in ops if not op.name.startswith("MOE_")]
+        ops = [op for op in ops if op.spec.block is not Block.MOE]
     if not st.first:
         ops = [op for op in ops if op not in (Op.EMBED_ALLREDUCE, Op.EMBED_REDUCESCATTER)]
     if not st.last:
@@ -139,9 +139,9 @@ def _comm_ops(plan: Plan, st: _Stage, sizes: dict[str, int]) -> list[Op]:
 
 def _buffers(plan: Plan, d: Dims, st: _Stage, sizes: dict[str, int]) -> int:
     """Send and receive staging for the largest message, plus the runtime reserve."""
-    messages = [COSTS[op](d).nbytes for op in _comm_ops(plan, st, sizes)]
+    messages = [op.spec.cost(d).nbytes for op in _comm_ops(plan, st, sizes)]
     if plan.parallel.pp > 1:
-        messages.append(COSTS[Op.PP_SEND](d).nbytes)
+        messages.append(Op.PP_SEND.spec.cost(d).nbytes)
     return 2 * max(messages, default=0) + RUNTIME_RESERVE_BYTES
 
 
@@ -161,7 +161,7 @@ def memory_report(plan: Plan, mesh: Mesh) -> MemoryReport:
         True
     """
     d = derive_dims(plan, mesh)
-    traffic = op_bytes(d)
+    traffic = {op: op.spec.traffic(d) for op in Op if op.spec.traffic is not None}
     rows = []
     for st in _stages(plan):
         weights, routed = _stage_weights(plan, d, st)

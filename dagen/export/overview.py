@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dagen.export.summary import human_bytes, human_count, rank_ranges
+from dagen.graph.codes import Block as OpBlock
 from dagen.graph.ir import Coll, Graph, GroupKind, Kind, Op
 from dagen.plan.model import Plan
 
@@ -40,10 +41,12 @@ class BlockKind(enum.StrEnum):
     HEAD = "head"
 
 
-_MOE_OPS = frozenset(op for op in Op if op.name.startswith("MOE_"))
-_FFN_OPS = frozenset(op for op in Op if op.name.startswith("FFN_"))
-_HEAD_OPS = frozenset({Op.FINAL_NORM, Op.LM_ALLGATHER, Op.LM_HEAD, Op.LOGITS_ALLGATHER, Op.SAMPLE})
-_EMBED_OPS = frozenset({Op.EMBED, Op.EMBED_ALLREDUCE, Op.EMBED_REDUCESCATTER})
+_BOX = (  # the first op block present decides what a layer's box is
+    (OpBlock.MOE, BlockKind.MOE),
+    (OpBlock.FFN, BlockKind.DENSE),
+    (OpBlock.EMBEDDING, BlockKind.EMBED),
+    (OpBlock.HEAD, BlockKind.HEAD),
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -170,15 +173,8 @@ class _Layer:
     flops: float
 
     def kind(self) -> BlockKind:
-        if self.ops & _MOE_OPS:
-            return BlockKind.MOE
-        if self.ops & _FFN_OPS:
-            return BlockKind.DENSE
-        if self.ops & _EMBED_OPS:
-            return BlockKind.EMBED
-        if self.ops & _HEAD_OPS:
-            return BlockKind.HEAD
-        return BlockKind.ATTENTION
+        blocks = {op.spec.block for op in self.ops}
+        return next((box for block, box in _BOX if block in blocks), BlockKind.ATTENTION)
 
     def signature(self) -> tuple[object, ...]:
         return (self.kind(), tuple(sorted(self.comms.items())), len(self.experts), self.flops)
@@ -189,14 +185,14 @@ def _layers_of(graph: Graph, idx: np.ndarray) -> dict[int, _Layer]:
     out: dict[int, _Layer] = {}
     seen_layer = False
     for i in idx.tolist():
-        op = Op(int(graph.op[i]))
+        op = Op.of(int(graph.op[i]))
         layer = int(graph.layer[i])
         if layer >= 0:
             seen_layer = True
         elif op in (Op.PP_SEND, Op.PP_RECV):
             continue
         else:
-            layer = -1 if (seen_layer or op in _HEAD_OPS) else -2
+            layer = -1 if (seen_layer or op.spec.block is OpBlock.HEAD) else -2
         rec = out.setdefault(layer, _Layer(set(), Counter(), set(), 0.0))
         rec.ops.add(op)
         rec.flops += float(graph.tmpl_flops[int(graph.tmpl[i])])

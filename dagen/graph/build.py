@@ -19,14 +19,17 @@ import numpy as np
 import numpy.typing as npt
 
 from dagen.errors import MeshError, PlanInfeasible
+from dagen.graph.dims import Dims, derive_dims
 from dagen.graph.expand import Expansion
-from dagen.graph.ir import COLUMN_DTYPES, Graph
-from dagen.graph.shapes import CostTable, Dims, derive_dims
-from dagen.graph.templates import Segment, StageContext, stage_layers, stage_segments
+from dagen.graph.ir import COLUMN_DTYPES, INT16_MAX, Graph
+from dagen.graph.pricing import PriceTable
+from dagen.graph.templates import Segment, StageContext, stage_segments
 from dagen.mesh import Mesh, expert_placement, mesh_of
-from dagen.plan.model import Phase, Plan
+from dagen.plan.model import Plan
+from dagen.plan.rules import blocking, plan_findings
+from dagen.plan.split import stage_layers
 
-__all__ = ["MAX_NODES", "build_graph", "nodes_per_rank_formula", "stage_layers"]
+__all__ = ["MAX_NODES", "build_graph", "nodes_per_rank_formula"]
 
 log = logging.getLogger(__name__)
 
@@ -36,22 +39,39 @@ MAX_NODES = 400_000_000
 _INT32 = (1 << 31) - 1
 
 
-def _steps(plan: Plan) -> int:
-    return plan.workload.decode_steps if plan.workload.phase is Phase.DECODE else 1
+def _refuse_infeasible(plan: Plan) -> None:
+    """The plan rules decide whether a plan can be laid out; the IR adds its own limits."""
+    errors = blocking(plan_findings(plan))
+    if errors:
+        raise PlanInfeasible("\n".join(f.render(plan.source) for f in errors))
+    m, w = plan.model, plan.workload
+    experts = m.moe.experts + plan.parallel.redundant_experts if m.moe else 0
+    for path, value in (
+        ("model.layers", m.layers),
+        ("workload.micro_batches", w.micro_batches),
+        ("workload.decode_steps", w.decode_steps),
+        ("model.moe.experts", experts),
+    ):
+        if value > INT16_MAX:
+            loc = plan.where(path)
+            where = f"{plan.source or 'plan'}" + (f":{loc.line}:{loc.column}" if loc else "")
+            raise PlanInfeasible(
+                f"{where}: {path}: found {value}; expected at most {INT16_MAX} (the IR's int16 "
+                "columns). Fix: model fewer of them"
+            )
 
 
-def _context(plan: Plan, mesh: Mesh) -> tuple[Dims, CostTable, StageContext]:
+def _context(plan: Plan, mesh: Mesh) -> tuple[Dims, PriceTable, StageContext]:
     dims = derive_dims(plan, mesh)
-    costs = CostTable(dims)
-    layers = stage_layers(plan)
+    costs = PriceTable(dims)
     ctx = StageContext(
         dims=dims,
         costs=costs,
         moe=plan.model.moe,
-        layers=layers,
+        layers=stage_layers(plan),
         ep=mesh.sizes["ep"],
         etp=mesh.sizes["etp"],
-        sp=plan.parallel.sequence_parallel and mesh.sizes["tp"] > 1,
+        sp=plan.parallel.sp_active,
     )
     return dims, costs, ctx
 
@@ -86,12 +106,14 @@ def build_graph(plan: Plan, mesh: Mesh | None = None, *, max_nodes: int = MAX_NO
         max_nodes: Refuse (with :class:`PlanInfeasible`) graphs larger than this.
 
     Raises:
-        PlanInfeasible: the plan cannot be expanded (indivisible sizes, too large).
+        PlanInfeasible: the plan cannot be expanded (an error of the plan rules, a count
+            past the IR's int16 columns, or a graph over ``max_nodes``).
     """
     t0 = time.perf_counter()
+    _refuse_infeasible(plan)
     mesh = mesh or mesh_of(plan)
     dims, costs, ctx = _context(plan, mesh)
-    steps = _steps(plan)
+    steps = plan.workload.unrolled_steps
     stages = stage_segments(ctx, steps)
     exp = Expansion(
         mesh,
@@ -113,7 +135,7 @@ def build_graph(plan: Plan, mesh: Mesh | None = None, *, max_nodes: int = MAX_NO
     return graph
 
 
-def _assemble(plan: Plan, mesh: Mesh, exp: Expansion, costs: CostTable) -> Graph:
+def _assemble(plan: Plan, mesh: Mesh, exp: Expansion, costs: PriceTable) -> Graph:
     n, m = exp.nodes.total, exp.edges.total
     cols = {name: np.empty(n, dtype=COLUMN_DTYPES[name]) for name in Graph.NODE_COLUMNS}
     exp.node_columns(cols)
@@ -121,7 +143,7 @@ def _assemble(plan: Plan, mesh: Mesh, exp: Expansion, costs: CostTable) -> Graph
     ekind = np.empty(m, dtype=np.uint8)
     exp.edge_columns(src, dst, ekind)
     inst_coll, inst_group = exp.instance_tables()
-    shapes, nbytes, flops = costs.tables()
+    tmpl = costs.tables()
     return Graph(
         plan=plan,
         mesh=mesh,
@@ -138,9 +160,11 @@ def _assemble(plan: Plan, mesh: Mesh, exp: Expansion, costs: CostTable) -> Graph
         src=src,
         dst=dst,
         ekind=ekind,
-        tmpl_shape=shapes,
-        tmpl_bytes=nbytes,
-        tmpl_flops=flops,
+        tmpl_shape=tmpl.shape,
+        tmpl_bytes=tmpl.nbytes,
+        tmpl_flops=tmpl.flops,
+        tmpl_hbm=tmpl.hbm,
+        tmpl_phase=tmpl.phase,
         inst_coll=inst_coll,
         inst_group=inst_group,
         group_kind=exp.group_kind,
@@ -166,7 +190,7 @@ def _layer_nodes(plan: Plan, mesh: Mesh, layer: int) -> int:
     p, m = plan.parallel, plan.model
     tp, cp, ep, etp = (mesh.sizes[d] for d in ("tp", "cp", "ep", "etp"))
     tpc = int(tp > 1)
-    sp = int(p.sequence_parallel and tp > 1)
+    sp = int(p.sp_active)
     attn = 5 + tpc + sp + int(cp > 1)
     if m.moe is None or not m.moe.is_moe_layer(layer):
         return attn + 4 + tpc + sp
@@ -181,11 +205,11 @@ def nodes_per_rank_formula(plan: Plan, mesh: Mesh) -> npt.NDArray[np.int64]:
     The build does not use it; it lets callers size a graph before building it.
     """
     pp, tp = mesh.sizes["pp"], mesh.sizes["tp"]
-    steps, mbs = _steps(plan), plan.workload.micro_batches
+    steps, mbs = plan.workload.unrolled_steps, plan.workload.micro_batches
     per_stage = []
     for s, layers in enumerate(stage_layers(plan)):
         block = sum(_layer_nodes(plan, mesh, layer) for layer in layers)
-        sp = int(plan.parallel.sequence_parallel and tp > 1)  # lm.allgather under SP
+        sp = int(plan.parallel.sp_active)  # lm.allgather under SP
         block += (1 + int(tp > 1)) * (s == 0) + (3 + int(tp > 1) + sp) * (s == pp - 1)
         block += int(s > 0) + int(s < pp - 1)
         chain = (steps - 1) * int(pp > 1 and (s == 0 or s == pp - 1))

@@ -309,7 +309,7 @@ class Expansion:
             cols, sizes, _ = self._coll_rows(t)
             if not cols.size:
                 continue
-            ops = [COLLECTIVE_OPS[Op(o)] for o in t.op[cols].tolist()]
+            ops = [COLLECTIVE_OPS[Op.of(o)] for o in t.op[cols].tolist()]
             one_c = np.repeat(np.array([int(c) for _, c in ops], dtype=np.uint8), sizes)
             one_g = np.concatenate([self.lookups[d].stage_gids[g.stage] for d, _ in ops])
             span = slice(g.inst0, g.inst0 + g.count * g.inst_per_block)

@@ -31,7 +31,6 @@ a small template table that holds them.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -41,6 +40,8 @@ import numpy as np
 import numpy.typing as npt
 
 from dagen.errors import GraphError
+from dagen.graph.codes import Block, Coll, EdgeKind, GroupKind, Kind, Phase
+from dagen.graph.ops import COLLECTIVE_OPS, OP_LABELS, P2P_OPS, Op
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -51,14 +52,17 @@ if TYPE_CHECKING:
 __all__ = [
     "COLLECTIVE_OPS",
     "COLUMN_DTYPES",
+    "INT16_MAX",
     "OP_LABELS",
     "P2P_OPS",
+    "Block",
     "Coll",
     "EdgeKind",
     "Graph",
     "GroupKind",
     "Kind",
     "Op",
+    "Phase",
 ]
 
 I32 = npt.NDArray[np.int32]
@@ -68,134 +72,8 @@ U8 = npt.NDArray[np.uint8]
 F64 = npt.NDArray[np.float64]
 
 
-class _Coded(enum.IntEnum):
-    """A small integer code of a column, with a readable ``label``."""
-
-    @property
-    def label(self) -> str:
-        """The member's name in lower case (``compute``, ``p2p``, ``tp``, …)."""
-        return self.name.lower()
-
-
-class Kind(_Coded):
-    """What a node is."""
-
-    COMPUTE = 0
-    COLLECTIVE = 1
-    SEND = 2
-    RECV = 3
-
-
-class EdgeKind(_Coded):
-    """Why an edge exists."""
-
-    DATA = 0
-    ORDER = 1
-    P2P = 2
-
-
-class GroupKind(_Coded):
-    """Which mesh dimension a process group spans (see :mod:`dagen.mesh`)."""
-
-    TP = 0
-    CP = 1
-    DP = 2
-    PP = 3
-    EP = 4
-    ETP = 5
-    EDP = 6
-
-
-class Coll(enum.IntEnum):
-    """Collective operation of an instance."""
-
-    ALL_REDUCE = 0
-    ALL_GATHER = 1
-    REDUCE_SCATTER = 2
-    ALL_TO_ALL = 3
-
-    @property
-    def label(self) -> str:
-        return self.name.lower().replace("_", "-")
-
-
-class Op(enum.IntEnum):
-    """Every operator dagen emits. ``label`` is the readable name used in node ids."""
-
-    EMBED = 0
-    EMBED_ALLREDUCE = 1
-    ATTN_NORM = 2
-    ATTN_QKV = 3
-    ATTN_CP_ALLGATHER = 4
-    ATTN_CORE = 5
-    ATTN_OUT = 6
-    ATTN_ALLREDUCE = 7
-    ATTN_REDUCESCATTER = 8
-    ATTN_ALLGATHER = 9
-    ATTN_RESIDUAL = 10
-    MOE_NORM = 11
-    MOE_ROUTER = 12
-    MOE_TOPK = 13
-    MOE_DISPATCH = 14
-    MOE_EXPERT = 15
-    MOE_ETP_REDUCE = 16
-    MOE_COMBINE = 17
-    MOE_SHARED = 18
-    MOE_SHARED_ALLREDUCE = 19
-    MOE_RESIDUAL = 20
-    FFN_NORM = 21
-    FFN_UP = 22
-    FFN_DOWN = 23
-    FFN_ALLREDUCE = 24
-    FFN_REDUCESCATTER = 25
-    FFN_ALLGATHER = 26
-    FFN_RESIDUAL = 27
-    FINAL_NORM = 28
-    LM_HEAD = 29
-    LOGITS_ALLGATHER = 30
-    SAMPLE = 31
-    PP_SEND = 32
-    PP_RECV = 33
-    MOE_SHARED_ALLGATHER = 34
-    MOE_SHARED_REDUCESCATTER = 35
-    EMBED_REDUCESCATTER = 36
-    LM_ALLGATHER = 37
-
-    @property
-    def label(self) -> str:
-        """``attn.qkv``, ``moe.expert``, ``pp.send``, …"""
-        head, _, tail = self.name.lower().partition("_")
-        return f"{head}.{tail}" if tail else head
-
-
-OP_LABELS: tuple[str, ...] = tuple(op.label for op in Op)
-
-COLLECTIVE_OPS: Mapping[Op, tuple[GroupKind, Coll]] = MappingProxyType(
-    {
-        Op.EMBED_ALLREDUCE: (GroupKind.TP, Coll.ALL_REDUCE),
-        Op.EMBED_REDUCESCATTER: (GroupKind.TP, Coll.REDUCE_SCATTER),
-        Op.ATTN_ALLGATHER: (GroupKind.TP, Coll.ALL_GATHER),
-        Op.ATTN_CP_ALLGATHER: (GroupKind.CP, Coll.ALL_GATHER),
-        Op.ATTN_ALLREDUCE: (GroupKind.TP, Coll.ALL_REDUCE),
-        Op.ATTN_REDUCESCATTER: (GroupKind.TP, Coll.REDUCE_SCATTER),
-        Op.MOE_DISPATCH: (GroupKind.EP, Coll.ALL_TO_ALL),
-        Op.MOE_ETP_REDUCE: (GroupKind.ETP, Coll.ALL_REDUCE),
-        Op.MOE_COMBINE: (GroupKind.EP, Coll.ALL_TO_ALL),
-        Op.MOE_SHARED_ALLREDUCE: (GroupKind.TP, Coll.ALL_REDUCE),
-        Op.MOE_SHARED_ALLGATHER: (GroupKind.TP, Coll.ALL_GATHER),
-        Op.MOE_SHARED_REDUCESCATTER: (GroupKind.TP, Coll.REDUCE_SCATTER),
-        Op.FFN_ALLREDUCE: (GroupKind.TP, Coll.ALL_REDUCE),
-        Op.FFN_REDUCESCATTER: (GroupKind.TP, Coll.REDUCE_SCATTER),
-        Op.FFN_ALLGATHER: (GroupKind.TP, Coll.ALL_GATHER),
-        Op.LOGITS_ALLGATHER: (GroupKind.TP, Coll.ALL_GATHER),
-        Op.LM_ALLGATHER: (GroupKind.TP, Coll.ALL_GATHER),
-    }
-)
-"""The group dimension and collective of every collective op (the builder's rule)."""
-
-P2P_OPS: Mapping[Op, Kind] = MappingProxyType({Op.PP_SEND: Kind.SEND, Op.PP_RECV: Kind.RECV})
-"""The point-to-point ops and their node kind."""
-
+INT16_MAX = 32767
+"""Largest layer, micro-batch, step or expert id the IR's int16 columns hold."""
 
 COLUMN_DTYPES: Mapping[str, type[np.generic]] = MappingProxyType(
     {
@@ -232,7 +110,8 @@ class Graph:
 
     Side tables:
         tmpl_shape[t] (tuple of ints), tmpl_bytes[t] (int64, bytes the op moves or
-        produces), tmpl_flops[t] (float64);
+        produces), tmpl_flops[t] (float64), tmpl_hbm[t] (float64, HBM bytes a compute op
+        reads and writes; 0 for communication), tmpl_phase[t] (uint8 :class:`Phase`);
         inst_coll[i] (uint8 :class:`Coll`), inst_group[i] (int32 group id);
         group_kind[g] (uint8 :class:`GroupKind`), group_offsets[g] / group_members
         (CSR of member ranks, ascending).
@@ -256,6 +135,8 @@ class Graph:
     tmpl_shape: list[tuple[int, ...]]
     tmpl_bytes: I64
     tmpl_flops: F64
+    tmpl_hbm: F64
+    tmpl_phase: U8
     inst_coll: U8
     inst_group: I32
     group_kind: U8

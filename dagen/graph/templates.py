@@ -14,18 +14,19 @@ per stage, the templates and the step ranges they cover.
 from __future__ import annotations
 
 import enum
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from dagen.graph.ir import COLLECTIVE_OPS, P2P_OPS, Kind, Op
-from dagen.graph.shapes import CostTable, Dims, infeasible
-from dagen.plan.model import Moe, Plan
+from dagen.graph.codes import Kind
+from dagen.graph.dims import Dims
+from dagen.graph.ops import OP_DIM, OP_KIND, Op
+from dagen.graph.pricing import PriceTable
+from dagen.plan.model import Moe
 
-__all__ = ["Peer", "Segment", "StageContext", "Template", "stage_layers", "stage_segments"]
+__all__ = ["Peer", "Segment", "StageContext", "Template", "stage_segments"]
 
 NONE = -1
 """Marks an absent slot, group dimension or peer in a template row."""
@@ -86,7 +87,7 @@ class Segment:
 
 @dataclass(slots=True)
 class _Builder:
-    costs: CostTable
+    costs: PriceTable
     rows: list[tuple[int, int, int, int, int, int, int]] = field(default_factory=list)
     edges: list[tuple[int, int]] = field(default_factory=list)
 
@@ -102,11 +103,10 @@ class _Builder:
     ) -> int:
         """Append a row depending on ``deps`` (negative entries ignored); return its index."""
         i = len(self.rows)
-        kind = P2P_OPS.get(op, Kind.COLLECTIVE if op in COLLECTIVE_OPS else Kind.COMPUTE)
-        dim = int(COLLECTIVE_OPS[op][0]) if op in COLLECTIVE_OPS else NONE
+        kind, dim = int(OP_KIND[op]), int(OP_DIM[op])
         tmpl = self.costs.id(op, tokens=tokens)
         p = NONE if peer is None else int(peer)
-        self.rows.append((int(op), int(kind), layer, slot, tmpl, dim, p))
+        self.rows.append((int(op), kind, layer, slot, tmpl, dim, p))
         self.edges.extend((d, i) for d in dict.fromkeys(deps) if d >= 0)
         return i
 
@@ -134,7 +134,7 @@ class StageContext:
     """What the templates need from the plan: sizes, degrees and the layer split."""
 
     dims: Dims
-    costs: CostTable
+    costs: PriceTable
     moe: Moe | None
     layers: list[range]
     ep: int
@@ -261,57 +261,3 @@ def stage_segments(c: StageContext, steps: int) -> list[list[Segment]]:
         else:
             out.append([Segment(plain, 0, steps)])
     return out
-
-
-def _even(n: int, parts: int) -> list[int]:
-    """vLLM's split: equal shares, the remainder one layer each on the stages before the
-    last, last-but-one first (vllm-project/vllm, vllm/distributed/utils.py, get_pp_indices).
-    """
-    if parts <= 0:
-        return []
-    sizes = [n // parts] * parts
-    for i in range(2, n % parts + 2):
-        sizes[-i] += 1
-    return sizes
-
-
-def _stage_sizes(plan: Plan) -> list[int]:
-    p, n = plan.parallel, plan.model.layers
-    if p.layers_per_stage is not None:
-        sizes = list(p.layers_per_stage)
-        if len(sizes) != p.pp or sum(sizes) != n or min(sizes) < 0:
-            raise infeasible(plan, "parallel.layers_per_stage", str(sizes),
-                             f"{p.pp} non-negative counts summing to {n} layers",
-                             "list one count per stage adding up to model.layers")  # fmt: skip
-        return sizes
-    first, last = p.first_stage_layers, p.last_stage_layers
-    if p.pp == 1 or (first is None and last is None):
-        return _even(n, p.pp)
-    fixed = (first or 0) + (last or 0)
-    free = p.pp - (first is not None) - (last is not None)
-    if fixed > n or (free == 0 and fixed != n):
-        raise infeasible(plan, "parallel.first_stage_layers", f"first {first}, last {last}",
-                         f"layers on the first and last stages to leave {n - fixed} for {free} other stages",
-                         "lower first_stage_layers/last_stage_layers or change pp")  # fmt: skip
-    middle = _even(n - fixed, free)
-    head = [first] if first is not None else [middle.pop(0)]
-    tail = [last] if last is not None else [middle.pop()]
-    return head + middle + tail
-
-
-def stage_layers(plan: Plan) -> list[range]:
-    """The layers each pipeline stage holds, first stage first.
-
-    ``parallel.layers_per_stage`` if given; else ``first_stage_layers`` /
-    ``last_stage_layers`` with the rest split evenly (Megatron's uneven split); else an
-    even split, the remainder going to the stages before the last (vLLM's rule).
-
-    >>> from types import SimpleNamespace
-    >>> from dagen.plan.model import Parallel
-    >>> plan = SimpleNamespace(parallel=Parallel(pp=3), model=SimpleNamespace(layers=7))
-    >>> [len(r) for r in stage_layers(plan)]
-    [2, 3, 2]
-    """
-    sizes = _stage_sizes(plan)
-    starts = np.concatenate([[0], np.cumsum(sizes)]).tolist()
-    return [range(int(a), int(b)) for a, b in itertools.pairwise(starts)]

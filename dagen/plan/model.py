@@ -252,6 +252,12 @@ class Parallel:
         """Expert data-parallel degree: world / (etp·ep·pp), floored (rules check it divides)."""
         return self.world() // (self.etp * self.ep * self.pp)
 
+    @property
+    def sp_active(self) -> bool:
+        """Sequence parallelism in effect: requested, and tp > 1 (with tp = 1 there is no
+        TP group to split the sequence over)."""
+        return self.sequence_parallel and self.tp > 1
+
 
 @dataclass(**_RECORD)
 class Workload:
@@ -276,6 +282,16 @@ class Workload:
         minimum=1,
         maximum=4096,
     )
+
+    @property
+    def decoding(self) -> bool:
+        """Whether the modelled step is decode (else prefill)."""
+        return self.phase is Phase.DECODE
+
+    @property
+    def unrolled_steps(self) -> int:
+        """Steps the graph unrolls: ``decode_steps`` in decode, 1 in prefill."""
+        return self.decode_steps if self.decoding else 1
 
 
 @dataclass(**_RECORD)

@@ -23,7 +23,7 @@ from dagen.plan.model import Convention, Plan
 from dagen.plan.params import count_params, format_count
 from dagen.plan.world import finding, world_findings
 
-__all__ = ["RULES", "plan_findings"]
+__all__ = ["BUILDABLE_CODES", "RULES", "blocking", "plan_findings"]
 
 ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 
@@ -144,6 +144,8 @@ def _moe_on_dense(plan: Plan) -> list[Finding]:
         ("redundant_experts", par.redundant_experts),
     ):
         bad = value > (0 if name == "redundant_experts" else 1)
+        if name == "etp" and value == par.tp:  # Megatron's default: etp = tp, moot when dense
+            bad = False
         if bad:
             msg = f"parallel.{name} is {value} but the model has no moe block (it is dense)"
             fix = f"remove parallel.{name}, or add model.moe with experts, top_k, expert_ffn_size"
@@ -257,11 +259,11 @@ def _edge_split(plan: Plan) -> list[Finding]:
 
 def _layers(plan: Plan) -> list[Finding]:
     par, layers = plan.parallel, plan.model.layers
+    if par.layers_per_stage is not None:  # an explicit empty stage is only a warning
+        return _explicit_split(plan, par.layers_per_stage)
     if par.pp > layers:
         msg = f"pp={par.pp} stages for {layers} layers leaves stages without a layer"
         return [finding(plan, "PLAN-PP-LAYERS", ERROR, "parallel.pp", msg, f"use pp ≤ {layers}")]
-    if par.layers_per_stage is not None:
-        return _explicit_split(plan, par.layers_per_stage)
     if par.first_stage_layers is not None or par.last_stage_layers is not None:
         return _edge_split(plan)
     if layers % par.pp:
@@ -301,6 +303,10 @@ def _cp(plan: Plan) -> list[Finding]:
     cp, n = plan.parallel.cp, plan.workload.prompt_len
     if cp == 1 or n % (2 * cp) == 0:
         return []
+    if n % cp and not plan.workload.decoding:
+        msg = f"prompt_len {n} is not divisible by cp={cp}: each context-parallel rank takes {n}/{cp} = {n / cp:g} tokens of the prompt"
+        fix = f"pad prompts to {-(-n // cp) * cp} tokens or pick cp dividing {n}"
+        return [finding(plan, "PLAN-CP-PROMPT", ERROR, "workload.prompt_len", msg, fix)]
     padded = -(-n // (2 * cp)) * 2 * cp
     msg = (
         f"prompt_len {n} is not divisible by 2·cp = {2 * cp}: causal load balancing cuts the "
@@ -312,7 +318,7 @@ def _cp(plan: Plan) -> list[Finding]:
 
 def _decode(plan: Plan) -> list[Finding]:
     wl = plan.workload
-    if wl.phase.value != "decode" or wl.decode_steps <= max(wl.gen_len, 1):
+    if not wl.decoding or wl.decode_steps <= max(wl.gen_len, 1):
         return []
     msg = (
         f"decode_steps {wl.decode_steps} unrolls more steps than the {wl.gen_len} tokens generated"
@@ -427,3 +433,15 @@ RULES: tuple[Callable[[Plan], list[Finding]], ...] = (
 def plan_findings(plan: Plan) -> list[Finding]:
     """Every consistency finding of ``plan``, errors and warnings alike, in rule order."""
     return [f for rule in RULES for f in rule(plan)]
+
+
+BUILDABLE_CODES = frozenset({"PLAN-PARAMS", "PLAN-LAYERS-SPLIT", "PLAN-PP-LAYERS"})
+"""Errors that leave the layout well defined, so the graph is still built, checked and
+priced: a wrong declared parameter count is a claim, like a target; an uneven layer
+split (Megatron refuses it) is laid out by vLLM's rule (:func:`dagen.plan.split.even_split`),
+and more stages than layers leaves some stages empty (``GRAPH-IDLE-RANK`` says which)."""
+
+
+def blocking(findings: list[Finding]) -> list[Finding]:
+    """The error-level findings that stop the graph from being built."""
+    return [f for f in findings if f.severity is ERROR and f.code not in BUILDABLE_CODES]

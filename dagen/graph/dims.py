@@ -1,0 +1,121 @@
+"""Sizes of one micro-batch on one rank: what every op's shape, bytes and FLOPs depend on.
+
+:func:`derive_dims` turns a plan and its mesh into :class:`Dims` (tokens, local heads,
+shards, expected expert load). The op registry (:mod:`dagen.graph.ops`) prices every op
+from a :class:`Dims`; ``docs/graph.md`` ("Sizes") writes every formula out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from dagen.graph.codes import Phase
+from dagen.mesh import Mesh
+from dagen.plan.model import Mla, Plan
+
+__all__ = ["Cost", "Dims", "derive_dims"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dims:
+    """Per-rank sizes of one micro-batch (one decode step in decode)."""
+
+    phase: Phase
+    """The phase priced: prefill (the prompt) or decode (one token per sequence)."""
+    e: int
+    """Bytes per element of the model dtype."""
+    h: int
+    tp: int
+    cp: int
+    seqs: int
+    """Sequences per micro-batch per attention replica: batch / (attn_dp · micro_batches)."""
+    tokens: int
+    """T: tokens per micro-batch per rank: seqs · prompt_len / cp (prefill) or seqs (decode)."""
+    stream: int
+    """Rows of the residual stream on a rank: ceil(T / tp) under sequence parallelism, else T."""
+    pairs: float
+    """Query-key pairs the attention core scores on a rank: seqs·s²/(2·cp) or seqs·kv_len/cp."""
+    prompt: int
+    heads: int
+    """Query heads per rank: heads / tp."""
+    kv_heads: int
+    """KV heads per rank: kv_heads / tp when tp divides them, else 1 (replicated)."""
+    head_dim: int
+    ffn: int
+    """Dense FFN columns per rank: ceil(ffn_size / tp)."""
+    vocab: int
+    """Vocabulary rows per rank: ceil(vocab_size / tp)."""
+    gated: bool
+    mla: Mla | None
+    experts: int = 0
+    top_k: int = 0
+    slots: int = 0
+    """Physical expert slots per EP rank: (experts + redundant) / ep."""
+    dispatch_tokens: float = 0.0
+    """Tokens a rank sends into the EP all-to-all: distinct stage tokens / (ep · edp)."""
+    slot_tokens: float = 0.0
+    """Expected tokens per physical expert slot: (stage tokens / edp) · top_k / slots_total."""
+    expert_ffn: int = 0
+    """Routed-expert FFN columns per rank: ceil(expert_ffn_size / etp)."""
+    shared_ffn: int = 0
+    """Shared-expert FFN columns per rank: ceil(shared_experts · shared_ffn / tp)."""
+
+    @property
+    def prefill(self) -> bool:
+        """Whether the phase is prefill."""
+        return self.phase is Phase.PREFILL
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """Shape of the op's output (or message), its bytes and FLOPs."""
+
+    shape: tuple[int, ...]
+    nbytes: int
+    flops: float
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def derive_dims(plan: Plan, mesh: Mesh) -> Dims:
+    """Sizes of one micro-batch on one rank (see docs/graph.md, "Sizes").
+
+    The plan must pass its rules (:func:`dagen.plan.rules.plan_findings`): the sizes
+    assume heads, KV heads, batch and prompt split over the mesh.
+    """
+    m, w = plan.model, plan.workload
+    tp, cp = mesh.sizes["tp"], mesh.sizes["cp"]
+    prefill = not w.decoding
+    seqs = w.batch // (mesh.sizes["dp"] * w.micro_batches)
+    tokens = seqs * (w.prompt_len // cp if prefill else 1)
+    kv_len = w.prompt_len + w.gen_len
+    pairs = seqs * w.prompt_len**2 / (2 * cp) if prefill else seqs * kv_len / cp
+    base = Dims(
+        phase=Phase.PREFILL if prefill else Phase.DECODE, e=m.dtype.nbytes, h=m.hidden_size,
+        tp=tp, cp=cp, seqs=seqs, tokens=tokens,
+        stream=_cdiv(tokens, tp) if plan.parallel.sp_active else tokens, pairs=pairs,
+        prompt=w.prompt_len, heads=m.heads // tp,
+        kv_heads=m.kv_heads // tp if m.kv_heads % tp == 0 else 1, head_dim=m.head_dim,
+        ffn=_cdiv(m.ffn_size, tp), vocab=_cdiv(m.vocab_size, tp), gated=m.gated_ffn, mla=m.mla,
+    )  # fmt: skip
+    return _with_moe(plan, mesh, base)
+
+
+def _with_moe(plan: Plan, mesh: Mesh, d: Dims) -> Dims:
+    moe = plan.model.moe
+    if moe is None:
+        return d
+    ep, etp, edp = mesh.sizes["ep"], mesh.sizes["etp"], mesh.sizes["edp"]
+    total = moe.experts + plan.parallel.redundant_experts
+    # Distinct tokens of one stage and micro-batch: every replica's share, and in prefill
+    # every CP rank's chunk (decode CP ranks hold the same new tokens).
+    stage_tokens = mesh.sizes["dp"] * d.tokens * (d.cp if d.prefill else 1)
+    return replace(
+        d, experts=moe.experts, top_k=moe.top_k, slots=total // ep,
+        dispatch_tokens=stage_tokens / (ep * edp),
+        slot_tokens=stage_tokens / edp * moe.top_k / total,
+        expert_ffn=_cdiv(moe.expert_ffn_size, etp),
+        shared_ffn=_cdiv(moe.shared_experts * moe.shared_ffn, d.tp),
+    )  # fmt: skip
