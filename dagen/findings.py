@@ -9,7 +9,10 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Finding", "Severity", "has_errors"]
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Finding", "Severity", "count", "has_errors", "rank_list"]
 
 
 class Severity(enum.StrEnum):
@@ -88,3 +91,25 @@ class Finding:
 def has_errors(findings: list[Finding]) -> bool:
     """Whether any finding is error-level."""
     return any(f.severity is Severity.ERROR for f in findings)
+
+
+def count(x: int, noun: str, plural: str = "") -> str:
+    """``1 send``, ``1,024 sends``: a number with its noun, for messages.
+
+    >>> count(1024, "send")
+    '1,024 sends'
+    """
+    word = noun if x == 1 else (plural or noun + "s")
+    return f"{x:,} {word}"
+
+
+def rank_list(ranks: npt.ArrayLike) -> str:
+    """Short text for a set of ranks: ``0, 1, 5`` or ``0, 1, … (300 ranks)``.
+
+    >>> rank_list([3, 1, 3])
+    '1, 3'
+    """
+    r = np.unique(np.asarray(ranks)).tolist()
+    if len(r) <= 8:
+        return ", ".join(map(str, r))
+    return ", ".join(map(str, r[:6])) + f", … ({len(r):,} ranks)"

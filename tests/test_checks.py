@@ -17,24 +17,21 @@ import numpy as np
 import pytest
 from conftest import make_plan
 
-from dagen.checks import (
-    Code,
+from dagen.checks import Code, check_acyclic, check_comms, check_completeness, check_graph
+from dagen.errors import GraphError
+from dagen.findings import Finding, Severity
+from dagen.graph.algo import (
     HasACycle,
     add_edges,
-    check_acyclic,
-    check_comms,
-    check_completeness,
-    check_graph,
     critical_path,
     drop_nodes,
     duplicate_nodes,
     guard,
     topological_order,
 )
-from dagen.checks.engine import contract, layered_kahn, ranges
-from dagen.checks.sweep import sweep
-from dagen.errors import GraphError
-from dagen.findings import Finding, Severity
+from dagen.graph.algo.arrays import ranges
+from dagen.graph.algo.contract import contract, layered_kahn
+from dagen.graph.algo.sweep import sweep
 from dagen.graph.build import build_graph
 from dagen.graph.ir import EdgeKind, Graph, Kind, Op
 from dagen.plan.loader import load_plan

@@ -20,21 +20,17 @@ from conftest import make_plan
 from handgraph import crossed_recvs, pipeline
 
 from dagen.checks import (
-    HasACycle,
-    add_edges,
     check_acyclic,
     check_collective_order,
     check_comms,
     check_completeness,
     check_graph,
-    drop_nodes,
-    duplicate_nodes,
-    topological_order,
 )
-from dagen.checks.certify import certified_key, certify, schedule_key
 from dagen.checks.shared import Shared
-from dagen.checks.sweep import sweep
 from dagen.findings import Finding
+from dagen.graph.algo import HasACycle, add_edges, drop_nodes, duplicate_nodes, topological_order
+from dagen.graph.algo.certify import certified_key, certify, schedule_key
+from dagen.graph.algo.sweep import sweep
 from dagen.graph.build import build_graph
 from dagen.graph.ir import EdgeKind, Graph, Kind, Op
 from dagen.plan.loader import load_plan

@@ -13,19 +13,10 @@ import numpy as np
 import pytest
 from handgraph import crossed_recvs, pipeline
 
-from dagen.checks import (
-    Code,
-    HasACycle,
-    add_edges,
-    check_acyclic,
-    check_collective_order,
-    check_comms,
-    critical_path,
-    drop_nodes,
-    topological_order,
-)
+from dagen.checks import Code, check_acyclic, check_collective_order, check_comms
 from dagen.checks.common import MAX_NODES
 from dagen.findings import Severity
+from dagen.graph.algo import HasACycle, add_edges, critical_path, drop_nodes, topological_order
 from dagen.graph.ir import EdgeKind, Graph, Kind, Op
 
 

@@ -16,17 +16,10 @@ import numpy as np
 import pytest
 from conftest import make_plan
 
-from dagen.checks import (
-    Code,
-    check_collective_order,
-    check_comms,
-    check_completeness,
-    check_graph,
-    drop_nodes,
-    duplicate_nodes,
-)
+from dagen.checks import Code, check_collective_order, check_comms, check_completeness, check_graph
 from dagen.errors import MeshError, PlanError, PlanInfeasible
 from dagen.findings import Finding
+from dagen.graph.algo import drop_nodes, duplicate_nodes
 from dagen.graph.build import build_graph
 from dagen.graph.ir import Coll, EdgeKind, Graph, GroupKind, Kind, Op
 

@@ -16,16 +16,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from strategies import small_plans
 
-from dagen.checks import (
-    Code,
-    HasACycle,
-    add_edges,
-    check_acyclic,
-    check_graph,
-    critical_path,
-    topological_order,
-)
+from dagen.checks import Code, check_acyclic, check_graph
 from dagen.findings import Severity, has_errors
+from dagen.graph.algo import HasACycle, add_edges, critical_path, topological_order
 from dagen.graph.build import build_graph
 from dagen.graph.ir import EdgeKind, Graph, Kind
 from dagen.plan.model import Plan

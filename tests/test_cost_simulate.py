@@ -17,10 +17,10 @@ import pytest
 from conftest import make_plan
 from handgraph import HandGraph, pipeline, small_plan
 
-from dagen.checks import HasACycle, topological_order
 from dagen.cost import estimate
 from dagen.cost.estimator import durations
 from dagen.cost.simulate import simulate
+from dagen.graph.algo import HasACycle, topological_order
 from dagen.graph.build import build_graph
 from dagen.graph.ir import EdgeKind, Graph, Kind, Op
 from dagen.plan.loader import load_plan

@@ -13,7 +13,9 @@ them all. Codes, meanings and algorithms: docs/graph-checks.md.
 - :func:`check_collective_order`: the members of a group issue its collectives in the
   same order.
 
-:func:`topological_order` and :func:`critical_path` serve later passes (the cost model).
+The engines these checks run on (contraction, the rank sweep, the schedule
+certificate, exact Kahn) and the graph edits the fault-injection tests use are graph
+algorithms, in :mod:`dagen.graph.algo`.
 
 Example:
     >>> from dagen.checks import check_graph  # doctest: +SKIP
@@ -26,31 +28,24 @@ from __future__ import annotations
 import logging
 import time
 
-from dagen.checks.acyclic import HasACycle, check_acyclic, critical_path, topological_order
+from dagen.checks.acyclic import check_acyclic
 from dagen.checks.common import Code
 from dagen.checks.comms import check_comms
 from dagen.checks.completeness import check_completeness
-from dagen.checks.edit import add_edges, drop_nodes, duplicate_nodes, guard
 from dagen.checks.order import check_collective_order
 from dagen.checks.shared import Shared
 from dagen.errors import GraphError
 from dagen.findings import Finding, Severity
+from dagen.graph.algo import guard
 from dagen.graph.ir import Graph
 
 __all__ = [
     "Code",
-    "HasACycle",
-    "add_edges",
     "check_acyclic",
     "check_collective_order",
     "check_comms",
     "check_completeness",
     "check_graph",
-    "critical_path",
-    "drop_nodes",
-    "duplicate_nodes",
-    "guard",
-    "topological_order",
 ]
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from dagen.checks.common import Code, count, make, rank_list
-from dagen.findings import Finding
+from dagen.checks.common import Code, make
+from dagen.findings import Finding, count, rank_list
 from dagen.graph.ir import OP_LABELS, Coll, Graph, GroupKind
 from dagen.graph.ops import OP_COLL, OP_DIM
 

@@ -16,7 +16,7 @@ import numpy.typing as npt
 from dagen.findings import Finding, Severity
 from dagen.graph.ir import Graph
 
-__all__ = ["MAX_NODES", "Code", "count", "make", "rank_list"]
+__all__ = ["MAX_NODES", "Code", "make"]
 
 MAX_NODES = 20
 """Most node ids a finding lists."""
@@ -47,28 +47,6 @@ class Code(enum.StrEnum):
     COLL_SIZE = "GRAPH-COLL-SIZE"
     COLL_OP = "GRAPH-COLL-OP"
     COLL_ORDER = "GRAPH-COLL-ORDER"
-
-
-def count(x: int, noun: str, plural: str = "") -> str:
-    """``1 send``, ``1,024 sends``.
-
-    >>> count(1024, "send")
-    '1,024 sends'
-    """
-    word = noun if x == 1 else (plural or noun + "s")
-    return f"{x:,} {word}"
-
-
-def rank_list(ranks: npt.ArrayLike) -> str:
-    """Short text for a set of ranks: ``0, 1, 5`` or ``0, 1, … (300 ranks)``.
-
-    >>> rank_list([3, 1, 3])
-    '1, 3'
-    """
-    r = np.unique(np.asarray(ranks)).tolist()
-    if len(r) <= 8:
-        return ", ".join(map(str, r))
-    return ", ".join(map(str, r[:6])) + f", … ({len(r):,} ranks)"
 
 
 def make(

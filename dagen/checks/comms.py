@@ -23,9 +23,9 @@ import numpy as np
 import numpy.typing as npt
 
 from dagen.checks.agree import check_collective_dims, disagree, inst_label, next_stage, place
-from dagen.checks.common import Code, count, make, rank_list
+from dagen.checks.common import Code, make
 from dagen.checks.shared import Shared
-from dagen.findings import Finding
+from dagen.findings import Finding, count, rank_list
 from dagen.graph.ir import EdgeKind, Graph, Kind
 
 __all__ = ["check_collectives", "check_comms", "check_p2p"]

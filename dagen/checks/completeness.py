@@ -27,11 +27,11 @@ import numpy as np
 import numpy.typing as npt
 
 from dagen.checks.cells import CellTable
-from dagen.checks.common import Code, count, make, rank_list
+from dagen.checks.common import Code, make
 from dagen.checks.expect import Expected
 from dagen.checks.experts import check_experts
 from dagen.checks.shared import Shared
-from dagen.findings import Finding, Severity
+from dagen.findings import Finding, Severity, count, rank_list
 from dagen.graph.ir import OP_LABELS, Graph, Kind, Op
 from dagen.graph.ops import OP_KIND
 

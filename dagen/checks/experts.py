@@ -18,10 +18,10 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from dagen.checks.common import Code, count, make, rank_list
+from dagen.checks.common import Code, make
 from dagen.checks.expect import MOE, Expected
 from dagen.checks.shared import Shared
-from dagen.findings import Finding
+from dagen.findings import Finding, count, rank_list
 from dagen.graph.ir import Graph
 
 __all__ = ["check_experts"]

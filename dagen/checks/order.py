@@ -25,9 +25,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from dagen.checks.common import Code, count, make, rank_list
+from dagen.checks.common import Code, make
 from dagen.checks.shared import Shared
-from dagen.findings import Finding
+from dagen.findings import Finding, count, rank_list
 from dagen.graph.ir import Graph, GroupKind
 
 __all__ = ["check_collective_order"]

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dagen.graph.ir import Coll, Graph, Kind
+from dagen.mesh import spans_hosts
 from dagen.plan.model import Hardware
 
 __all__ = ["bus_factor", "bus_factors", "comm_durations", "group_crosses_hosts", "group_sizes"]
@@ -60,17 +61,7 @@ def group_sizes(graph: Graph) -> I64:
 
 def group_crosses_hosts(graph: Graph) -> Bool:
     """bool ``[groups]``: whether a group's members sit on more than one host."""
-    sizes = group_sizes(graph)
-    out = np.zeros(sizes.shape[0], dtype=np.bool_)
-    nonempty = sizes > 0
-    if not nonempty.any():
-        return out
-    hosts = graph.mesh.host[graph.group_members]
-    starts = graph.group_offsets[:-1][nonempty]
-    lo = np.minimum.reduceat(hosts, starts)
-    hi = np.maximum.reduceat(hosts, starts)
-    out[nonempty] = lo != hi
-    return out
+    return spans_hosts(graph.mesh.host, graph.group_offsets, graph.group_members)
 
 
 def _steps(n: I64) -> F64:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from dagen.graph.algo.arrays import csr, frontiers, ranges
 from dagen.graph.ir import EdgeKind, Graph, Kind
 
 __all__ = ["Layout", "Meter", "Run", "StreamCycle", "layout"]
@@ -134,22 +135,6 @@ def _stream_prev(c: _Columns, at: I32) -> I32:
     return result
 
 
-def _csr(
-    src: npt.NDArray[np.integer], dst: npt.NDArray[np.integer], n: int, sentinel: bool
-) -> tuple[I64, I32]:
-    """CSR of ``src`` grouped by ``dst`` (stable); with ``sentinel`` each group starts
-    with the value ``n``."""
-    counts = np.bincount(dst, minlength=n) + int(sentinel)
-    off = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=off[1:])
-    order = np.argsort(dst, kind="stable")
-    if not sentinel:
-        return off, src[order].astype(np.int32)
-    out = np.full(int(off[-1]), n, dtype=np.int32)
-    out[np.arange(order.shape[0]) + dst[order] + 1] = src[order]
-    return off, out
-
-
 def _vertices(c: _Columns, cut: Bool, n_inst: int) -> tuple[I32, I32, I64, I32, int]:
     """(vertex of each position, segment starts, vnode_off, vnodes, n_plain)."""
     n = c.rank.shape[0]
@@ -159,7 +144,7 @@ def _vertices(c: _Columns, cut: Bool, n_inst: int) -> tuple[I32, I32, I64, I32, 
     seg_vertex = np.where(plain, np.cumsum(plain, dtype=np.int32) - 1, n_plain + c.inst[seg_start])
     node_vertex = seg_vertex.astype(np.int32)[np.cumsum(cut, dtype=np.int32) - 1]
     members = c.coll.nonzero()[0]
-    mem_off, mem = _csr(members, c.inst[members], n_inst, False)
+    mem_off, mem = csr(members, c.inst[members], n_inst)
     seg_len = np.diff(np.append(seg_start, n))[plain]
     vnode_off = np.concatenate([[0], np.cumsum(seg_len), (n - members.shape[0]) + mem_off[1:]])
     vnodes = np.concatenate([(~c.coll).nonzero()[0].astype(np.int32), mem])
@@ -182,21 +167,15 @@ def layout(graph: Graph, dur: F64, order: I64 | None = None) -> Layout:
     v_arrival[node_vertex[a_dst]] = True
     vsrc = node_vertex[np.concatenate([s_src, a_src])]
     vdst = node_vertex[np.concatenate([s_dst, a_dst])]
-    s_off, s_sorted = _csr(s_src, s_dst, n, True)
-    a_off, a_sorted = _csr(a_src, a_dst, n, False)
-    k_off, k_dst = _csr(vdst, vsrc, n_vertices, False)
+    s_off, s_sorted = csr(s_src.astype(np.int32), s_dst, n, sentinel=n)
+    a_off, a_sorted = csr(a_src.astype(np.int32), a_dst, n)
+    k_off, k_dst = csr(vdst.astype(np.int32), vsrc, n_vertices)
     return Layout(
         n=n, n_plain=n_plain, n_inst=graph.n_inst, dur=c.dur, cut=cut, is_coll=c.coll,
         inst=c.inst, vnode_off=vnode_off, vnodes=vnodes, v_arrival=v_arrival, s_off=s_off,
         s_src=s_sorted, a_off=a_off, a_src=a_sorted, k_off=k_off, k_dst=k_dst,
         indeg=np.bincount(vdst, minlength=n_vertices).astype(np.int64),
     )  # fmt: skip
-
-
-def _ranges(starts: I64, counts: I64, ends: I64) -> I64:
-    """Concatenated ``arange(s, s + c)``; ``ends`` is ``counts.cumsum()``."""
-    total = int(ends[-1]) if ends.shape[0] else 0
-    return np.arange(total) + (starts - ends + counts).repeat(counts)
 
 
 def _chain_scan(x: F64, a_in: F64 | None, d: F64, lens: I64, heads: I64) -> F64:
@@ -241,20 +220,10 @@ class Run:
         """
         lay = self.lay
         indeg = lay.indeg.copy()
-        owner = np.zeros(indeg.shape[0], dtype=np.int64)
-        frontier = (indeg == 0).nonzero()[0]
         done = 0
-        while frontier.shape[0]:
+        for frontier in frontiers(lay.k_off, lay.k_dst, indeg, (indeg == 0).nonzero()[0]):
             self._level(frontier)
             done += frontier.shape[0]
-            lo = lay.k_off[frontier]
-            cnt = lay.k_off[frontier + 1] - lo
-            nxt = lay.k_dst[_ranges(lo, cnt, cnt.cumsum())]
-            np.subtract.at(indeg, nxt, 1)
-            cand = nxt[indeg[nxt] == 0]
-            idx = np.arange(cand.shape[0])
-            owner[cand] = idx
-            frontier = cand[owner[cand] == idx]  # each freed vertex once
             self.levels += 1
             if meter is not None:
                 meter(done, indeg.shape[0])
@@ -266,8 +235,7 @@ class Run:
         """Latest end among each node's sources (every node has at least one)."""
         lo = off[nodes]
         cnt = off[nodes + 1] - lo
-        ends = cnt.cumsum()
-        result: F64 = np.maximum.reduceat(self.end[srcs[_ranges(lo, cnt, ends)]], ends - cnt)
+        result: F64 = np.maximum.reduceat(self.end[srcs[ranges(lo, cnt)]], cnt.cumsum() - cnt)
         return result
 
     def _arrivals(self, nodes: I64) -> F64:
@@ -286,7 +254,7 @@ class Run:
         lo = lay.vnode_off[frontier]
         cnt = lay.vnode_off[frontier + 1] - lo
         ends = cnt.cumsum()
-        nodes = lay.vnodes[_ranges(lo, cnt, ends)].astype(np.int64)
+        nodes = lay.vnodes[ranges(lo, cnt)].astype(np.int64)
         x = self._gather_max(nodes, lay.s_off, lay.s_src)
         arr = self._arrivals(nodes) if lay.v_arrival[frontier].any() else None
         k = plain.shape[0]

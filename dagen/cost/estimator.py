@@ -95,7 +95,7 @@ def estimate(graph: Graph, *, meter: Meter | None = None) -> Estimate:
     ``meter(done, total)`` follows the schedule simulation, the long part.
 
     Raises:
-        dagen.checks.HasACycle: the graph deadlocks (run the checks first).
+        dagen.graph.algo.HasACycle: the graph deadlocks (run the checks first).
 
     Example:
         >>> est = estimate(graph)  # doctest: +SKIP

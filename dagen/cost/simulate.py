@@ -30,9 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from dagen.checks import topological_order
 from dagen.cost.engine import Layout, Meter, Run, StreamCycle, layout
 from dagen.errors import GraphError
+from dagen.graph.algo import topological_order
 from dagen.graph.ir import Graph, Kind
 
 __all__ = ["COMM", "COMPUTE", "Schedule", "simulate", "streams"]
@@ -106,7 +106,7 @@ def simulate(graph: Graph, durations: F64, meter: Meter | None = None) -> Schedu
     ``meter(done, total)`` is told how many vertices of the segment DAG are priced.
 
     Raises:
-        dagen.checks.HasACycle: the graph deadlocks.
+        dagen.graph.algo.HasACycle: the graph deadlocks.
 
     Example:
         >>> s = simulate(graph, np.ones(graph.n_nodes))  # doctest: +SKIP

@@ -10,6 +10,7 @@ from dagen.mesh.ranks import (
     build_mesh,
     mesh_of,
     rank_table,
+    spans_hosts,
 )
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "expert_placement",
     "mesh_of",
     "rank_table",
+    "spans_hosts",
 ]

@@ -54,7 +54,15 @@ import numpy.typing as npt
 from dagen.errors import MeshError
 from dagen.plan.model import Convention, Parallel, Plan
 
-__all__ = ["GROUP_DIMS", "ORDER_NAMES", "Mesh", "build_mesh", "mesh_of", "rank_table"]
+__all__ = [
+    "GROUP_DIMS",
+    "ORDER_NAMES",
+    "Mesh",
+    "build_mesh",
+    "mesh_of",
+    "rank_table",
+    "spans_hosts",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -156,9 +164,10 @@ class Mesh:
         >>> build_mesh(Parallel(tp=2, dp=2), gpus_per_node=2).crosses_hosts("dp").tolist()
         [True, True]
         """
-        hosts = self.host[self.groups(dim)]
-        result: npt.NDArray[np.bool_] = hosts.min(axis=1) != hosts.max(axis=1)
-        return result
+        table = self.groups(dim)
+        n, size = table.shape
+        offsets = np.arange(n + 1, dtype=np.int64) * size
+        return spans_hosts(self.host, offsets, table.ravel())
 
     def rank_of(self, **coords: int) -> int:
         """The rank at attention coordinates ``tp``, ``cp``, ``dp``, ``pp`` (absent = 0).
@@ -184,6 +193,24 @@ class Mesh:
             # whose other coordinates are all 0, so its entry c is coordinate c's share.
             rank += int(self.group_table[name][0, value])
         return rank
+
+
+def spans_hosts(
+    host: IntArray, offsets: npt.NDArray[np.int64], members: IntArray
+) -> npt.NDArray[np.bool_]:
+    """bool ``[groups]``: whether each group (CSR ``offsets`` over ``members`` ranks) has
+    members on more than one host (``host[rank]``). An empty group spans none.
+
+    >>> spans_hosts(np.array([0, 0, 1]), np.array([0, 2, 3, 3]), np.array([0, 2, 1])).tolist()
+    [True, False, False]
+    """
+    out = np.zeros(offsets.shape[0] - 1, dtype=np.bool_)
+    nonempty = np.diff(offsets) > 0
+    if nonempty.any():
+        hosts = host[members]
+        starts = offsets[:-1][nonempty]
+        out[nonempty] = np.minimum.reduceat(hosts, starts) != np.maximum.reduceat(hosts, starts)
+    return out
 
 
 def _dim(dim: str) -> str:

@@ -1,4 +1,4 @@
-"""Vectorised graph engines behind the checks: contraction and layered Kahn.
+"""The contracted graph (every collective instance one vertex) and layered Kahn over it.
 
 Every algorithm here works on the *contracted* graph of the IR contract: each
 non-collective node is one vertex, and every collective instance is ONE vertex shared by
@@ -6,10 +6,10 @@ all its member nodes (vertex ``n_plain + inst``). An edge into any member is an 
 the instance; an edge out of any member leaves it.
 
 Two engines decide acyclicity and order that graph: the rank sweep
-(:mod:`dagen.checks.sweep`, the fast path) and :func:`layered_kahn` here (exact, used
-when the sweep stalls and for longest paths): Kahn's algorithm level by level over a
-CSR, with per-level work proportional to the frontier (``np.subtract.at`` on the
-frontier's out-edges), never O(vertices) per level.
+(:mod:`dagen.graph.algo.sweep`, the fast path) and :func:`layered_kahn` here (exact,
+used when the sweep stalls and for longest paths): Kahn's algorithm level by level
+(:func:`dagen.graph.algo.arrays.frontiers`), with per-level work proportional to the
+frontier, never O(vertices) per level.
 """
 
 from __future__ import annotations
@@ -19,29 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from dagen.graph.algo.arrays import csr, frontiers
 from dagen.graph.ir import Graph, Kind
 
-__all__ = ["Contracted", "contract", "layered_kahn", "ranges"]
+__all__ = ["Contracted", "contract", "layered_kahn"]
 
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
 Bool = npt.NDArray[np.bool_]
-
-
-def ranges(starts: I64, counts: I64) -> I64:
-    """Concatenated ``arange(s, s + c)`` for each pair, vectorised.
-
-    >>> ranges(np.array([5, 0]), np.array([2, 3])).tolist()
-    [5, 6, 0, 1, 2]
-    """
-    total = int(counts.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    ends = np.cumsum(counts)
-    # Offset every element by its range's start minus the elements before that range.
-    shift = np.repeat(np.asarray(starts, dtype=np.int64) - (ends - counts), counts)
-    out: I64 = np.arange(total, dtype=np.int64) + shift
-    return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,11 +52,8 @@ class Contracted:
             ids = ids[keep]
         key = (self.dst if by_dst else self.src)[ids]
         other = (self.src if by_dst else self.dst)[ids]
-        order = np.argsort(key, kind="stable")
-        counts = np.bincount(key, minlength=self.n_vertices)
-        offsets = np.zeros(self.n_vertices + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        return offsets, other[order], ids[order]
+        offsets, grouped = csr(np.stack([other, ids], axis=1), key, self.n_vertices)
+        return offsets, grouped[:, 0], grouped[:, 1]
 
 
 def contract(graph: Graph) -> Contracted:
@@ -118,35 +100,12 @@ def layered_kahn(
     small = n_vertices < (1 << 31) - 1
     # int32 sort keys: the stable argsort of the edges by source is this function's
     # largest single cost, and it sorts 32-bit keys ~20% faster.
-    order = np.argsort(src.astype(np.int32) if small else src, kind="stable")
-    targets = dst[order]
-    del order
-    outdeg = np.bincount(src, minlength=n_vertices)
-    offsets = np.zeros(n_vertices + 1, dtype=np.int64)
-    np.cumsum(outdeg, out=offsets[1:])
+    offsets, targets = csr(dst, src.astype(np.int32) if small else src, n_vertices)
     level = np.full(n_vertices, -1, dtype=np.int64)
     start = indeg == 0 if alive is None else alive & (indeg == 0)
-    frontier = np.flatnonzero(start)
-    frontiers: list[I64] = []
-    stamp = np.zeros(n_vertices, dtype=np.int64)
-    depth = 0
-    while frontier.size:
+    kept: list[I64] = []
+    for depth, frontier in enumerate(frontiers(offsets, targets, indeg, np.flatnonzero(start))):
         level[frontier] = depth
         if keep:
-            frontiers.append(frontier)
-        nxt = targets[ranges(offsets[frontier], outdeg[frontier])]
-        np.subtract.at(indeg, nxt, 1)
-        frontier = _first_of_each(nxt[indeg[nxt] == 0], stamp)
-        depth += 1
-    return level, frontiers
-
-
-def _first_of_each(values: I64, stamp: I64) -> I64:
-    """``values`` without repeats, keeping each one's last occurrence (no sort: a vertex
-    freed by several edges of one level appears once per edge)."""
-    if values.shape[0] < 2:
-        return values
-    pos = np.arange(values.shape[0], dtype=np.int64)
-    stamp[values] = pos
-    out: I64 = values[stamp[values] == pos]
-    return out
+            kept.append(frontier)
+    return level, kept

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from dagen.checks.shared import Shared
 from dagen.errors import GraphError
+from dagen.graph.algo.derived import Derived
 from dagen.graph.ir import EdgeKind, Graph, Kind, Op
 
 __all__ = ["add_edges", "drop_nodes", "duplicate_nodes", "guard"]
@@ -81,7 +81,7 @@ def add_edges(
     )
 
 
-def guard(graph: Graph, shared: Shared | None = None) -> None:
+def guard(graph: Graph, shared: Derived | None = None) -> None:
     """Raise :class:`GraphError` unless every column indexes what it claims.
 
     The subset of :meth:`Graph.lint` the checks need to run without an IndexError:
@@ -112,7 +112,7 @@ def guard(graph: Graph, shared: Shared | None = None) -> None:
             lo >= -1 and hi < graph.n_inst,
             f"column 'inst' has values in [{lo}, {hi}], expected [-1, {graph.n_inst})",
         )
-    sh = shared or Shared(graph)
+    sh = shared or Derived(graph)
     nodes = sh.coll_nodes
     _expect(not np.any(sh.coll_inst < 0), "a collective node has no instance (inst = -1)")
     aux = graph.aux[nodes].view(np.uint32)

@@ -12,7 +12,7 @@ Such a key proves the contracted graph acyclic (every contracted edge increases 
 proves that running every rank's ops in program order cannot deadlock: executing all
 ops in key order, each key holds at most one op per rank, a collective's members all
 arrive at its key, and every predecessor has a smaller key. That is exactly what the
-rank sweep (:mod:`dagen.checks.sweep`) establishes, so when a key verifies, the sweep
+rank sweep (:mod:`dagen.graph.algo.sweep`) establishes, so when a key verifies, the sweep
 is not needed; when it does not, nothing is concluded and the sweep runs.
 
 The candidate key is cheap: cut each rank's nodes into *blocks*, maximal runs of one
@@ -23,7 +23,7 @@ block. Condition 1 then only needs ``base`` to increase from block to block on a
 (a check over blocks, not nodes); 2 and 3 are a gather over collective nodes and
 cross edges. O(n) with about five passes over int16/int32 columns.
 
->>> certify(graph, Shared(graph))  # doctest: +SKIP
+>>> certify(graph, Derived(graph))  # doctest: +SKIP
 True
 """
 
@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from dagen.checks.shared import Shared
+from dagen.graph.algo.derived import Derived
 from dagen.graph.ir import Graph
 
 __all__ = ["certified_key", "certify", "schedule_key"]
@@ -41,7 +41,7 @@ I64 = npt.NDArray[np.int64]
 Int = npt.NDArray[np.signedinteger]
 
 
-def _blocks(graph: Graph, sh: Shared) -> I64:
+def _blocks(graph: Graph, sh: Derived) -> I64:
     """First node of every block (maximal run of one rank, step and micro-batch)."""
     n = graph.n_nodes
     change = np.empty(n, dtype=np.bool_)
@@ -53,7 +53,7 @@ def _blocks(graph: Graph, sh: Shared) -> I64:
     return np.flatnonzero(change)
 
 
-def schedule_key(graph: Graph, sh: Shared) -> Int | None:
+def schedule_key(graph: Graph, sh: Derived) -> Int | None:
     """The candidate key of the module docstring, or None when condition 1 already fails
     (or the graph is not rank-major, or micro-batches/steps are negative)."""
     n = graph.n_nodes
@@ -78,7 +78,7 @@ def schedule_key(graph: Graph, sh: Shared) -> Int | None:
     return key
 
 
-def certified_key(graph: Graph, sh: Shared) -> Int | None:
+def certified_key(graph: Graph, sh: Derived) -> Int | None:
     """The candidate key when it verifies (conditions 1-3 of the module docstring), else None.
 
     A verified key is a linear extension of the contracted graph in which every
@@ -97,6 +97,6 @@ def certified_key(graph: Graph, sh: Shared) -> Int | None:
     return key if bool(np.all(key[graph.src[eid]] < key[graph.dst[eid]])) else None
 
 
-def certify(graph: Graph, sh: Shared) -> bool:
+def certify(graph: Graph, sh: Derived) -> bool:
     """Whether the schedule key verifies (see the module docstring)."""
     return certified_key(graph, sh) is not None

@@ -18,7 +18,7 @@ different groups), not every collective.
 If every rank reaches its end, the pass order is a topological order of the contracted
 graph and the graph is acyclic. If the sweep stalls, the graph may still be acyclic (a
 rank's program order puts a recv before a send its peer needs first, with no edge
-forcing it); :func:`dagen.checks.engine.layered_kahn` settles it on the nodes left.
+forcing it); :func:`dagen.graph.algo.contract.layered_kahn` settles it on the nodes left.
 
 Cost: O(n + m) to set up, then per round O(ranks still running + ports passed).
 """
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from dagen.checks.engine import ranges
-from dagen.checks.shared import Shared
+from dagen.graph.algo.arrays import ranges
+from dagen.graph.algo.derived import Derived
 from dagen.graph.ir import Graph
 
 __all__ = ["SweepResult", "sweep"]
@@ -100,7 +100,7 @@ class _Ports:
     """Member nodes of every instance."""
 
 
-def _ports(graph: Graph, sh: Shared) -> _Ports:
+def _ports(graph: Graph, sh: Derived) -> _Ports:
     src, dst = graph.src, graph.dst
     eid = sh.cross_edges
     csrc = src[eid].astype(np.int64)
@@ -160,15 +160,15 @@ def _lockstep_jump(p: _Ports, prank: I32) -> I64:
     return jump
 
 
-def sweep(graph: Graph, shared: Shared | None = None) -> SweepResult:
+def sweep(graph: Graph, shared: Derived | None = None) -> SweepResult:
     """Run every rank through its program order (see the module docstring).
 
-    Requires a rank-major layout (:attr:`dagen.checks.shared.Shared.rank_major`).
+    Requires a rank-major layout (:attr:`dagen.graph.algo.derived.Derived.rank_major`).
 
     >>> sweep(graph).complete  # doctest: +SKIP
     True
     """
-    sh = shared or Shared(graph)
+    sh = shared or Derived(graph)
     rank = graph.rank
     rank_start = sh.rank_start
     ports = _ports(graph, sh)
