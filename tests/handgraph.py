@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dagen.graph.build import plan_schedule
 from dagen.graph.ir import COLUMN_DTYPES, Coll, EdgeKind, Graph, GroupKind, Kind, Op
 from dagen.mesh import build_mesh
 from dagen.plan.model import Hardware, Model, Parallel, Plan, Workload
@@ -102,6 +103,7 @@ class HandGraph:
         return Graph(
             plan=self.plan,
             mesh=build_mesh(self.plan.parallel, self.plan.hardware.gpus_per_node),
+            schedule=plan_schedule(self.plan),
             **cols,
             src=new[e[:, 0]].astype(np.int32),
             dst=new[e[:, 1]].astype(np.int32),

@@ -7,7 +7,9 @@ over, and, for a collective, one value per instance (bytes, op, place).
   labelled all-gather: every member is present and agrees. One gather per instance.
 - Members of an instance: :func:`disagree` finds instances whose members differ on a
   per-node value (bytes, op, or :func:`place`: (step, micro-batch, layer)).
-- Pipeline sends: :func:`next_stage`, the only rank a send may reach (checked by
+- Point-to-point: :func:`expected_targets` and :func:`expected_sources`, the only rank,
+  step and micro-batch a send may reach or a recv come from: the schedule's pairing
+  (:class:`dagen.graph.lookup.BlockIndex`) on the graph's pipeline groups (checked by
   :func:`dagen.checks.comms.check_p2p`).
 
 Example:
@@ -16,34 +18,71 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 
 from dagen.checks.common import Code, make
 from dagen.findings import Finding, count, rank_list
 from dagen.graph.ir import OP_LABELS, Coll, Graph, GroupKind
+from dagen.graph.lookup import BlockIndex, occurrence
 from dagen.graph.ops import OP_COLL, OP_DIM
 
-__all__ = ["check_collective_dims", "disagree", "inst_label", "next_stage", "place"]
+__all__ = [
+    "check_collective_dims",
+    "disagree",
+    "expected_sources",
+    "expected_targets",
+    "inst_label",
+    "place",
+]
 
 I64 = npt.NDArray[np.int64]
+Bool = npt.NDArray[np.bool_]
 
 _KIND = OP_DIM.astype(np.int64)  # the group kind each op's collective runs over (-1: none)
 _COLL = OP_COLL.astype(np.int64)
 
 
-def next_stage(graph: Graph, ranks: npt.NDArray[np.int32]) -> I64:
-    """The rank a pipeline send from each of ``ranks`` must reach: the next stage in the
-    rank's pipeline-parallel group, the first stage after the last (the decode chain).
-    A pp group's row ascends and rank grows with the stage, so its column is the stage.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ends:
+    """Where each of some sends must go (or recvs come from), by the schedule."""
 
-    >>> next_stage(graph, graph.rank[sends])  # doctest: +SKIP
-    """
+    found: Bool
+    """The schedule pairs it (else the other fields are 0)."""
+    rank: I64
+    """The peer: the rank at the same (tp, cp, dp) coordinates in the paired stage."""
+    step: I64
+    mb: I64
+
+
+def _ends(graph: Graph, nodes: I64, sending: bool) -> Ends:
     mesh = graph.mesh
+    ranks = graph.rank[nodes]
+    step, mb = graph.step[nodes], graph.mb[nodes]
+    key = (mesh.stage[ranks], step, mb, occurrence(ranks, step, mb))
+    index = BlockIndex(graph.schedule)
+    found, stage, estep, emb = index.send(*key) if sending else index.recv(*key)
     table = mesh.groups("pp").astype(np.int64)
-    nxt = (mesh.stage[ranks].astype(np.int64) + 1) % max(mesh.sizes["pp"], 1)
-    peer: I64 = table[mesh.group_of("pp")[ranks], nxt]
-    return peer
+    stage = np.where(found, np.minimum(stage, table.shape[1] - 1), 0)
+    peer: I64 = table[mesh.group_of("pp")[ranks], stage]
+    return Ends(found=found, rank=np.where(found, peer, -1), step=estep, mb=emb)
+
+
+def expected_targets(graph: Graph, sends: I64) -> Ends:
+    """Where each send of ``sends`` must go: the ``k``-th send a rank issues for (step,
+    micro-batch) is the schedule's ``k``-th pair from that block of its stage.
+
+    >>> expected_targets(graph, np.flatnonzero(graph.kind == Kind.SEND)).found.all()  # doctest: +SKIP
+    True
+    """
+    return _ends(graph, sends, True)
+
+
+def expected_sources(graph: Graph, recvs: I64) -> Ends:
+    """Where each recv of ``recvs`` must come from (see :func:`expected_targets`)."""
+    return _ends(graph, recvs, False)
 
 
 def check_collective_dims(graph: Graph, nodes: I64, inst: I64) -> Finding | None:

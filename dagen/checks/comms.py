@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from dagen.checks.agree import check_collective_dims, disagree, inst_label, next_stage, place
+from dagen.checks.agree import check_collective_dims, disagree, expected_targets, inst_label, place
 from dagen.checks.common import Code, make
 from dagen.checks.shared import Shared
 from dagen.findings import Finding, count, rank_list
@@ -65,19 +65,20 @@ def check_p2p(graph: Graph) -> list[Finding]:
 
 
 def _p2p_key(graph: Graph, nodes: I64, sending: bool) -> I64:
-    """(source rank, destination rank, send's step, micro-batch) of sends or recvs as one
-    int64, so that a send and its recv share a key (a recv fed across the decode chain
-    is one step after its send)."""
+    """(source rank, destination rank, the recv's step and micro-batch) of sends or recvs
+    as one int64, so that a send and the recv the schedule pairs it with share a key
+    (a send the schedule does not pair gets a key no recv has)."""
     world = graph.mesh.world
     me, peer = graph.rank[nodes].astype(np.int64), graph.aux[nodes].astype(np.int64)
     src, dst = (me, peer) if sending else (peer, me)
-    step = graph.step[nodes].astype(np.int64)
-    if not sending:
-        stage = graph.mesh.stage
-        step -= stage[np.clip(dst, 0, world - 1)] <= stage[np.clip(src, 0, world - 1)]
+    step, mb = graph.step[nodes].astype(np.int64), graph.mb[nodes].astype(np.int64)
+    found = np.ones(nodes.shape[0], dtype=np.bool_)
+    if sending:
+        ends = expected_targets(graph, nodes)
+        found, step, mb = ends.found, ends.step, ends.mb
     mbs = int(graph.mb.max(initial=0)) + 1
-    key: I64 = ((src * world + dst) * (1 << 20) + step) * mbs + graph.mb[nodes]
-    return key
+    key: I64 = ((src * world + dst) * (1 << 20) + step) * mbs + mb
+    return np.where(found, key, -1 - np.arange(nodes.shape[0]))
 
 
 def _unpaired_hint(graph: Graph, lone_sends: I64, lone_recvs: I64) -> tuple[int, int]:
@@ -135,24 +136,16 @@ def _unmatched_text(none: int, many: int, what: str, other: str) -> str:
     return " and ".join(parts)
 
 
-def _wraps(graph: Graph, s: I64, r: I64) -> I64:
-    """1 where a send goes back in the pipeline (last stage → first: the decode chain, which
-    feeds the next step), else 0."""
-    stage = graph.mesh.stage
-    wrap: I64 = (stage[graph.rank[r]] <= stage[graph.rank[s]]).astype(np.int64)
-    return wrap
-
-
 def _pair_checks(graph: Graph, s: I64, r: I64) -> list[tuple[Code, Bool, str, str]]:
     """(code, bad pairs, what is wrong, fix) for each check of paired sends and recvs."""
     bs, br = graph.tmpl_bytes[graph.tmpl[s]], graph.tmpl_bytes[graph.tmpl[r]]
-    steps_off = graph.step[r] != graph.step[s] + _wraps(graph, s, r)
+    want = expected_targets(graph, s)
     return [
         (
             Code.P2P_PEER,
-            graph.rank[r] != next_stage(graph, graph.rank[s]),
-            "join ranks that are not consecutive stages of one pipeline (the same replica "
-            "and tp/cp shard)",
+            graph.rank[r] != want.rank,
+            "join ranks the schedule does not pair (a send must reach the rank of the same "
+            "replica and tp/cp shard in the stage the schedule names)",
             "send each stage's activations to the rank of the next stage in its pipeline-"
             "parallel group (the last stage's decode tokens to the first stage's)",
         ),
@@ -170,7 +163,7 @@ def _pair_checks(graph: Graph, s: I64, r: I64) -> list[tuple[Code, Bool, str, st
         ),
         (
             Code.P2P_MB,
-            (graph.mb[s] != graph.mb[r]) | steps_off,
+            want.found & ((graph.mb[r] != want.mb) | (graph.step[r] != want.step)),
             "join different micro-batches or steps",
             "pair the send of micro-batch m at step t with the recv of micro-batch m at step t "
             "on the next stage (t + 1 on the first stage, for the decode chain from the last)",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -23,13 +24,22 @@ from dagen.graph.dims import Dims, derive_dims
 from dagen.graph.expand import Expansion
 from dagen.graph.ir import COLUMN_DTYPES, INT16_MAX, Graph
 from dagen.graph.pricing import PriceTable
-from dagen.graph.templates import Segment, StageContext, stage_segments
+from dagen.graph.schedule import Schedule
+from dagen.graph.schedules import decode_chain, pipeline
+from dagen.graph.templates import Programs, StageContext
 from dagen.mesh import Mesh, expert_placement, mesh_of
-from dagen.plan.model import Plan
+from dagen.plan.model import Plan, Workload
 from dagen.plan.rules import blocking, plan_findings
 from dagen.plan.split import stage_layers
 
-__all__ = ["MAX_NODES", "build_graph", "nodes_per_rank_formula"]
+__all__ = [
+    "MAX_NODES",
+    "SchedulePass",
+    "build_graph",
+    "default_schedule",
+    "nodes_per_rank_formula",
+    "plan_schedule",
+]
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +107,32 @@ def _guard(plan: Plan, exp: Expansion, max_nodes: int) -> None:
         )
 
 
-def build_graph(plan: Plan, mesh: Mesh | None = None, *, max_nodes: int = MAX_NODES) -> Graph:
+SchedulePass = Callable[[Programs, Workload], Schedule]
+"""A schedule pass: the blocks, pairing and links of every stage, from the stage
+programs (built on demand) and the workload (micro-batches, steps)."""
+
+
+def default_schedule(programs: Programs, workload: Workload) -> Schedule:
+    """The prefill pipeline, or the decode chain over the unrolled steps."""
+    if workload.decoding:
+        return decode_chain(programs, workload.micro_batches, workload.unrolled_steps)
+    return pipeline(programs, workload.micro_batches)
+
+
+def build_graph(
+    plan: Plan,
+    mesh: Mesh | None = None,
+    *,
+    max_nodes: int = MAX_NODES,
+    schedule: SchedulePass = default_schedule,
+) -> Graph:
     """Expand ``plan`` into its per-GPU operator and communication graph.
 
     Args:
         plan: A plan that passed the plan rules.
         mesh: Its mesh; built from ``plan.parallel`` when omitted.
         max_nodes: Refuse (with :class:`PlanInfeasible`) graphs larger than this.
+        schedule: The schedule pass (:mod:`dagen.graph.schedule`); its result is linted.
 
     Raises:
         PlanInfeasible: the plan cannot be expanded (an error of the plan rules, a count
@@ -114,17 +143,12 @@ def build_graph(plan: Plan, mesh: Mesh | None = None, *, max_nodes: int = MAX_NO
     mesh = mesh or mesh_of(plan)
     dims, costs, ctx = _context(plan, mesh)
     steps = plan.workload.unrolled_steps
-    stages = stage_segments(ctx, steps)
-    exp = Expansion(
-        mesh,
-        stages,
-        micro_batches=plan.workload.micro_batches,
-        steps=steps,
-        placement=_placement(plan, mesh),
-    )
+    sched = schedule(Programs(ctx), plan.workload)
+    sched.lint()
+    exp = Expansion(mesh, sched, placement=_placement(plan, mesh))
     _guard(plan, exp, max_nodes)
     graph = _assemble(plan, mesh, exp, costs)
-    graph.meta.update(_meta(ctx, dims, stages, steps))
+    graph.meta.update(_meta(ctx, dims, exp, steps))
     log.info(
         "built %s nodes, %s edges, %s collective instances in %.3f s",
         f"{graph.n_nodes:,}",
@@ -133,6 +157,20 @@ def build_graph(plan: Plan, mesh: Mesh | None = None, *, max_nodes: int = MAX_NO
         time.perf_counter() - t0,
     )
     return graph
+
+
+def plan_schedule(
+    plan: Plan, mesh: Mesh | None = None, schedule: SchedulePass = default_schedule
+) -> Schedule:
+    """The schedule ``plan`` is laid out by, without building the graph.
+
+    >>> plan_schedule(plan).stages[0].size  # blocks of stage 0  # doctest: +SKIP
+    4
+    """
+    _refuse_infeasible(plan)
+    sched = schedule(Programs(_context(plan, mesh or mesh_of(plan))[2]), plan.workload)
+    sched.lint()
+    return sched
 
 
 def _assemble(plan: Plan, mesh: Mesh, exp: Expansion, costs: PriceTable) -> Graph:
@@ -147,6 +185,7 @@ def _assemble(plan: Plan, mesh: Mesh, exp: Expansion, costs: PriceTable) -> Grap
     return Graph(
         plan=plan,
         mesh=mesh,
+        schedule=exp.sched,
         rank=cols["rank"],
         layer=cols["layer"],
         mb=cols["mb"],
@@ -173,15 +212,21 @@ def _assemble(plan: Plan, mesh: Mesh, exp: Expansion, costs: PriceTable) -> Grap
     )
 
 
-def _meta(
-    ctx: StageContext, dims: Dims, stages: list[list[Segment]], steps: int
-) -> dict[str, object]:
+def _meta(ctx: StageContext, dims: Dims, exp: Expansion, steps: int) -> dict[str, object]:
+    """Free-form facts of the build; ``template_sizes`` lists, per stage, each run of one
+    template: (its rows, the first step it covers, the step after its last)."""
+    step = [st.step for st in exp.sched.stages]
+    runs = [
+        [(r.template.size, int(step[s][r.b0]), int(step[s][r.b0 + r.count - 1]) + 1)
+         for r in exp.runs if r.stage == s]
+        for s in range(exp.pp)
+    ]  # fmt: skip
     return {
         "stage_layers": [[r.start, r.stop] for r in ctx.layers],
         "steps": steps,
         "tokens_per_microbatch": dims.tokens,
         "sequences_per_microbatch": dims.seqs,
-        "template_sizes": [[(g.template.size, g.t0, g.t1) for g in st] for st in stages],
+        "template_sizes": runs,
     }
 
 

@@ -46,6 +46,7 @@ from dagen.graph.ops import COLLECTIVE_OPS, OP_LABELS, P2P_OPS, Op
 if TYPE_CHECKING:
     import networkx as nx
 
+    from dagen.graph.schedule import Schedule
     from dagen.mesh import Mesh
     from dagen.plan.model import Plan
 
@@ -119,6 +120,8 @@ class Graph:
 
     plan: Plan
     mesh: Mesh
+    schedule: Schedule
+    """The schedule the graph was laid out by (blocks, pairing, links)."""
     rank: I32
     layer: I16
     mb: I16

@@ -23,11 +23,11 @@ from dagen.graph import opcost
 from dagen.graph.dims import Cost, Dims
 from dagen.graph.ops import Op
 
-__all__ = ["PriceTable", "Templates"]
+__all__ = ["PriceTable", "TemplateTable"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Templates:
+class TemplateTable:
     """The template table as the graph stores it (one entry per template id)."""
 
     shape: list[tuple[int, ...]]
@@ -56,10 +56,10 @@ class PriceTable:
             self._rows.append((cost, hbm))
         return self._ids[key]
 
-    def tables(self) -> Templates:
+    def tables(self) -> TemplateTable:
         """The table in id order."""
         n = len(self._rows)
-        return Templates(
+        return TemplateTable(
             shape=[c.shape for c, _ in self._rows],
             nbytes=np.array([c.nbytes for c, _ in self._rows], dtype=np.int64),
             flops=np.array([c.flops for c, _ in self._rows], dtype=np.float64),

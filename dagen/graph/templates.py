@@ -1,14 +1,13 @@
-"""Per-stage templates: the ops one rank issues for one micro-batch, and their edges.
+"""Per-stage templates: the ops one rank issues for one block of a schedule, and their edges.
 
-Every rank of a pipeline stage runs the same program for each micro-batch (and decode
-step); only its group ids, peers and hosted experts differ, and those are looked up per
-rank when the template is expanded (:mod:`dagen.graph.expand`). A template is a few
-hundred rows at most, built here with plain Python loops over layers and ops.
+Every rank of a pipeline stage runs the same program for each block (a micro-batch at
+a decode step); only its group ids, peers and hosted experts differ, and those are
+looked up per rank when the template is expanded (:mod:`dagen.graph.expand`). A
+template is a few hundred rows at most, built here with plain Python loops over layers.
 
-A stage's program can change with the decode step: with ``pp > 1`` the first stage
-receives the previous step's sampled tokens from the last stage from step 1 on, and the
-last stage sends them from every step but the final one. :func:`stage_segments` returns,
-per stage, the templates and the step ranges they cover.
+A template's pipeline ports say what its recv and send carry (:class:`Carry`), never
+whom they talk to: the schedule (:mod:`dagen.graph.schedule`) pairs every send with its
+recv. :class:`Programs` builds each (stage, ports) template once, on demand.
 """
 
 from __future__ import annotations
@@ -26,19 +25,19 @@ from dagen.graph.ops import OP_DIM, OP_KIND, Op
 from dagen.graph.pricing import PriceTable
 from dagen.plan.model import Moe
 
-__all__ = ["Peer", "Segment", "StageContext", "Template", "stage_segments"]
+__all__ = ["Carry", "Programs", "StageContext", "Template"]
 
 NONE = -1
-"""Marks an absent slot, group dimension or peer in a template row."""
+"""Marks an absent slot or group dimension in a template row."""
 
 
-class Peer(enum.IntEnum):
-    """Which stage a send or recv talks to, relative to its own."""
+class Carry(enum.StrEnum):
+    """What a pipeline recv or send of a template carries."""
 
-    NEXT = 0
-    PREV = 1
-    FIRST = 2
-    LAST = 3
+    ACTIVATIONS = "activations"
+    """The residual stream of a micro-batch, stage to stage."""
+    TOKENS = "tokens"
+    """The sampled token ids of a decode step, last stage to first."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,8 +52,6 @@ class Template:
     tmpl: npt.NDArray[np.int32]
     dim: npt.NDArray[np.int8]
     """GroupKind of a collective row, else -1."""
-    peer: npt.NDArray[np.int8]
-    """:class:`Peer` of a send/recv row, else -1."""
     esrc: npt.NDArray[np.int32]
     edst: npt.NDArray[np.int32]
     embed: int = NONE
@@ -71,24 +68,20 @@ class Template:
         return int(self.esrc.shape[0])
 
     @property
-    def sends(self) -> bool:
-        """Whether the last row is a send (the only place a template sends)."""
-        return self.size > 0 and int(self.kind[-1]) == Kind.SEND
+    def send_rows(self) -> npt.NDArray[np.int64]:
+        """Rows of its sends, ascending."""
+        return np.flatnonzero(self.kind == Kind.SEND)
 
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """A template and the decode steps ``[t0, t1)`` a stage runs it for."""
-
-    template: Template
-    t0: int
-    t1: int
+    @property
+    def recv_rows(self) -> npt.NDArray[np.int64]:
+        """Rows of its recvs, ascending."""
+        return np.flatnonzero(self.kind == Kind.RECV)
 
 
 @dataclass(slots=True)
 class _Builder:
     costs: PriceTable
-    rows: list[tuple[int, int, int, int, int, int, int]] = field(default_factory=list)
+    rows: list[tuple[int, int, int, int, int, int]] = field(default_factory=list)
     edges: list[tuple[int, int]] = field(default_factory=list)
 
     def add(
@@ -98,20 +91,18 @@ class _Builder:
         *,
         layer: int = NONE,
         slot: int = NONE,
-        peer: Peer | None = None,
         tokens: bool = False,
     ) -> int:
         """Append a row depending on ``deps`` (negative entries ignored); return its index."""
         i = len(self.rows)
         kind, dim = int(OP_KIND[op]), int(OP_DIM[op])
         tmpl = self.costs.id(op, tokens=tokens)
-        p = NONE if peer is None else int(peer)
-        self.rows.append((int(op), kind, layer, slot, tmpl, dim, p))
+        self.rows.append((int(op), kind, layer, slot, tmpl, dim))
         self.edges.extend((d, i) for d in dict.fromkeys(deps) if d >= 0)
         return i
 
     def freeze(self) -> Template:
-        cols = np.array(self.rows, dtype=np.int64).reshape(-1, 7).T
+        cols = np.array(self.rows, dtype=np.int64).reshape(-1, 6).T
         e = np.array(self.edges, dtype=np.int32).reshape(-1, 2).T
         ops = cols[0].tolist()
         return Template(
@@ -121,7 +112,6 @@ class _Builder:
             slot=cols[3].astype(np.int16),
             tmpl=cols[4].astype(np.int32),
             dim=cols[5].astype(np.int8),
-            peer=cols[6].astype(np.int8),
             esrc=np.ascontiguousarray(e[0]),
             edst=np.ascontiguousarray(e[1]),
             embed=ops.index(Op.EMBED) if Op.EMBED in ops else NONE,
@@ -208,12 +198,12 @@ def _layer(b: _Builder, c: StageContext, layer: int, x: int) -> int:
     return _dense(b, c, layer, x)
 
 
-def _template(
-    c: StageContext, stage: int, recv: Peer | None, send: Peer | None, *, chain: bool
-) -> Template:
-    """Stage ``stage``'s program; ``chain`` marks the decode-step recv/send of tokens."""
+def _template(c: StageContext, stage: int, recv: Carry | None, send: Carry | None) -> Template:
+    """Stage ``stage``'s program with the given pipeline ports."""
     b = _Builder(c.costs)
-    x = b.add(Op.PP_RECV, peer=recv, tokens=chain and stage == 0) if recv is not None else -1
+    x = -1
+    if recv is not None:
+        x = b.add(Op.PP_RECV, tokens=recv is Carry.TOKENS)
     if stage == 0:
         x = b.add(Op.EMBED, [x])
         if c.dims.tp > 1:  # vocab-parallel partial sums; under SP scattered to T/tp rows
@@ -229,35 +219,38 @@ def _template(
             x = b.add(Op.LOGITS_ALLGATHER, [x])
         x = b.add(Op.SAMPLE, [x])
     if send is not None:
-        b.add(Op.PP_SEND, [x], peer=send, tokens=send is Peer.FIRST)
+        b.add(Op.PP_SEND, [x], tokens=send is Carry.TOKENS)
     return b.freeze()
 
 
-def stage_segments(c: StageContext, steps: int) -> list[list[Segment]]:
-    """Per stage, its templates and the decode steps each covers (in step order)."""
-    pp = len(c.layers)
-    if pp == 1:
-        return [[Segment(_template(c, 0, None, None, chain=False), 0, steps)]]
-    chain = steps > 1
-    out: list[list[Segment]] = []
-    for s in range(pp):
-        recv = Peer.PREV if s > 0 else None
-        send = Peer.NEXT if s < pp - 1 else None
-        plain = _template(c, s, recv, send, chain=False)
-        if chain and s == 0:  # from step 1 on, step t-1's tokens arrive from the last stage
-            out.append(
-                [
-                    Segment(plain, 0, 1),
-                    Segment(_template(c, s, Peer.LAST, send, chain=True), 1, steps),
-                ]
-            )
-        elif chain and s == pp - 1:  # every step but the last sends its tokens to stage 0
-            out.append(
-                [
-                    Segment(_template(c, s, recv, Peer.FIRST, chain=True), 0, steps - 1),
-                    Segment(plain, steps - 1, steps),
-                ]
-            )
-        else:
-            out.append([Segment(plain, 0, steps)])
-    return out
+class Programs:
+    """Every template a schedule asks for, each (stage, recv, send) built once.
+
+    Template ids are given in the order they are first asked for; ``templates[id]`` is
+    the template and ``stage[id]`` its stage.
+
+    Example:
+        >>> progs = Programs(ctx)  # doctest: +SKIP
+        >>> progs.get(0, None, Carry.ACTIVATIONS) == progs.get(0, None, Carry.ACTIVATIONS)  # doctest: +SKIP
+        True
+    """
+
+    def __init__(self, ctx: StageContext) -> None:
+        self.ctx = ctx
+        self.templates: list[Template] = []
+        self.stage: list[int] = []
+        self._ids: dict[tuple[int, Carry | None, Carry | None], int] = {}
+
+    @property
+    def pp(self) -> int:
+        """Pipeline stages."""
+        return len(self.ctx.layers)
+
+    def get(self, stage: int, recv: Carry | None, send: Carry | None) -> int:
+        """The id of stage ``stage``'s template receiving ``recv`` and sending ``send``."""
+        key = (stage, recv, send)
+        if key not in self._ids:
+            self._ids[key] = len(self.templates)
+            self.templates.append(_template(self.ctx, stage, recv, send))
+            self.stage.append(stage)
+        return self._ids[key]

@@ -17,11 +17,14 @@ is not needed; when it does not, nothing is concluded and the sweep runs.
 
 The candidate key is cheap: cut each rank's nodes into *blocks*, maximal runs of one
 (step, micro-batch), and give node ``i`` of a block the key
-``base · B + (i − block start)``, with ``base = step · (M + pp) + micro-batch + stage``
-(the pipeline time at which that micro-batch reaches that stage) and ``B`` the longest
-block. Condition 1 then only needs ``base`` to increase from block to block on a rank
-(a check over blocks, not nodes); 2 and 3 are a gather over collective nodes and
-cross edges. O(n) with about five passes over int16/int32 columns.
+``base · B + (i − block start)``, with ``base`` the block's *slot* in the graph's
+schedule (:mod:`dagen.graph.schedule`: when that block would run in a pipeline of
+unit-time blocks, e.g. ``step · (M + pp) + micro-batch + stage`` for the prefill
+pipeline and the decode chain) and ``B`` the longest block. A block the schedule does
+not have gives no key. Condition 1 then only needs ``base`` to increase from block to
+block on a rank (a check over blocks, not nodes); 2 and 3 are a gather over collective
+nodes and cross edges. O(n) with about five passes over int16/int32 columns. The slots
+are verified, never trusted: a wrong slot only means no certificate, and the sweep runs.
 
 >>> certify(graph, Derived(graph))  # doctest: +SKIP
 True
@@ -34,6 +37,7 @@ import numpy.typing as npt
 
 from dagen.graph.algo.derived import Derived
 from dagen.graph.ir import Graph
+from dagen.graph.lookup import BlockIndex, occurrence
 
 __all__ = ["certified_key", "certify", "schedule_key"]
 
@@ -62,19 +66,20 @@ def schedule_key(graph: Graph, sh: Derived) -> Int | None:
     starts = _blocks(graph, sh)
     lengths = np.diff(np.append(starts, n))
     width = int(lengths.max())
-    pp = int(graph.mesh.stage.max()) + 1
-    slots = int(graph.mb.max()) + 1 + pp
     rank = graph.rank[starts].astype(np.int64)
-    base = graph.step[starts].astype(np.int64) * slots + graph.mb[starts]
-    base += graph.mesh.stage[rank]
+    step, mb = graph.step[starts], graph.mb[starts]
+    found, base = BlockIndex(graph.schedule).slot(
+        graph.mesh.stage[rank], step, mb, occurrence(rank, step, mb)
+    )
+    if not found.all():
+        return None
     same_rank = rank[1:] == rank[:-1]
     if np.any(same_rank & (base[1:] <= base[:-1])):
         return None
     # int32 when the largest key fits: half the memory traffic of the two n-long passes.
     dt = np.dtype(np.int32 if (int(base.max()) + 1) * width < (1 << 31) - 1 else np.int64)
     key: Int = np.repeat((base * width - starts).astype(dt), lengths)
-    step: Int = np.arange(n, dtype=dt)
-    key += step
+    key += np.arange(n, dtype=dt)
     return key
 
 

@@ -1,0 +1,138 @@
+"""Find a schedule's blocks and messages from what graph nodes carry.
+
+A node says its rank (hence its stage), its step and its micro-batch; a stage may run
+several blocks of one (step, micro-batch) (interleaved chunks, a forward and a backward
+block), so the *occurrence*, the index among a rank's items of the same (step,
+micro-batch) in program order, completes the key. :class:`BlockIndex` answers, for
+such keys, a block's certificate slot, where a send must go and where a recv must come
+from. Nothing here trusts the graph: a key the schedule does not have is reported as
+not found.
+
+Example:
+    >>> ix = BlockIndex(schedule)  # doctest: +SKIP
+    >>> found, dst_stage, dst_step, dst_mb = ix.send(stage, step, mb, occ)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from dagen.graph.schedule import Schedule
+
+__all__ = ["BlockIndex", "occurrence"]
+
+I64 = npt.NDArray[np.int64]
+Bool = npt.NDArray[np.bool_]
+Int = npt.NDArray[np.integer]
+
+
+def occurrence(*keys: Int) -> I64:
+    """Index of each item among the earlier items with the same key (keys are columns of
+    equal length, items in order).
+
+    >>> occurrence(np.array([0, 0, 1, 0]), np.array([5, 5, 5, 5])).tolist()
+    [0, 1, 0, 2]
+    """
+    n = keys[0].shape[0] if keys else 0
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort(tuple(np.asarray(k, dtype=np.int64) for k in reversed(keys)))
+    sorted_keys = np.stack([np.asarray(k, dtype=np.int64)[order] for k in keys])
+    new = np.ones(n, dtype=np.bool_)
+    new[1:] = np.any(sorted_keys[:, 1:] != sorted_keys[:, :-1], axis=0)
+    start = np.maximum.accumulate(np.where(new, np.arange(n), 0))
+    out = np.empty(n, dtype=np.int64)
+    out[order] = np.arange(n) - start
+    return out
+
+
+class BlockIndex:
+    """Sorted keys of a schedule's blocks, sends and recvs (see the module docstring)."""
+
+    def __init__(self, schedule: Schedule) -> None:
+        self.sched = schedule
+        stages = schedule.stages
+        self._dims = (
+            schedule.pp,
+            max((int(st.step.max()) + 1 for st in stages if st.size), default=1),
+            max((int(st.mb.max()) + 1 for st in stages if st.size), default=1),
+        )
+        stage = np.concatenate([np.full(st.size, s, np.int64) for s, st in enumerate(stages)])
+        step = np.concatenate([st.step for st in stages]).astype(np.int64)
+        mb = np.concatenate([st.mb for st in stages]).astype(np.int64)
+        self._first = np.concatenate([[0], np.cumsum([st.size for st in stages])]).astype(np.int64)
+        self._step, self._mb = step, mb
+        self.occ_bound = int(occurrence(stage, step, mb).max(initial=0)) + 1
+        self._blocks = self._table(stage, step, mb, np.arange(stage.shape[0]))
+        p = schedule.pairs
+        rows = np.arange(p.size)
+        self._sends = self._message_table(p.src_stage, p.src_block, p.src_row, rows)
+        self._recvs = self._message_table(p.dst_stage, p.dst_block, p.dst_row, rows)
+
+    def _global(self, stage: Int, block: Int) -> I64:
+        out: I64 = self._first[np.asarray(stage, dtype=np.int64)] + block
+        return out
+
+    def _message_table(self, stage: Int, block: Int, row: Int, values: I64) -> tuple[I64, I64]:
+        g = self._global(stage, block)
+        order = np.lexsort((row, g))  # the block's messages in row (program) order
+        st = np.asarray(stage, dtype=np.int64)[order]
+        return self._table(st, self._step[g[order]], self._mb[g[order]], values[order])
+
+    def _pack(self, stage: Int, step: Int, mb: Int, occ: Int) -> tuple[I64, Bool]:
+        pp, steps, mbs = self._dims
+        cols = [np.asarray(c, dtype=np.int64) for c in (stage, step, mb, occ)]
+        ok = np.ones(cols[0].shape[0], dtype=np.bool_)
+        for c, bound in zip(cols, (pp, steps, mbs, self.occ_bound), strict=True):
+            ok &= (c >= 0) & (c < bound)
+        key = ((cols[0] * steps + cols[1]) * mbs + cols[2]) * self.occ_bound + cols[3]
+        return np.where(ok, key, -1), ok
+
+    def _table(self, stage: Int, step: Int, mb: Int, values: I64) -> tuple[I64, I64]:
+        key, _ = self._pack(stage, step, mb, occurrence(stage, step, mb))
+        order = np.argsort(key, kind="stable")
+        return key[order], np.asarray(values, dtype=np.int64)[order]
+
+    @staticmethod
+    def _find(table: tuple[I64, I64], key: I64, ok: Bool) -> tuple[Bool, I64]:
+        keys, values = table
+        if keys.shape[0] == 0:
+            return np.zeros(key.shape[0], np.bool_), np.zeros(key.shape[0], np.int64)
+        at = np.searchsorted(keys, key).clip(0, keys.shape[0] - 1)
+        found = ok & (keys[at] == key)
+        return found, np.where(found, values[at], 0)
+
+    def block(self, stage: Int, step: Int, mb: Int, occ: Int) -> tuple[Bool, I64]:
+        """(found, global block index) of each key."""
+        return self._find(self._blocks, *self._pack(stage, step, mb, occ))
+
+    def slot(self, stage: Int, step: Int, mb: Int, occ: Int) -> tuple[Bool, I64]:
+        """(found, certificate slot) of each block key."""
+        found, g = self.block(stage, step, mb, occ)
+        slots = np.concatenate([st.slot for st in self.sched.stages]).astype(np.int64)
+        return found, np.where(found, slots[g] if slots.size else 0, 0)
+
+    def _other_end(
+        self, table: tuple[I64, I64], side: str, *key: Int
+    ) -> tuple[Bool, I64, I64, I64]:
+        found, row = self._find(table, *self._pack(*key))
+        p = self.sched.pairs
+        if p.size == 0:
+            return found, row, row, row
+        stage = getattr(p, f"{side}_stage")[row].astype(np.int64)
+        g = self._global(stage, getattr(p, f"{side}_block")[row])
+        return found, stage, self._step[g], self._mb[g]
+
+    def send(self, stage: Int, step: Int, mb: Int, occ: Int) -> tuple[Bool, I64, I64, I64]:
+        """For the ``occ``-th send of each (stage, step, mb): (found, stage, step, mb) of
+        the block it must reach."""
+        return self._other_end(self._sends, "dst", stage, step, mb, occ)
+
+    def recv(self, stage: Int, step: Int, mb: Int, occ: Int) -> tuple[Bool, I64, I64, I64]:
+        """For the ``occ``-th recv of each (stage, step, mb): (found, stage, step, mb) of
+        the block it must come from."""
+        return self._other_end(self._recvs, "src", stage, step, mb, occ)

@@ -1,0 +1,195 @@
+"""Schedules: which block every pipeline stage runs, in what order, and who talks to whom.
+
+A :class:`Schedule` is data, like PyTorch pipelining's ``_Action`` lists: for each stage,
+its *blocks* in issue order (template, micro-batch, step, chunk, and a certificate
+*slot*), plus the point-to-point pairing of every send with its recv (:class:`Pairs`)
+and the edges between blocks of one rank (:class:`Links`: stream order, the decode
+chain on a one-stage pipeline). The expansion (:mod:`dagen.graph.expand`) lays the
+graph out by it; the checks take every send's expected peer and the certificate its
+slots from it (:mod:`dagen.checks.comms`, :mod:`dagen.graph.algo.certify`). A new
+schedule (1F1B, interleaved virtual stages, two-batch overlap) is a new function that
+returns a :class:`Schedule`; nothing else changes.
+
+Slots: a block's slot is when it would run in a pipeline with unit-time blocks; a valid
+schedule's slots strictly increase along a stage's blocks and from every send's block
+to its recv's. The certificate checks this rather than trusting it.
+
+NOTE: the two schedules of today. With ``pp`` stages, ``M`` micro-batches and ``T``
+decode steps (``T = 1`` in prefill), stage ``s`` runs blocks ``k = t·M + m`` in ``k``
+order with slot ``t·(M + pp) + m + s``. Block ``k`` of stage ``s`` sends to block ``k``
+of stage ``s + 1``; with ``T > 1`` block ``k < (T − 1)·M`` of the last stage sends its
+tokens to block ``k + M`` of stage 0, slot ``(t + 1)·(M + pp) + m``, which is
+``M + 1`` after the sender's. Example: pp 2, M 2, T 2 — stage 0 slots 0, 1, 4, 5;
+stage 1 slots 1, 2, 5, 6; the chain pairs (1, k=0, slot 1) → (0, k=2, slot 4).
+
+The passes that make schedules are in :mod:`dagen.graph.schedules`.
+
+>>> sched = decode_chain(programs, micro_batches=2, steps=2)  # doctest: +SKIP
+>>> sched.stages[1].slot.tolist()  # doctest: +SKIP
+[1, 2, 5, 6]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from dagen.errors import GraphError
+from dagen.graph.templates import Template
+
+__all__ = ["Links", "Pairs", "Schedule", "StageBlocks"]
+
+I16 = npt.NDArray[np.int16]
+I32 = npt.NDArray[np.int32]
+I64 = npt.NDArray[np.int64]
+U8 = npt.NDArray[np.uint8]
+
+
+def _i32(values: npt.ArrayLike) -> I32:
+    return np.ascontiguousarray(values, dtype=np.int32)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StageBlocks:
+    """One stage's blocks in issue order, as columns (one entry per block)."""
+
+    template: I32
+    """Template id (row of the schedule's ``templates``)."""
+    mb: I16
+    step: I16
+    chunk: I16
+    """Virtual-stage chunk (0 without interleaving)."""
+    slot: I64
+    """Certificate slot (see the module docstring)."""
+
+    @property
+    def size(self) -> int:
+        return int(self.template.shape[0])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pairs:
+    """Point-to-point pairing, one row per message: (stage, block, row) → (stage, block, row).
+
+    Every send row and every recv row of every block appears exactly once.
+    """
+
+    src_stage: I32
+    src_block: I32
+    src_row: I32
+    dst_stage: I32
+    dst_block: I32
+    dst_row: I32
+
+    @property
+    def size(self) -> int:
+        return int(self.src_stage.shape[0])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Links:
+    """Edges between two blocks of one rank, in the order they are laid out."""
+
+    stage: I32
+    src_block: I32
+    src_row: I32
+    dst_block: I32
+    dst_row: I32
+    kind: U8
+    """:class:`~dagen.graph.codes.EdgeKind` (data or order)."""
+
+    @property
+    def size(self) -> int:
+        return int(self.stage.shape[0])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Schedule:
+    """A pipeline schedule (see the module docstring)."""
+
+    name: str
+    templates: tuple[Template, ...]
+    """Every template a block names, by id."""
+    stages: tuple[StageBlocks, ...]
+    pairs: Pairs
+    links: Links
+
+    @property
+    def pp(self) -> int:
+        return len(self.stages)
+
+    def block_starts(self) -> list[I64]:
+        """Per stage, int64 ``[blocks + 1]``: each block's first row within a rank's nodes."""
+        sizes = np.array([t.size for t in self.templates], dtype=np.int64)
+        return [np.concatenate([[0], np.cumsum(sizes[st.template])]) for st in self.stages]
+
+    def lint(self) -> None:
+        """Raise :class:`GraphError` unless the pairing and links name existing rows, every
+        send and recv row is paired exactly once, and a template's peer stage per row is
+        one stage (so a run of blocks of one template talks to one peer stage)."""
+        rows = [np.array([t.size for t in self.templates])[st.template] for st in self.stages]
+        for name, stage, block, row in (
+            ("pair source", self.pairs.src_stage, self.pairs.src_block, self.pairs.src_row),
+            ("pair target", self.pairs.dst_stage, self.pairs.dst_block, self.pairs.dst_row),
+            ("link source", self.links.stage, self.links.src_block, self.links.src_row),
+            ("link target", self.links.stage, self.links.dst_block, self.links.dst_row),
+        ):
+            for s in np.unique(stage).tolist():
+                at = stage == s
+                if s >= self.pp or np.any(block[at] >= rows[s].shape[0]):
+                    raise GraphError(f"schedule {self.name}: a {name} names a missing block")
+                if np.any(row[at] >= rows[s][block[at]]):
+                    raise GraphError(f"schedule {self.name}: a {name} names a missing row")
+        self._lint_ports()
+        self._lint_flow()
+
+    def _lint_flow(self) -> None:
+        """A pair carries one micro-batch's data: the same micro-batch, and the same step
+        unless it goes back to an earlier stage (the decode chain feeds the next step)."""
+        p = self.pairs
+        if p.size == 0:
+            return
+        step = [st.step.astype(np.int64) for st in self.stages]
+        mb = [st.mb.astype(np.int64) for st in self.stages]
+        src = [
+            (step[s][p.src_block[p.src_stage == s]], mb[s][p.src_block[p.src_stage == s]])
+            for s in range(self.pp)
+        ]
+        dst = [
+            (step[s][p.dst_block[p.dst_stage == s]], mb[s][p.dst_block[p.dst_stage == s]])
+            for s in range(self.pp)
+        ]
+        src_step, src_mb = np.empty(p.size, np.int64), np.empty(p.size, np.int64)
+        dst_step, dst_mb = np.empty(p.size, np.int64), np.empty(p.size, np.int64)
+        for s in range(self.pp):
+            src_step[p.src_stage == s], src_mb[p.src_stage == s] = src[s]
+            dst_step[p.dst_stage == s], dst_mb[p.dst_stage == s] = dst[s]
+        wrap = (p.dst_stage <= p.src_stage).astype(np.int64)
+        if np.any(src_mb != dst_mb) or np.any(dst_step != src_step + wrap):
+            raise GraphError(
+                f"schedule {self.name}: a pair joins another micro-batch or step than the one "
+                "its data belongs to (same micro-batch; the next step only back to an earlier stage)"
+            )
+
+    def _lint_ports(self) -> None:
+        for kind_rows, stage, block, row, other in (
+            ("send_rows", self.pairs.src_stage, self.pairs.src_block, self.pairs.src_row, self.pairs.dst_stage),
+            ("recv_rows", self.pairs.dst_stage, self.pairs.dst_block, self.pairs.dst_row, self.pairs.src_stage),
+        ):  # fmt: skip
+            want = sum(
+                len(getattr(self.templates[t], kind_rows)) for st in self.stages for t in st.template.tolist()
+            )  # fmt: skip
+            tmpl = np.concatenate(
+                [self.stages[s].template[block[stage == s]] for s in range(self.pp)]
+            )
+            keys = np.stack([stage, block, row], axis=1)
+            if row.shape[0] != want or np.unique(keys, axis=0).shape[0] != want:
+                raise GraphError(f"schedule {self.name}: not every {kind_rows[:4]} is paired once")
+            order = np.concatenate([np.flatnonzero(stage == s) for s in range(self.pp)])
+            peer = np.stack([stage[order], tmpl, row[order], other[order]], axis=1)
+            if np.unique(peer, axis=0).shape[0] != np.unique(peer[:, :3], axis=0).shape[0]:
+                raise GraphError(
+                    f"schedule {self.name}: a template's {kind_rows[:4]} row talks to two stages"
+                )
