@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,13 +23,19 @@ from typing import Any
 import numpy as np
 
 from dagen.checks import check_graph
-from dagen.cost import Estimate, estimate, judge_plan_bounds, verdict_findings
+from dagen.cost import (
+    CostModel,
+    Estimate,
+    estimate,
+    judge_estimate,
+    judge_plan_bounds,
+    verdict_findings,
+)
 from dagen.errors import PlanInfeasible
 from dagen.export import ExportContext, Phases, write_outputs
 from dagen.findings import Finding, Severity, has_errors
 from dagen.graph.build import build_graph
 from dagen.graph.ir import OP_LABELS, Graph
-from dagen.mesh import mesh_of
 from dagen.plan.loader import load_plan
 from dagen.plan.model import Plan
 from dagen.plan.rules import blocking, plan_findings
@@ -109,8 +116,7 @@ def build(plan: Plan) -> Graph:
     errors = blocking(plan_findings(plan))
     if errors:
         raise PlanInfeasible("\n".join(f.render(plan.source) for f in errors))
-    mesh = mesh_of(plan)
-    return build_graph(plan, mesh)
+    return build_graph(plan)
 
 
 def _noop(_: str) -> None:
@@ -120,6 +126,7 @@ def _noop(_: str) -> None:
 def analyse(
     plan: Plan,
     *,
+    cost_model: CostModel | None = None,
     progress: Progress | None = None,
     meter: Phases | None = None,
     simulate: bool = True,
@@ -127,8 +134,9 @@ def analyse(
     """Run every check on ``plan``: rules, then (if they pass) graph checks and cost.
 
     When the rules fail the graph cannot be built; the plan's claims are then judged
-    against first-principles bounds alone, which need no graph. ``progress`` is told
-    each stage; ``meter(phase, done, total)`` follows the schedule simulation.
+    against first-principles bounds alone, which need no graph. ``cost_model`` prices the
+    nodes (default :func:`dagen.cost.default_cost_model`). ``progress`` is told each
+    stage; ``meter(phase, done, total)`` follows the schedule simulation.
     """
     say = progress or _noop
     findings = list(plan_findings(plan))
@@ -138,7 +146,7 @@ def analyse(
         findings += verdict_findings(plan, bounds)
         return Analysis(plan=plan, findings=tuple(findings))
     say("building the graph")
-    graph = build_graph(plan, mesh_of(plan))
+    graph = build_graph(plan)
     say(f"checking {graph.n_nodes:,} nodes and {graph.n_edges:,} edges")
     findings += check_graph(graph)
     est = None
@@ -147,7 +155,8 @@ def analyse(
     )
     if simulate and not graph_broken:
         say("estimating memory and simulating the schedule")
-        est = estimate(graph, meter=_phase(meter, "simulating"))
+        est = estimate(graph, cost_model=cost_model, meter=_phase(meter, "simulating"))
+        est = dataclasses.replace(est, verdicts=judge_estimate(plan, est))
         findings += verdict_findings(plan, est.verdicts)
     return Analysis(plan=plan, findings=tuple(findings), graph=graph, estimate=est)
 

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dagen.graph.build import plan_schedule
+from dagen.graph.build import describe_pool
 from dagen.graph.ir import COLUMN_DTYPES, Coll, EdgeKind, Graph, GroupKind, Kind, Op
-from dagen.mesh import build_mesh
+from dagen.graph.pool import rank_table
 from dagen.plan.model import Hardware, Model, Parallel, Plan, Workload
+from dagen.plan.summary import plan_summary
 
 HW = Hardware(
     memory_gb=80.0,
@@ -100,10 +101,13 @@ class HandGraph:
         rows = rows[perm]
         e = np.array(self.edges, dtype=np.int64).reshape(-1, 3)
         cols = {c: rows[:, i].astype(t) for i, (c, t) in enumerate(COLUMN_TYPES.items())}
+        pool = describe_pool(self.plan)
         return Graph(
-            plan=self.plan,
-            mesh=build_mesh(self.plan.parallel, self.plan.hardware.gpus_per_node),
-            schedule=plan_schedule(self.plan),
+            name=self.plan.name,
+            model=self.plan.model,
+            pools=(pool,),
+            ranks=rank_table([pool], [{}]),
+            source=plan_summary(self.plan),
             **cols,
             src=new[e[:, 0]].astype(np.int32),
             dst=new[e[:, 1]].astype(np.int32),

@@ -18,10 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from strategies import small_plans
 
 from dagen.errors import PlanInfeasible
-from dagen.graph.build import build_graph, nodes_per_rank_formula, stage_layers
+from dagen.graph.build import build_graph
+from dagen.graph.counts import nodes_per_rank_formula
 from dagen.graph.ir import COLLECTIVE_OPS, Coll, EdgeKind, Graph, GroupKind, Kind, Op
 from dagen.mesh import build_mesh, expert_placement
 from dagen.plan.model import Phase, Plan
+from dagen.plan.split import stage_layers
 
 PLANS = Path(__file__).parent / "data" / "plans"
 
@@ -205,7 +207,7 @@ def check_experts(plan: Plan, g: Graph) -> None:
 def check_order(g: Graph) -> None:
     o = g.ekind == EdgeKind.ORDER
     assert (g.src[o] + 1 == g.dst[o]).all()  # last node of a block → first of the next
-    k = g.step.astype(np.int64) * g.plan.workload.micro_batches + g.mb
+    k = g.step.astype(np.int64) * g.pools[0].workload.micro_batches + g.mb
     assert (k[g.dst[o]] == k[g.src[o]] + 1).all()
 
 
@@ -348,8 +350,8 @@ def test_sequence_parallel_shared_expert_and_embedding() -> None:
     ers = _node(g, "r0/s0/mb0/embed.reducescatter")
     assert g.inst_coll[g.inst[ers]] == Coll.REDUCE_SCATTER
     assert _preds(g, ers) == {"r0/s0/mb0/embed"}
-    h = g.plan.model.hidden_size
-    assert g.tmpl_bytes[g.tmpl[ers]] == t * h * g.plan.model.dtype.nbytes
+    h = g.model.hidden_size
+    assert g.tmpl_bytes[g.tmpl[ers]] == t * h * g.model.dtype.nbytes
     assert _rows(g, _node(g, "r0/s0/L0/mb0/attn.norm")) == t // 2  # scattered: T/tp rows
     # the head scores each sequence's last row, gathered from the T/tp-row stream
     lag = _node(g, "r0/s0/mb0/lm.allgather")

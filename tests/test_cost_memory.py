@@ -9,6 +9,7 @@ import pytest
 from conftest import make_plan
 
 from dagen.cost.memory import RUNTIME_RESERVE_BYTES, memory_report
+from dagen.graph.build import build_graph
 from dagen.mesh import build_mesh
 from dagen.plan.loader import load_plan
 from dagen.plan.model import Plan
@@ -17,13 +18,13 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
 def _report(plan: Plan):  # type: ignore[no-untyped-def]
-    return memory_report(plan, build_mesh(plan.parallel, plan.hardware.gpus_per_node))
+    return memory_report(build_graph(plan))
 
 
 def test_seed_fixed_weights_per_rank_by_hand() -> None:
     plan = load_plan(SAMPLES / "seed-moe-10b-fixed.yaml")
     mesh = build_mesh(plan.parallel, plan.hardware.gpus_per_node)
-    mem = memory_report(plan, mesh)
+    mem = memory_report(build_graph(plan, mesh))
     h, hd, vocab, layers = 2048, 128, 32000, 4  # 4 layers per stage, all MoE
     # TP2: 8 of 16 query heads and 8 of 16 KV heads per rank; Q, K, V, O
     attention = h * hd * (2 * 8 + 2 * 8) + 2 * h  # + two norm vectors

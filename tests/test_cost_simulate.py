@@ -17,8 +17,7 @@ import pytest
 from conftest import make_plan
 from handgraph import HandGraph, pipeline, small_plan
 
-from dagen.cost import estimate
-from dagen.cost.estimator import durations
+from dagen.cost import Roofline, estimate
 from dagen.cost.simulate import simulate
 from dagen.graph.algo import HasACycle, topological_order
 from dagen.graph.build import build_graph
@@ -93,12 +92,12 @@ def test_built_graphs_match_the_reference(name: str) -> None:
     rng = np.random.default_rng(len(name))
     # Random durations, and the model's own: both must agree with the event loop.
     _check_against_reference(graph, rng.uniform(0.1, 1.0, graph.n_nodes))
-    _check_against_reference(graph, durations(graph))
+    _check_against_reference(graph, Roofline().node_seconds(graph))
 
 
 def test_the_seed_fixed_sample_matches_the_reference() -> None:
     graph = build_graph(load_plan(SAMPLES / "seed-moe-10b-fixed.yaml"))  # 28,160 nodes
-    _check_against_reference(graph, durations(graph))
+    _check_against_reference(graph, Roofline().node_seconds(graph))
 
 
 def test_collective_members_start_together_and_recvs_wait_for_their_sends() -> None:
@@ -118,7 +117,7 @@ def test_collective_members_start_together_and_recvs_wait_for_their_sends() -> N
 
 def test_streams_run_one_node_at_a_time() -> None:
     graph = build_graph(make_plan(**BUILT["moe-ep4"]))
-    s = simulate(graph, durations(graph))
+    s = simulate(graph, Roofline().node_seconds(graph))
     for stream in (0, 1):
         idx = np.flatnonzero(s.stream == stream)
         idx = idx[np.lexsort((s.start_s[idx], graph.rank[idx]))]
@@ -140,7 +139,7 @@ def test_pipeline_bubble_is_close_to_the_gpipe_formula() -> None:
 
 def test_critical_path_ends_last_and_each_step_is_tight() -> None:
     graph = build_graph(make_plan(**BUILT["tp2-pp2"]))
-    s = simulate(graph, durations(graph))
+    s = simulate(graph, Roofline().node_seconds(graph))
     path = s.critical_path
     assert s.end_s[path[-1]] == s.makespan_s
     assert s.start_s[path[0]] == 0.0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import make_plan
 
-from dagen.cost import estimate, judge_plan_bounds, verdict_findings
+from dagen.cost import estimate, judge_estimate, judge_plan_bounds, verdict_findings
 from dagen.cost.bounds import token_flops
 from dagen.cost.verdicts import Verdict, VerdictKind
 from dagen.findings import Severity
@@ -34,6 +34,11 @@ ACHIEVABLE = 240e12 * 1.0  # the report's "240TFlops effective", flops_efficienc
 
 def _by_path(verdicts: tuple[Verdict, ...]) -> dict[str, Verdict]:
     return {v.path: v for v in verdicts}
+
+
+def judged(plan: Plan) -> tuple[Verdict, ...]:
+    """The plan's claims against the estimate of its graph."""
+    return judge_estimate(plan, estimate(build_graph(plan)))
 
 
 def test_seed_flops_per_token_by_hand() -> None:
@@ -77,7 +82,7 @@ def test_seed_ttft_and_memory_claims_are_within_their_bounds_but_unverified() ->
 def test_seed_fixed_verdicts_from_the_simulation() -> None:
     plan = load_plan(SAMPLES / "seed-moe-10b-fixed.yaml")
     est = estimate(build_graph(plan))
-    verdicts = _by_path(est.verdicts)
+    verdicts = _by_path(judge_estimate(plan, est))
     assert verdicts["targets.tokens_per_s_per_gpu"].verdict is VerdictKind.IMPOSSIBLE
     assert est.tokens_per_s_per_gpu < ACHIEVABLE / FLOP_PER_TOKEN  # the simulation obeys the bound
     ttft = verdicts["targets.ttft_s"]
@@ -91,7 +96,7 @@ def test_seed_fixed_verdicts_from_the_simulation() -> None:
 
 def test_findings_carry_codes_severities_and_the_target_line() -> None:
     plan = load_plan(SAMPLES / "seed-moe-10b-fixed.yaml")
-    findings = {f.code: f for f in verdict_findings(plan, estimate(build_graph(plan)).verdicts)}
+    findings = {f.code: f for f in verdict_findings(plan, judged(plan))}
     assert set(findings) == {"COST-TTFT", "COST-THROUGHPUT-GPU", "COST-MEMORY", "COST-OOM"}
     impossible = findings["COST-THROUGHPUT-GPU"]
     assert impossible.severity is Severity.ERROR and impossible.fix
@@ -111,10 +116,10 @@ def test_a_claim_within_the_bound_but_beyond_the_estimate_fails() -> None:
     graph = build_graph(plan)
     ttft = estimate(graph).ttft_s
     assert ttft is not None
-    bound = _by_path(estimate(graph).verdicts)  # no targets: only the fit
+    bound = _by_path(judge_estimate(plan, estimate(graph)))  # no targets: only the fit
     assert set(bound) == {"hardware.memory_gb"}
     tight = _with_targets(plan, ttft_s=ttft * 0.9)
-    v = _by_path(estimate(build_graph(tight)).verdicts)["targets.ttft_s"]
+    v = _by_path(judged(tight))["targets.ttft_s"]
     assert v.bound is not None and v.bound < ttft * 0.9 < v.estimate  # type: ignore[operator]
     assert v.verdict is VerdictKind.FAILS
     (finding,) = [f for f in verdict_findings(tight, (v,))]
@@ -123,21 +128,21 @@ def test_a_claim_within_the_bound_but_beyond_the_estimate_fails() -> None:
 
 def test_a_latency_claim_below_the_bound_is_impossible() -> None:
     plan = _with_targets(make_plan(phase="decode", batch=64, prompt_len=1024), tpot_ms=1e-6)
-    v = _by_path(estimate(build_graph(plan)).verdicts)["targets.tpot_ms"]
+    v = _by_path(judged(plan))["targets.tpot_ms"]
     assert v.verdict is VerdictKind.IMPOSSIBLE
     assert v.bound is not None and v.estimate is not None and v.bound <= v.estimate
 
 
 def test_a_claim_for_another_phase_is_judged_by_its_bound_only() -> None:
     plan = _with_targets(make_plan(phase="decode", batch=8), ttft_s=100.0)
-    v = _by_path(estimate(build_graph(plan)).verdicts)["targets.ttft_s"]
+    v = _by_path(judged(plan))["targets.ttft_s"]
     assert v.verdict is VerdictKind.UNVERIFIED and v.estimate is None
 
 
 def test_a_plan_that_does_not_fit_fails_with_cost_oom() -> None:
     # the weights fit in 0.5 GB, but not with the runtime reserve and buffers
     plan = make_plan(memory_gb=0.5)
-    v = _by_path(estimate(build_graph(plan)).verdicts)["hardware.memory_gb"]
+    v = _by_path(judged(plan))["hardware.memory_gb"]
     assert v.verdict is VerdictKind.FAILS
     (finding,) = verdict_findings(plan, (v,))
     assert finding.code == "COST-OOM" and finding.severity is Severity.ERROR
@@ -145,7 +150,7 @@ def test_a_plan_that_does_not_fit_fails_with_cost_oom() -> None:
 
 def test_weights_larger_than_the_gpu_are_impossible() -> None:
     plan = make_plan(memory_gb=1e-6)  # 1,000 bytes: less than one layer's weights
-    v = _by_path(estimate(build_graph(plan)).verdicts)["hardware.memory_gb"]
+    v = _by_path(judged(plan))["hardware.memory_gb"]
     assert v.verdict is VerdictKind.IMPOSSIBLE
     plan_only = _by_path(judge_plan_bounds(plan))["hardware.memory_gb"]
     assert plan_only.verdict is VerdictKind.IMPOSSIBLE

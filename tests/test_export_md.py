@@ -118,12 +118,13 @@ def test_report_of_a_plan_with_errors_has_no_graph_but_shows_the_findings() -> N
 
 
 def test_report_with_an_estimate_lists_memory_and_verdicts() -> None:
-    from dagen.cost import estimate
+    from dagen.cost import estimate, judge_estimate
 
     base = make_plan(pp=2, tp=2)
     plan = dataclasses.replace(base, targets=Targets(ttft_s=10.0, max_memory_fraction=0.9))
     g = build_graph(plan)
     est = estimate(g)
+    est = dataclasses.replace(est, verdicts=judge_estimate(plan, est))
     text = render_markdown(ExportContext(graph=g, estimate=est))
     assert "## Estimate" in text and "time to first token" in text
     rows = _table_rows(text, "| Claim |")

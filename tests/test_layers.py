@@ -66,3 +66,47 @@ def test_module_imports_only_layers_to_its_left(path: Path) -> None:
 def test_every_layer_exists() -> None:
     for layer in LAYERS:
         assert (PKG / layer).is_dir() or (PKG / f"{layer}.py").is_file(), layer
+
+
+def _reaches_for_a_plan(path: Path) -> list[int]:
+    """Lines of ``path`` that read ``.plan`` off a graph-like value (graph, g, view, ctx.graph)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr == "plan":
+            base = node.value
+            name = base.id if isinstance(base, ast.Name) else getattr(base, "attr", "")
+            if name in {"graph", "g", "view"}:
+                lines.append(node.lineno)
+    return lines
+
+
+def test_nothing_after_the_graph_layer_reads_a_plan_off_the_graph() -> None:
+    from dagen.graph.ir import Graph
+
+    assert "plan" not in {f for f in Graph.__dataclass_fields__}
+    later = [
+        p
+        for p in _modules()
+        if _layer_of(list(p.relative_to(PKG).parts)) in {"graph", "checks", "cost", "export"}
+    ]
+    offenders = {str(p.relative_to(PKG)): lines for p in later if (lines := _reaches_for_a_plan(p))}
+    assert offenders == {}
+
+
+def test_checks_hold_checks_only() -> None:
+    """Graph algorithms live in dagen/graph/algo; every public function of checks/ is a
+    check (``check_…``) or the oracle (``expected``)."""
+    for path in sorted((PKG / "checks").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+                assert node.name.startswith("check_") or node.name in {
+                    "expected",
+                    "expected_targets",
+                    "expected_sources",
+                    "disagree",
+                    "inst_label",
+                    "place",
+                    "make",
+                }, f"{path.name}: {node.name} is not a check"

@@ -7,7 +7,7 @@ them all. Codes, meanings and algorithms: docs/graph-checks.md.
 - :func:`check_acyclic`: no deadlock (``GRAPH-CYCLE``, ``GRAPH-SERIAL-DEADLOCK``).
 - :func:`check_completeness`: every op of every layer, micro-batch and step exactly once
   per rank; every expert once per expert-parallel group; no idle rank; every
-  micro-batch through every stage.
+  micro-batch through every stage (each pool of a multi-pool graph on its own view).
 - :func:`check_comms`: every send has one recv with the same bytes and micro-batch;
   every collective instance joined by exactly its group with equal sizes and one op.
 - :func:`check_collective_order`: the members of a group issue its collectives in the
@@ -82,6 +82,10 @@ def check_graph(graph: Graph, *, lint: bool = False) -> list[Finding]:
     findings: list[Finding] = []
     for check in (check_acyclic, check_completeness, check_comms, check_collective_order):
         start = time.perf_counter()
-        findings += check(graph, shared)
+        if check is check_completeness and len(graph.pools) > 1:
+            for p in range(len(graph.pools)):  # each pool against its own plan
+                findings += check_completeness(graph.pool_view(p))
+        else:
+            findings += check(graph, shared)
         log.debug("%s: %.3f s", check.__name__, time.perf_counter() - start)
     return findings

@@ -26,7 +26,7 @@ import numpy.typing as npt
 from dagen.checks.common import Code, make
 from dagen.findings import Finding, count, rank_list
 from dagen.graph.ir import OP_LABELS, Coll, Graph, GroupKind
-from dagen.graph.lookup import BlockIndex, occurrence
+from dagen.graph.lookup import message_ends
 from dagen.graph.ops import OP_COLL, OP_DIM
 
 __all__ = [
@@ -58,16 +58,8 @@ class Ends:
 
 
 def _ends(graph: Graph, nodes: I64, sending: bool) -> Ends:
-    mesh = graph.mesh
-    ranks = graph.rank[nodes]
-    step, mb = graph.step[nodes], graph.mb[nodes]
-    key = (mesh.stage[ranks], step, mb, occurrence(ranks, step, mb))
-    index = BlockIndex(graph.schedule)
-    found, stage, estep, emb = index.send(*key) if sending else index.recv(*key)
-    table = mesh.groups("pp").astype(np.int64)
-    stage = np.where(found, np.minimum(stage, table.shape[1] - 1), 0)
-    peer: I64 = table[mesh.group_of("pp")[ranks], stage]
-    return Ends(found=found, rank=np.where(found, peer, -1), step=estep, mb=emb)
+    found, peer, step, mb = message_ends(graph, nodes, sending)
+    return Ends(found=found, rank=peer, step=step, mb=mb)
 
 
 def expected_targets(graph: Graph, sends: I64) -> Ends:

@@ -46,7 +46,8 @@ class Verdict:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CellTable:
     """``cell[i]``: node ``i``'s cell (``total`` for none); ``seen``: whether each cell
-    holds a node, shaped ``[world, steps, mbs, rows, width]``; ``trash``: nodes without a
+    holds a node, shaped ``[pool ranks, steps, mbs, rows, width]`` (the graph is one pool,
+    or one pool's view: a rank's row is its index in the pool); ``trash``: nodes without a
     cell. Exact counts (:meth:`counts`) are only needed when ``seen`` differs from the
     expected table, so the common case costs one boolean scatter instead of a bincount."""
 
@@ -63,14 +64,18 @@ class CellTable:
     def of(graph: Graph, exp: Expected, shared: Shared | None = None) -> CellTable:
         """Place the graph's nodes in the table of ``exp``."""
         sh = shared or Shared(graph)
-        shape = (graph.mesh.world, exp.steps, exp.mbs, exp.rows, exp.width)
+        pool = graph.pools[0]
+        shape = (pool.world, exp.steps, exp.mbs, exp.rows, exp.width)
         total = int(np.prod(shape))
         dt = np.dtype(np.int32 if total < (1 << 31) - 1 else np.int64)
         # In-place arithmetic on two buffers: fresh temporaries of n elements each cost
         # page faults that dominate this pass at millions of nodes.
         cell = _row_col(graph, exp, sh, dt)  # slot · width + col, negative for none
         bad = cell < 0
-        per_rank = np.arange(shape[0], dtype=dt) * np.asarray(total // max(shape[0], 1), dt)
+        per_rank = np.zeros(graph.world, dtype=dt)  # by global rank, for per_node
+        per_rank[pool.ranks.start : pool.ranks.stop] = np.arange(shape[0], dtype=dt) * np.asarray(
+            total // max(shape[0], 1), dt
+        )
         base: Int = sh.per_node(per_rank)
         cell += base
         for term, factor in (
@@ -98,7 +103,7 @@ class CellTable:
     def want(self, graph: Graph) -> Bool:
         """bool, shaped like ``counts``: the expected cells."""
         blocks = np.stack([self.exp.stage_block(s) for s in range(self.exp.pp)])
-        want: Bool = blocks[graph.mesh.stage]
+        want: Bool = blocks[graph.pools[0].mesh.stage]
         return want
 
     def exact(self, graph: Graph, want: Bool, n_expert: int | None = None) -> bool:
@@ -113,7 +118,7 @@ class CellTable:
 
     def compare(self, graph: Graph, want: Bool) -> Verdict:
         """Every difference between the counts and ``want``."""
-        c, mesh = self.counts(), graph.mesh
+        c, mesh = self.counts(), graph.pools[0].mesh
         present = c.any(axis=(3, 4))  # [world, steps, mbs]
         n_rep = int(mesh.replica.max()) + 1
         by_stage = np.zeros((n_rep, self.exp.pp, *present.shape[1:]), dtype=np.int64)
@@ -129,18 +134,19 @@ class CellTable:
 
     def describe(self, graph: Graph, cell: int) -> tuple[int, str, str]:
         """(rank, readable place, op label) of a cell."""
-        r, step, mb, row, col = (int(x) for x in np.unravel_index(cell, self.seen.shape))
-        s = int(graph.mesh.stage[r])
+        local, step, mb, row, col = (int(x) for x in np.unravel_index(cell, self.seen.shape))
+        pool = graph.pools[0]
+        r, s = pool.rank0 + local, int(pool.mesh.stage[local])
         if row == 0:
             return r, f"r{r}/s{s}/t{step}/mb{mb}", OUTER_OPS[col].label
         layer = int(self.exp.first[s]) + row - 1
         op = int(np.flatnonzero(self.exp.col[int(self.exp.layer_class[layer])] == col)[0])
         return r, f"r{r}/s{s}/t{step}/L{layer}/mb{mb}", OP_LABELS[op]
 
-    def rank_of(self, cells: I64) -> I64:
-        """Rank of each cell."""
+    def rank_of(self, graph: Graph, cells: I64) -> I64:
+        """(Global) rank of each cell."""
         per_rank = self.total // max(self.seen.shape[0], 1)
-        ranks: I64 = cells // per_rank
+        ranks: I64 = cells // per_rank + graph.pools[0].rank0
         return ranks
 
 
@@ -158,12 +164,10 @@ def _row_col(graph: Graph, exp: Expected, sh: Shared, dt: np.dtype[Any]) -> Int:
         table[(slot_t[:, :, None] < 0) | (col_t[None, :, :] < 0)] = -1
         key *= n_ops
         key += graph.op
-        key += sh.per_node(
-            np.arange(exp.pp, dtype=dt)[graph.mesh.stage] * (slot_t.shape[1] * n_ops)
-        )
+        key += sh.per_node(_stage_of_rank(graph, dt) * (slot_t.shape[1] * n_ops))
         out: Int = table.astype(dt).ravel()[key]
         return out
-    slot: Int = sh.per_node(graph.mesh.stage.astype(dt) * np.asarray(slot_t.shape[1], dt))
+    slot: Int = sh.per_node(_stage_of_rank(graph, dt) * np.asarray(slot_t.shape[1], dt))
     slot += key
     slot = slot_t.astype(dt).ravel()[slot]
     key *= n_ops
@@ -174,6 +178,15 @@ def _row_col(graph: Graph, exp: Expected, sh: Shared, dt: np.dtype[Any]) -> Int:
     slot += col
     np.copyto(slot, np.asarray(-1, dt), where=bad)
     return slot
+
+
+def _stage_of_rank(graph: Graph, dt: np.dtype[Any]) -> Int:
+    """Each rank's stage, by global rank (0 for ranks of other pools: a pool's view has
+    no node there)."""
+    stage: Int = graph.ranks.stage.astype(dt)
+    if graph.ranks.world != graph.pools[0].world:
+        stage[graph.ranks.pool != graph.pools[0].index] = 0
+    return stage
 
 
 def _out_of_range(values: npt.NDArray[np.int16], upper: int) -> bool:

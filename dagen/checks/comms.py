@@ -68,7 +68,7 @@ def _p2p_key(graph: Graph, nodes: I64, sending: bool) -> I64:
     """(source rank, destination rank, the recv's step and micro-batch) of sends or recvs
     as one int64, so that a send and the recv the schedule pairs it with share a key
     (a send the schedule does not pair gets a key no recv has)."""
-    world = graph.mesh.world
+    world = graph.world
     me, peer = graph.rank[nodes].astype(np.int64), graph.aux[nodes].astype(np.int64)
     src, dst = (me, peer) if sending else (peer, me)
     step, mb = graph.step[nodes].astype(np.int64), graph.mb[nodes].astype(np.int64)
@@ -278,7 +278,7 @@ def _member_index(graph: Graph, ginst: I64, ranks: npt.NDArray[np.int32]) -> tup
     When no rank sits in two groups of one kind (the mesh's rule), a table over (group
     kind, rank) answers by lookup; otherwise a binary search over (group, member) keys.
     """
-    world = graph.mesh.world
+    world = graph.world
     sizes = np.diff(graph.group_offsets)
     owner = np.repeat(np.arange(sizes.shape[0], dtype=np.int64), sizes)
     kinds = graph.group_kind.astype(np.int64)

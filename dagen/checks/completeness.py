@@ -1,6 +1,7 @@
 """Completeness: the graph computes exactly what the plan says, once.
 
-Against the expected op table of :mod:`dagen.checks.expect` (plan and mesh only):
+Against the expected op table of :mod:`dagen.checks.expect` (the pool's plan-level facts
+only), one pool at a time:
 
 - ``GRAPH-MISSING`` / ``GRAPH-DUPLICATE``: every (rank, step, micro-batch, layer, op) the
   plan implies exists exactly once. A rank is one (tp, cp) shard of its replica's stage,
@@ -69,7 +70,8 @@ def _skips(graph: Graph, exp: Expected, skips: list[tuple[int, int, int, int]]) 
     if not skips:
         return []
     rep, s, t, m = skips[0]
-    mesh = graph.mesh
+    pool = graph.pools[0]
+    mesh = pool.mesh
     return [
         make(
             graph,
@@ -79,7 +81,7 @@ def _skips(graph: Graph, exp: Expected, skips: list[tuple[int, int, int, int]]) 
             f"pipeline stage of its replica; first: replica {rep}, micro-batch {m}, "
             f"step {t} skips stage {s} of {exp.pp}",
             "expand every micro-batch of every step over every pipeline stage of its replica",
-            ranks=np.flatnonzero((mesh.replica == rep) & (mesh.stage == s)),
+            ranks=np.flatnonzero((mesh.replica == rep) & (mesh.stage == s)) + pool.rank0,
             data={"skips": len(skips), "first": [rep, s, t, m]},
         )
     ]
@@ -97,7 +99,7 @@ def _missing(graph: Graph, table: CellTable, cells: I64) -> list[Finding]:
     if cells.size == 0:
         return []
     _, place, op = table.describe(graph, int(cells[0]))
-    ranks = table.rank_of(cells)
+    ranks = table.rank_of(graph, cells)
     width = table.exp.width
     row = int(cells[0]) - int(cells[0]) % width  # the first missing op's neighbours
     beside = np.flatnonzero((table.cell >= row) & (table.cell < row + width))
@@ -177,11 +179,13 @@ def _stage_work(exp: Expected) -> Bool:
 def _idle(graph: Graph, exp: Expected, exact: bool) -> list[Finding]:
     """Ranks without compute nodes: an error where the plan gives their stage compute, a
     warning where it does not (a stage with no layer only forwards activations)."""
-    planned = _stage_work(exp)[graph.mesh.stage]
+    pool = graph.pools[0]
+    planned = _stage_work(exp)[pool.mesh.stage]
     if exact:
         idle = ~planned
     else:
-        work = np.bincount(graph.rank[graph.kind == Kind.COMPUTE], minlength=graph.mesh.world)
+        busy = graph.rank[graph.kind == Kind.COMPUTE] - pool.rank0
+        work = np.bincount(busy[(busy >= 0) & (busy < pool.world)], minlength=pool.world)
         idle = work == 0
     found: list[Finding] = []
     for mask, severity, why, fix in (
@@ -198,13 +202,13 @@ def _idle(graph: Graph, exp: Expected, exact: bool) -> list[Finding]:
             "give every pipeline stage at least one layer, or lower pp",
         ),
     ):
-        ranks = np.flatnonzero(mask)
+        ranks = np.flatnonzero(mask) + pool.rank0
         if ranks.size:
             found.append(
                 make(
                     graph,
                     Code.IDLE_RANK,
-                    f"{count(ranks.size, 'rank')} of {graph.mesh.world:,} run no compute op "
+                    f"{count(ranks.size, 'rank')} of {pool.world:,} run no compute op "
                     f"{why}: {rank_list(ranks)}",
                     fix,
                     ranks=ranks,

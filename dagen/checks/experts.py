@@ -60,7 +60,7 @@ def check_experts(
     local, per_stage = _moe_local(exp)
     if per_stage.sum() == 0 and not nodes.size:
         return []
-    mesh = graph.mesh
+    mesh = graph.pools[0].mesh  # the graph is one pool, or one pool's view
     n_groups = mesh.groups("ep").shape[0]
     width = max(int(per_stage.max()), 1)
     shape = (n_groups, width, exp.steps, exp.mbs, max(exp.experts, 1))
@@ -97,9 +97,9 @@ def _same_rank(graph: Graph, nodes: I64, cell: Int, ok: Bool) -> list[Finding]:
     expert (:func:`dagen.mesh.expert_placement`; DeepSeek-V3 / vLLM EPLB). One sort of the
     (cell, position in the EP group) keys of the expert nodes; an index sort only when two
     keys are equal."""
-    ep = graph.mesh.sizes["ep"]
+    ep = graph.pools[0].mesh.sizes["ep"]
     idx = np.flatnonzero(ok)
-    key = cell[idx].astype(np.int64) * ep + graph.mesh.coords["ep"][graph.rank[nodes[idx]]]
+    key = cell[idx].astype(np.int64) * ep + graph.ranks.coords["ep"][graph.rank[nodes[idx]]]
     ordered = np.sort(key)
     if not np.any(ordered[1:] == ordered[:-1]):  # the sound case: no index sort needed
         return []
@@ -139,12 +139,12 @@ def _cells(
     graph: Graph, exp: Expected, nodes: I64, local: I64, shape: tuple[int, ...]
 ) -> tuple[Int, Bool]:
     """Cell of every expert node (``total`` when it has none) and whether it has one."""
-    mesh = graph.mesh
+    pool = graph.pools[0]
     _, width, steps, mbs, n_exp = shape
     total = int(np.prod(shape))
     dt = np.dtype(np.int32 if total < (1 << 31) - 1 else np.int64)
     r = graph.rank[nodes]
-    key: Int = mesh.stage.astype(dt)[r]
+    key: Int = graph.ranks.stage.astype(dt)[r]
     key *= local.size + 2
     key += np.clip(graph.layer[nodes], -1, local.size).astype(dt) + 1
     mloc = _mloc_table(exp, local).astype(dt).ravel()[key]
@@ -152,7 +152,8 @@ def _cells(
     mb, step = graph.mb[nodes], graph.step[nodes]
     ok: Bool = (mloc >= 0) & (e >= 0) & (e < exp.experts)
     ok &= (mb >= 0) & (mb < mbs) & (step >= 0) & (step < steps)
-    cell: Int = (mesh.group_of("ep").astype(dt) * np.asarray(width, dt))[r]
+    local_rank = r - np.int32(pool.rank0) if pool.rank0 else r
+    cell: Int = (pool.mesh.group_of("ep").astype(dt) * np.asarray(width, dt))[local_rank]
     cell += mloc
     for factor, term in ((steps, step), (mbs, mb), (n_exp, e)):
         cell *= factor
@@ -165,8 +166,9 @@ def _row_text(
     graph: Graph, exp: Expected, exp_row: tuple[int, ...]
 ) -> tuple[str, npt.NDArray[np.int32]]:
     g, m, t, mb = exp_row
-    members = graph.mesh.groups("ep")[g]
-    s = int(graph.mesh.stage[members[0]])
+    pool = graph.pools[0]
+    s = int(pool.mesh.stage[pool.mesh.groups("ep")[g][0]])
+    members = pool.mesh.groups("ep")[g] + np.int32(pool.rank0)
     local, _ = _moe_local(exp)
     layer = int(np.flatnonzero((local == m) & (np.arange(local.size) >= exp.first[s]))[0])
     return (

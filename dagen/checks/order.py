@@ -57,7 +57,7 @@ def _positions(graph: Graph, nodes: I64, rank_major: bool) -> tuple[I64, I64, I6
     On a rank-major graph, nodes in index order are already sorted by (rank, program
     order), so a stable sort by group alone gives the (group, rank, program order) order.
     """
-    world = graph.mesh.world
+    world = graph.world
     group = graph.aux[nodes].astype(np.int64)
     if rank_major:
         order = _sort_by_group(group, int(graph.group_kind.shape[0]))

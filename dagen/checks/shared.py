@@ -34,6 +34,8 @@ class Shared(Derived):
 
     @property
     def expected(self) -> Expected:
-        """The plan's expected op table (:func:`dagen.checks.expect.expected`)."""
-        out: Expected = self._get("expected", lambda: expected(self.graph.plan, self.graph.mesh))
+        """The expected op table of the graph's pool (:func:`dagen.checks.expect.expected`;
+        the per-pool checks run on one pool's view of a multi-pool graph)."""
+        g = self.graph
+        out: Expected = self._get("expected", lambda: expected(g.pools[0], g.model))
         return out

@@ -1,8 +1,9 @@
 """Cost: memory per GPU, a simulated schedule, and verdicts on the plan's claims.
 
-- :func:`estimate` prices a built graph: roofline compute times, alpha-beta
-  communication times, a two-stream schedule simulation, memory per rank, and the
-  verdict on every target of the plan.
+- :func:`estimate` prices a built graph with a cost model (:class:`CostModel`; the
+  roofline and alpha-beta model by default, :func:`default_cost_model`), simulates its
+  two-stream schedule and reports memory per rank, latency and throughput;
+  :func:`judge_estimate` weighs a plan's targets against it.
 - :func:`judge_plan_bounds` judges a plan's claims against first-principles bounds
   alone, without a graph (for plans that cannot be built).
 - :func:`verdict_findings` turns verdicts into findings (``COST-*`` codes).
@@ -12,15 +13,17 @@ Every formula and constant: docs/cost-model.md.
 Example:
     >>> from dagen.cost import estimate, verdict_findings
     >>> est = estimate(graph)  # doctest: +SKIP
-    >>> [f.code for f in verdict_findings(graph.plan, est.verdicts)]  # doctest: +SKIP
+    >>> [f.code for f in verdict_findings(plan, judge_estimate(plan, est))]  # doctest: +SKIP
     ['COST-TTFT', 'COST-THROUGHPUT-GPU', 'COST-MEMORY', 'COST-OOM']
 """
 
 from __future__ import annotations
 
 from dagen.cost.engine import Meter
-from dagen.cost.estimator import Estimate, durations, estimate
+from dagen.cost.estimator import Estimate, PoolFigures, estimate, judge_estimate
 from dagen.cost.memory import MemoryReport, memory_report
+from dagen.cost.model import CostModel, CostModelError, Scaled, TableModel, default_cost_model
+from dagen.cost.roofline import Roofline
 from dagen.cost.simulate import Schedule
 from dagen.cost.verdicts import (
     EstimateParts,
@@ -32,16 +35,23 @@ from dagen.cost.verdicts import (
 )
 
 __all__ = [
+    "CostModel",
+    "CostModelError",
     "Estimate",
     "EstimateParts",
     "MemoryReport",
     "Meter",
+    "PoolFigures",
+    "Roofline",
+    "Scaled",
     "Schedule",
+    "TableModel",
     "Verdict",
     "VerdictKind",
-    "durations",
+    "default_cost_model",
     "estimate",
     "judge",
+    "judge_estimate",
     "judge_plan_bounds",
     "memory_report",
     "verdict_findings",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dagen.plan.model import Convention, Model, Phase, Plan
+from dagen.plan.model import Convention, DType, Hardware, Model, Phase, Plan
 from dagen.plan.params import active_params, count_params, format_count
 
 __all__ = [
@@ -26,7 +26,9 @@ __all__ = [
     "achievable_flops",
     "achievable_hbm",
     "bound_world",
+    "flop_rate",
     "fmt",
+    "hbm_rate",
     "token_flops",
     "total_weight_bytes",
 ]
@@ -109,19 +111,27 @@ def token_flops(plan: Plan, phase: Phase | None = None) -> TokenFlops:
     )  # fmt: skip
 
 
-def achievable_flops(plan: Plan) -> tuple[float, str]:
-    """FLOP/s one GPU achieves at best, and how it was found."""
-    hw = plan.hardware
-    peak = hw.tflops(plan.model.dtype)
+def flop_rate(hw: Hardware, dtype: DType) -> tuple[float, str]:
+    """FLOP/s one GPU of ``hw`` achieves at best in ``dtype``, and how it was found."""
+    peak = hw.tflops(dtype)
     rate = peak * 1e12 * hw.flops_efficiency
     return rate, f"{fmt(peak)} TFLOP/s × {hw.flops_efficiency:g} = {fmt(rate)} FLOP/s"
 
 
-def achievable_hbm(plan: Plan) -> tuple[float, str]:
-    """HBM bytes/s one GPU achieves at best, and how it was found."""
-    hw = plan.hardware
+def hbm_rate(hw: Hardware) -> tuple[float, str]:
+    """HBM bytes/s one GPU of ``hw`` achieves at best, and how it was found."""
     rate = hw.hbm_tbps * 1e12 * hw.hbm_efficiency
     return rate, f"{fmt(hw.hbm_tbps)} TB/s × {hw.hbm_efficiency:g}"
+
+
+def achievable_flops(plan: Plan) -> tuple[float, str]:
+    """FLOP/s one GPU of the plan achieves at best, and how it was found."""
+    return flop_rate(plan.hardware, plan.model.dtype)
+
+
+def achievable_hbm(plan: Plan) -> tuple[float, str]:
+    """HBM bytes/s one GPU of the plan achieves at best, and how it was found."""
+    return hbm_rate(plan.hardware)
 
 
 def bound_world(plan: Plan) -> tuple[int, str]:

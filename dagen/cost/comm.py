@@ -61,7 +61,7 @@ def group_sizes(graph: Graph) -> I64:
 
 def group_crosses_hosts(graph: Graph) -> Bool:
     """bool ``[groups]``: whether a group's members sit on more than one host."""
-    return spans_hosts(graph.mesh.host, graph.group_offsets, graph.group_members)
+    return spans_hosts(graph.ranks.host, graph.group_offsets, graph.group_members)
 
 
 def _steps(n: I64) -> F64:
@@ -76,33 +76,39 @@ def _link(hw: Hardware, inter: Bool) -> tuple[F64, F64]:
     return bw, alpha
 
 
-def _collectives(graph: Graph, idx: I64, nbytes: F64) -> F64:
+def _collectives(graph: Graph, hw: Hardware, idx: I64, nbytes: F64, crosses: Bool) -> F64:
     group = graph.aux[idx].astype(np.int64)
     n = group_sizes(graph)[group]
     coll = graph.inst_coll[graph.inst[idx]]
-    bw, alpha = _link(graph.plan.hardware, group_crosses_hosts(graph)[group])
+    bw, alpha = _link(hw, crosses[group])
     seconds: F64 = alpha * _steps(n) + bus_factors(coll, n) * nbytes / bw
     seconds[n <= 1] = 0.0
     return seconds
 
 
-def _sends(graph: Graph, idx: I64, nbytes: F64) -> F64:
-    host = graph.mesh.host
+def _sends(graph: Graph, hw: Hardware, idx: I64, nbytes: F64) -> F64:
+    host = graph.ranks.host
     inter = host[graph.rank[idx]] != host[graph.aux[idx]]
-    bw, alpha = _link(graph.plan.hardware, inter)
+    bw, alpha = _link(hw, inter)
     seconds: F64 = alpha + nbytes / bw
     return seconds
 
 
 def comm_durations(graph: Graph) -> F64:
-    """Seconds of every collective and send node; 0 for compute nodes and recvs.
+    """Seconds of every collective and send node; 0 for compute nodes and recvs, each on
+    its pool's links.
 
     A recv has no time of its own: it ends when the data of its send has arrived.
     """
     out = np.zeros(graph.n_nodes, dtype=np.float64)
-    nbytes = graph.tmpl_bytes[graph.tmpl].astype(np.float64)
-    coll = np.flatnonzero(graph.kind == Kind.COLLECTIVE)
-    out[coll] = _collectives(graph, coll, nbytes[coll])
-    send = np.flatnonzero(graph.kind == Kind.SEND)
-    out[send] = _sends(graph, send, nbytes[send])
+    crosses = group_crosses_hosts(graph)
+    for p, pool in enumerate(graph.pools):
+        at = graph.node_slice(p)
+        first = at.start or 0
+        kind = graph.kind[at]
+        nbytes = graph.tmpl_bytes[graph.tmpl[at]].astype(np.float64)
+        coll = np.flatnonzero(kind == Kind.COLLECTIVE)
+        out[coll + first] = _collectives(graph, pool.hardware, coll + first, nbytes[coll], crosses)
+        send = np.flatnonzero(kind == Kind.SEND)
+        out[send + first] = _sends(graph, pool.hardware, send + first, nbytes[send])
     return out

@@ -1,4 +1,7 @@
-"""The cost estimate of a built graph: memory, the simulated schedule, and the verdicts.
+"""The cost estimate of a built graph: memory, the simulated schedule, latency, throughput.
+
+Any cost model of the protocol (:mod:`dagen.cost.model`) prices the nodes; the roofline is
+the default. The plan's claims are judged against an estimate by :func:`judge_estimate`.
 
 Example:
     >>> from dagen.cost import estimate
@@ -9,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,17 +20,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from dagen.cost.comm import comm_durations
 from dagen.cost.engine import Meter
 from dagen.cost.memory import MemoryReport, memory_report
-from dagen.cost.roofline import compute_durations
+from dagen.cost.model import CostModel, default_cost_model, node_seconds
 from dagen.cost.simulate import Schedule, simulate
 from dagen.cost.usage import utilisation
 from dagen.cost.verdicts import EstimateParts, Verdict, judge
 from dagen.graph.ir import Graph
-from dagen.plan.model import Phase, Plan
+from dagen.graph.pool import Pool
+from dagen.plan.model import Hardware, Plan
 
-__all__ = ["Estimate", "estimate"]
+__all__ = ["Estimate", "PoolFigures", "estimate", "judge_estimate"]
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +53,13 @@ class Estimate:
     """uint8 ``[n_nodes]``: 0 compute, 1 communication."""
     makespan_s: float
     ttft_s: float | None
-    """Time to first token: the prefill makespan (None for decode)."""
+    """Time to first token: the prefill makespan (None for decode; the longest prefill
+    pool's with several pools)."""
     tpot_s: float | None
     """Time per output token: makespan / decode steps (None for prefill)."""
     tokens_per_s: float
-    """Prefill: batch · prompt_len / makespan; decode: batch · steps / makespan."""
+    """Prefill: batch · prompt_len / makespan; decode: batch · steps / makespan (the sum
+    over pools)."""
     tokens_per_s_per_gpu: float
     bubble_fraction: float
     """Rank-time with nothing running or moving, over world × makespan."""
@@ -62,69 +68,137 @@ class Estimate:
     critical_path: I64
     """Node indices, earliest first, of the chain of tight dependencies that sets the
     makespan."""
-    verdicts: tuple[Verdict, ...]
+    pools: tuple[PoolFigures, ...] = ()
+    """Each pool's figures (one for a single-pool graph, equal to the fields above)."""
+    cost_model: str = "roofline"
+    """The name of the cost model that priced the nodes."""
+    verdicts: tuple[Verdict, ...] = ()
+    """The plan's claims weighed against this estimate (:func:`judge_estimate`; set by
+    :func:`dagen.analyse`)."""
     sim: dict[str, Any] = field(default_factory=dict)
     """How the simulation went: ``levels`` (vectorised rounds), ``wall_s``,
     ``nodes_per_s``."""
 
 
-def _figures(plan: Plan, world: int, makespan: float) -> dict[str, float | None]:
-    w = plan.workload
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolFigures:
+    """One pool's latency and throughput in the simulated schedule."""
+
+    name: str
+    world: int
+    makespan_s: float
+    """When the pool's last node ends."""
+    ttft_s: float | None
+    """Time to first token: the prefill makespan (None for decode)."""
+    tpot_s: float | None
+    """Time per output token: makespan / decode steps (None for prefill)."""
+    tokens_per_s: float
+    """Prefill: batch · prompt_len / makespan; decode: batch · steps / makespan."""
+    tokens_per_s_per_gpu: float
+
+
+def _figures(pool: Pool, makespan: float) -> PoolFigures:
+    w = pool.workload
     if makespan <= 0.0:
-        return {"ttft_s": None, "tpot_s": None, "tokens_per_s": 0.0, "tokens_per_s_per_gpu": 0.0}
-    prefill = w.phase is Phase.PREFILL
+        return PoolFigures(name=pool.name, world=pool.world, makespan_s=makespan, ttft_s=None,
+                           tpot_s=None, tokens_per_s=0.0, tokens_per_s_per_gpu=0.0)  # fmt: skip
+    prefill = not w.decoding
     tokens = w.batch * (w.prompt_len if prefill else w.decode_steps)
     rate = tokens / makespan
-    return {
-        "ttft_s": makespan if prefill else None,
-        "tpot_s": None if prefill else makespan / w.decode_steps,
-        "tokens_per_s": rate,
-        "tokens_per_s_per_gpu": rate / world,
-    }
+    return PoolFigures(
+        name=pool.name, world=pool.world, makespan_s=makespan,
+        ttft_s=makespan if prefill else None, tpot_s=None if prefill else makespan / w.decode_steps,
+        tokens_per_s=rate, tokens_per_s_per_gpu=rate / pool.world,
+    )  # fmt: skip
 
 
-def durations(graph: Graph) -> F64:
-    """Each node's own time: roofline for compute nodes, alpha-beta for communication."""
-    result: F64 = compute_durations(graph) + comm_durations(graph)
-    return result
+def _pool_figures(graph: Graph, sched: Schedule) -> tuple[PoolFigures, ...]:
+    if len(graph.pools) == 1:
+        return (_figures(graph.pools[0], sched.makespan_s),)
+    ends = [sched.end_s[graph.node_slice(p)] for p in range(len(graph.pools))]
+    return tuple(
+        _figures(pool, float(end.max()) if end.size else 0.0)
+        for pool, end in zip(graph.pools, ends, strict=True)
+    )
 
 
-def estimate(graph: Graph, *, meter: Meter | None = None) -> Estimate:
-    """Estimate memory and time of ``graph`` and judge its plan's claims.
+def _latest(values: list[float | None]) -> float | None:
+    given = [v for v in values if v is not None]
+    return max(given) if given else None
 
-    ``meter(done, total)`` follows the schedule simulation, the long part.
+
+def _with_hardware(graph: Graph, hardware: Hardware | None) -> Graph:
+    if hardware is None:
+        return graph
+    return dataclasses.replace(
+        graph, pools=tuple(dataclasses.replace(p, hardware=hardware) for p in graph.pools)
+    )
+
+
+def estimate(
+    graph: Graph,
+    hardware: Hardware | None = None,
+    cost_model: CostModel | None = None,
+    *,
+    meter: Meter | None = None,
+) -> Estimate:
+    """Price every node of ``graph`` with ``cost_model``, simulate its schedule, and
+    report memory, latency, throughput and utilisation.
+
+    Args:
+        graph: The graph; each pool is priced on its own hardware.
+        hardware: Price every pool on this hardware instead.
+        cost_model: Default :func:`dagen.cost.default_cost_model` (the roofline).
+        meter: ``meter(done, total)`` follows the schedule simulation, the long part.
+
+    The verdicts on a plan's claims are the plan's business: :func:`judge_estimate`.
 
     Raises:
         dagen.graph.algo.HasACycle: the graph deadlocks (run the checks first).
+        CostModelError: the cost model priced a node with no finite, non-negative time.
 
     Example:
         >>> est = estimate(graph)  # doctest: +SKIP
-        >>> [v.verdict.value for v in est.verdicts]  # doctest: +SKIP
-        ['holds', 'impossible', 'holds']
+        >>> est.makespan_s > 0  # doctest: +SKIP
+        True
     """
-    plan, mesh = graph.plan, graph.mesh
-    sched: Schedule = simulate(graph, durations(graph), meter)
-    memory = memory_report(plan, mesh)
+    graph = _with_hardware(graph, hardware)
+    model = cost_model or default_cost_model()
+    sched: Schedule = simulate(graph, node_seconds(model, graph), meter)
+    memory = memory_report(graph)
     busy, bubble = utilisation(graph, sched)
-    figures = _figures(plan, mesh.world, sched.makespan_s)
-    parts = EstimateParts(world=mesh.world, memory=memory, **figures)
+    pools = _pool_figures(graph, sched)
     rate = graph.n_nodes / sched.wall_s if sched.wall_s > 0 else float("inf")
     log.info(
         "simulated %s nodes in %.3f s (%.0f nodes/s)", f"{graph.n_nodes:,}", sched.wall_s, rate
     )
+    total = sum(p.tokens_per_s for p in pools)
     return Estimate(
         memory=memory,
         start_s=sched.start_s,
         duration_s=sched.end_s - sched.start_s,
         stream=sched.stream,
         makespan_s=sched.makespan_s,
-        ttft_s=figures["ttft_s"],
-        tpot_s=figures["tpot_s"],
-        tokens_per_s=float(figures["tokens_per_s"] or 0.0),
-        tokens_per_s_per_gpu=float(figures["tokens_per_s_per_gpu"] or 0.0),
+        ttft_s=_latest([p.ttft_s for p in pools]),
+        tpot_s=_latest([p.tpot_s for p in pools]),
+        tokens_per_s=total,
+        tokens_per_s_per_gpu=pools[0].tokens_per_s_per_gpu
+        if len(pools) == 1
+        else total / graph.world,
         bubble_fraction=bubble,
         busy_fraction=busy,
         critical_path=sched.critical_path,
-        verdicts=judge(plan, parts),
+        pools=pools,
+        cost_model=model.name,
         sim={"levels": sched.levels, "wall_s": sched.wall_s, "nodes_per_s": rate},
     )
+
+
+def judge_estimate(plan: Plan, est: Estimate) -> tuple[Verdict, ...]:
+    """The verdicts on ``plan``'s claims against ``est`` and the first-principles bounds."""
+    parts = EstimateParts(
+        world=est.memory.total_bytes.shape[0], memory=est.memory, ttft_s=est.ttft_s,
+        tpot_s=est.tpot_s, tokens_per_s=est.tokens_per_s,
+        tokens_per_s_per_gpu=est.tokens_per_s_per_gpu,
+    )  # fmt: skip
+    return judge(plan, parts)

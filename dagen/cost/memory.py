@@ -1,13 +1,14 @@
-"""Memory per GPU from the plan and its mesh: weights, KV cache, activations, buffers.
+"""Memory per GPU: what the graph says each rank holds, plus the runtime's allowance.
 
-Every rank of a pipeline stage holds the same shard sizes (only which experts, heads
-and vocabulary rows differ), so each part is priced once per stage and spread over the
-stage's ranks through ``mesh.stage``. Formulas and assumptions: docs/cost-model.md
-("Memory").
+The graph layer prices what one rank of each stage holds (weights, KV cache,
+activations, its largest message: :attr:`dagen.graph.pool.Pool.residency`); this module
+spreads it over every rank by stage, adds the send and receive staging of that largest
+message and a fixed runtime reserve, and weighs the total against the pool's capacity.
+Formulas and assumptions: docs/cost-model.md ("Memory").
 
 Example:
     >>> from dagen.cost.memory import memory_report
-    >>> report = memory_report(plan, mesh)  # doctest: +SKIP
+    >>> report = memory_report(graph)  # doctest: +SKIP
     >>> report.peak_fraction  # doctest: +SKIP
     0.034
 """
@@ -19,13 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from dagen.graph.dims import Dims, derive_dims
-from dagen.graph.ir import COLLECTIVE_OPS, Block, Op
-from dagen.graph.traffic import Traffic, kv_token_bytes
-from dagen.mesh import Mesh
-from dagen.plan.model import Plan
-from dagen.plan.params import attention_params, ffn_matrices
-from dagen.plan.split import stage_layers
+from dagen.graph.ir import Graph
 
 __all__ = ["RUNTIME_RESERVE_BYTES", "MemoryReport", "memory_report"]
 
@@ -47,129 +42,50 @@ class MemoryReport:
     activation_bytes: I64
     buffer_bytes: I64
     total_bytes: I64
-    capacity_bytes: int
-    """``hardware.memory_gb`` · 1e9."""
+    capacity_per_rank: I64
+    """Each rank's ``hardware.memory_gb`` · 1e9 (its pool's)."""
+
+    @property
+    def capacity_bytes(self) -> int:
+        """The capacity of the fullest rank's GPU (every GPU's, in a single pool)."""
+        if not self.capacity_per_rank.size:
+            return 0
+        return int(self.capacity_per_rank[self.peak_rank])
 
     @property
     def peak_rank(self) -> int:
-        """The fullest rank (the lowest of ties)."""
-        return int(np.argmax(self.total_bytes)) if self.total_bytes.size else 0
+        """The fullest rank relative to its capacity (the lowest of ties)."""
+        if not self.total_bytes.size:
+            return 0
+        return int(np.argmax(self.total_bytes / self.capacity_per_rank))
 
     @property
     def peak_fraction(self) -> float:
-        """Fullest rank's total over the capacity."""
+        """Fullest rank's total over its capacity."""
         if not self.total_bytes.size:
             return 0.0
-        return float(self.total_bytes.max()) / self.capacity_bytes
+        return float(np.max(self.total_bytes / self.capacity_per_rank))
 
 
-def _attention_weights(d: Dims) -> int:
-    """One layer's attention weights on a rank: the rank's heads (KV heads replicated when
-    tp > kv_heads; MLA's down-projections and norms replicated, vLLM's MLA layout)."""
-    return attention_params(d.h, d.heads, d.kv_heads, d.head_dim, d.mla)
-
-
-@dataclass(frozen=True, slots=True)
-class _Stage:
-    layers: int
-    moe_layers: int
-    first: bool
-    last: bool
-
-
-def _stages(plan: Plan) -> list[_Stage]:
-    moe = plan.model.moe
-    ranges = stage_layers(plan)
-    out = []
-    for s, r in enumerate(ranges):
-        n_moe = sum(1 for layer in r if moe is not None and moe.is_moe_layer(layer))
-        out.append(_Stage(len(r), n_moe, s == 0, s == len(ranges) - 1))
-    return out
-
-
-def _stage_weights(plan: Plan, d: Dims, st: _Stage) -> tuple[int, int]:
-    """(all, routed-expert) weight bytes on one rank of a stage."""
-    m, moe = plan.model, plan.model.moe
-    per_layer = _attention_weights(d) + 2 * d.h
-    dense = (st.layers - st.moe_layers) * ffn_matrices(m.gated_ffn) * d.h * d.ffn
-    routed = 0
-    shared = 0
-    if moe is not None and st.moe_layers:
-        routed = st.moe_layers * d.slots * ffn_matrices(m.gated_ffn) * d.h * d.expert_ffn
-        shared = st.moe_layers * (d.h * d.experts + ffn_matrices(m.gated_ffn) * d.h * d.shared_ffn)
-    edges = d.vocab * d.h * int(st.first)  # input embedding, vocabulary-parallel
-    if st.last:  # final norm and LM head (a tied head shares the first stage's copy)
-        edges += d.h + d.vocab * d.h * int(not (m.tied_embeddings and st.first))
-    params = st.layers * per_layer + dense + routed + shared + edges
-    return params * d.e, routed * d.e
-
-
-def _stage_ops(plan: Plan, st: _Stage) -> list[Op]:
-    ops = [Op.ATTN_NORM, Op.ATTN_QKV, Op.ATTN_CORE, Op.ATTN_OUT, Op.ATTN_RESIDUAL]
-    if st.moe_layers:
-        ops += [Op.MOE_NORM, Op.MOE_ROUTER, Op.MOE_TOPK, Op.MOE_EXPERT, Op.MOE_RESIDUAL]
-        if plan.model.moe is not None and plan.model.moe.shared_experts:
-            ops.append(Op.MOE_SHARED)
-    if st.layers > st.moe_layers:
-        ops += [Op.FFN_NORM, Op.FFN_UP, Op.FFN_DOWN, Op.FFN_RESIDUAL]
-    if st.first:
-        ops.append(Op.EMBED)
-    if st.last:
-        ops += [Op.FINAL_NORM, Op.LM_HEAD, Op.SAMPLE]
-    return ops
-
-
-def _activations(plan: Plan, d: Dims, st: _Stage, traffic: dict[Op, Traffic]) -> int:
-    """The residual stream plus the largest op's inputs and outputs (one micro-batch)."""
-    live = max(traffic[op].act_in + traffic[op].act_out for op in _stage_ops(plan, st))
-    return int(d.stream * d.h * d.e + live)
-
-
-def _comm_ops(plan: Plan, st: _Stage, sizes: dict[str, int]) -> list[Op]:
-    """The collectives a rank of the stage takes part in (groups of more than one)."""
-    ops = [op for op, (dim, _) in COLLECTIVE_OPS.items() if sizes[dim.label] > 1]
-    if not st.moe_layers:
-        ops = [op for op in ops if op.spec.block is not Block.MOE]
-    if not st.first:
-        ops = [op for op in ops if op not in (Op.EMBED_ALLREDUCE, Op.EMBED_REDUCESCATTER)]
-    if not st.last:
-        ops = [op for op in ops if op not in (Op.LOGITS_ALLGATHER, Op.LM_ALLGATHER)]
-    return ops
-
-
-def _buffers(plan: Plan, d: Dims, st: _Stage, sizes: dict[str, int]) -> int:
-    """Send and receive staging for the largest message, plus the runtime reserve."""
-    messages = [op.spec.cost(d).nbytes for op in _comm_ops(plan, st, sizes)]
-    if plan.parallel.pp > 1:
-        messages.append(Op.PP_SEND.spec.cost(d).nbytes)
-    return 2 * max(messages, default=0) + RUNTIME_RESERVE_BYTES
-
-
-def _kv(plan: Plan, d: Dims, st: _Stage, replicas: int) -> int:
-    """The cache of every sequence of the rank's replica, for the layers of its stage."""
-    w = plan.workload
-    seqs = w.batch // replicas
-    tokens = (w.prompt_len + w.gen_len) / d.cp
-    return int(seqs * tokens * st.layers * kv_token_bytes(d))
-
-
-def memory_report(plan: Plan, mesh: Mesh) -> MemoryReport:
-    """Memory of every rank of ``plan`` laid over ``mesh``.
+def memory_report(graph: Graph) -> MemoryReport:
+    """Memory of every rank of ``graph`` (see the module docstring).
 
     Example:
-        >>> memory_report(plan, mesh).total_bytes.shape == (mesh.world,)  # doctest: +SKIP
+        >>> memory_report(graph).total_bytes.shape == (graph.world,)  # doctest: +SKIP
         True
     """
-    d = derive_dims(plan, mesh)
-    traffic = {op: op.spec.traffic(d) for op in Op if op.spec.traffic is not None}
-    rows = []
-    for st in _stages(plan):
-        weights, routed = _stage_weights(plan, d, st)
-        kv = _kv(plan, d, st, mesh.sizes["dp"])
-        act = _activations(plan, d, st, traffic)
-        rows.append((weights, routed, kv, act, _buffers(plan, d, st, dict(mesh.sizes))))
-    table: I64 = np.asarray(rows, dtype=np.int64)[mesh.stage]
-    cols = [np.ascontiguousarray(table[:, i]) for i in range(5)]
+    parts: list[list[I64]] = [[], [], [], [], [], []]
+    for pool in graph.pools:
+        res, stage = pool.residency, pool.mesh.stage
+        buffers = 2 * res.message_bytes + RUNTIME_RESERVE_BYTES
+        for out, per_stage in zip(
+            parts,
+            (res.weights_bytes, res.routed_bytes, res.kv_bytes, res.activation_bytes, buffers),
+            strict=False,
+        ):
+            out.append(per_stage[stage])
+        parts[5].append(np.full(pool.world, round(pool.hardware.memory_gb * 1e9), np.int64))
+    cols = [np.ascontiguousarray(np.concatenate(p)) for p in parts]
     return MemoryReport(
         weights_bytes=cols[0],
         routed_bytes=cols[1],
@@ -177,5 +93,5 @@ def memory_report(plan: Plan, mesh: Mesh) -> MemoryReport:
         activation_bytes=cols[3],
         buffer_bytes=cols[4],
         total_bytes=cols[0] + cols[2] + cols[3] + cols[4],
-        capacity_bytes=round(plan.hardware.memory_gb * 1e9),
+        capacity_per_rank=cols[5],
     )

@@ -1,12 +1,14 @@
-"""Roofline time of every compute node: max(FLOPs / achievable FLOP/s, bytes / achievable HBM).
+"""The default cost model: roofline compute times and alpha-beta communication times.
 
-FLOPs and HBM bytes come from the graph's template table (``tmpl_flops``, ``tmpl_hbm``),
-which the op registry priced when the graph was built (:mod:`dagen.graph.ops`; formulas
-in docs/graph.md and docs/cost-model.md, "Compute nodes"). Nothing is re-derived here.
+Compute nodes take ``max(FLOPs / achievable FLOP/s, HBM bytes / achievable HBM)`` with the
+FLOPs and HBM bytes of the node's template (``tmpl_flops``, ``tmpl_hbm``), which the op
+registry priced when the graph was built (:mod:`dagen.graph.ops`; formulas in
+docs/graph.md and docs/cost-model.md, "Compute nodes"); communication nodes take the
+alpha-beta time of :mod:`dagen.cost.comm`. Each pool is priced on its own hardware.
 
 Example:
-    >>> from dagen.cost.roofline import compute_durations
-    >>> seconds = compute_durations(graph)  # doctest: +SKIP
+    >>> from dagen.cost.roofline import Roofline
+    >>> seconds = Roofline().node_seconds(graph)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -14,29 +16,38 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from dagen.cost.bounds import achievable_flops, achievable_hbm
+from dagen.cost.bounds import flop_rate, hbm_rate
+from dagen.cost.comm import comm_durations
 from dagen.graph.ir import Graph, Kind
-from dagen.plan.model import Plan
 
-__all__ = ["achievable", "compute_durations"]
+__all__ = ["Roofline", "compute_durations"]
 
 F64 = npt.NDArray[np.float64]
-
-
-def achievable(plan: Plan) -> tuple[float, float]:
-    """``(FLOP/s, bytes/s)`` one GPU achieves: peak × efficiency for the model's dtype."""
-    return achievable_flops(plan)[0], achievable_hbm(plan)[0]
 
 
 def compute_durations(graph: Graph) -> F64:
     """Seconds of every node on the compute stream; 0 for communication nodes.
 
     ``max(FLOPs / (peak · flops_efficiency), bytes / (HBM · hbm_efficiency))`` with the
-    FLOPs and HBM bytes of the node's template.
+    FLOPs and HBM bytes of the node's template, on its pool's hardware.
     """
-    flop_rate, byte_rate = achievable(graph.plan)
-    flops = graph.tmpl_flops[graph.tmpl]
-    traffic = graph.tmpl_hbm[graph.tmpl]
-    seconds = np.maximum(flops / flop_rate, traffic / byte_rate)
-    seconds[graph.kind != Kind.COMPUTE] = 0.0
-    return seconds
+    out = np.zeros(graph.n_nodes, dtype=np.float64)
+    for p, pool in enumerate(graph.pools):
+        at = graph.node_slice(p)
+        tmpl = graph.tmpl[at]
+        flops = graph.tmpl_flops[tmpl] / flop_rate(pool.hardware, graph.model.dtype)[0]
+        traffic = graph.tmpl_hbm[tmpl] / hbm_rate(pool.hardware)[0]
+        out[at] = np.maximum(flops, traffic)
+    out[graph.kind != Kind.COMPUTE] = 0.0
+    return out
+
+
+class Roofline:
+    """Roofline compute and alpha-beta communication (the module docstring)."""
+
+    name = "roofline"
+
+    def node_seconds(self, graph: Graph) -> F64:
+        """Each node's own time: roofline for compute nodes, alpha-beta for communication."""
+        result: F64 = compute_durations(graph) + comm_durations(graph)
+        return result

@@ -65,7 +65,7 @@ def _windows(graph: Graph, s: Schedule) -> F64:
 
 def utilisation(graph: Graph, s: Schedule) -> tuple[F64, float]:
     """``(busy_fraction[world], bubble_fraction)`` of schedule ``s`` of ``graph``."""
-    world, span = graph.mesh.world, s.makespan_s
+    world, span = graph.world, s.makespan_s
     if span <= 0.0 or graph.n_nodes == 0:
         return np.zeros(world, dtype=np.float64), 0.0
     lo, hi = _windows(graph, s), s.end_s

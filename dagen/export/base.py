@@ -25,8 +25,9 @@ from dagen.cost import Meter
 from dagen.errors import ExportError
 from dagen.findings import Finding
 from dagen.graph.ir import Graph
+from dagen.graph.pool import Pool
 
-__all__ = ["Emitter", "ExportContext", "View", "select_nodes"]
+__all__ = ["Emitter", "ExportContext", "View", "select_nodes", "single_pool"]
 
 Mask = npt.NDArray[np.bool_]
 
@@ -85,6 +86,23 @@ class ExportContext:
                 f"max_detail_nodes = {self.max_detail_nodes}; expected at least 1. "
                 "Fix: pass --max-nodes with a positive number."
             )
+
+
+def single_pool(ctx: ExportContext, what: str) -> Pool:
+    """The graph's only pool, for the pictures and the report, which draw one pool.
+
+    Raises:
+        ExportError: the graph has several pools (their pictures come with the
+            disaggregated deployments; JSON, the timeline and the ranks view cover every pool).
+    """
+    pools = ctx.graph.pools
+    if len(pools) != 1:
+        raise ExportError(
+            f"the {what} draws one pool and this graph has {len(pools)} "
+            f"({', '.join(p.name for p in pools)}). Fix: export JSON or the timeline, or draw "
+            "--view ranks of one pool's ranks"
+        )
+    return pools[0]
 
 
 Emitter = Callable[[ExportContext, BinaryIO], None]

@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 import graphviz
 
-from dagen.export.base import ExportContext, View
+from dagen.export.base import ExportContext, View, single_pool
 from dagen.export.dotkit import digraph, headline, label, text
 from dagen.export.overview import Block, BlockKind, Link, StageRun, fold_stages, overview
 from dagen.export.ranks import draw_ranks
@@ -124,9 +124,9 @@ def _legend(dot: graphviz.Digraph, anchor: str | None, decode: bool) -> None:
 
 def _overview(ctx: ExportContext) -> graphviz.Digraph:
     g = ctx.graph
+    s = single_pool(ctx, "overview").mesh.sizes
     ov = overview(g)
     dot = digraph(headline(ctx))
-    s = g.mesh.sizes
     shape = f"TP{s['tp']}×CP{s['cp']}×DP{s['dp']}" if s["cp"] > 1 else f"TP{s['tp']}×DP{s['dp']}"
     runs, links = fold_stages(ov.stages, ov.links)
     names = {run.index: _stage_cluster(dot, run, shape) for run in runs}

@@ -48,8 +48,9 @@ def label(title: str, *lines: str) -> str:
 def headline(ctx: ExportContext) -> list[str]:
     """The picture's title lines: plan and model, the mesh, the workload, findings."""
     g = ctx.graph
-    plan, mesh = g.plan, g.mesh
-    m, s = plan.model, mesh.sizes
+    pool = g.pools[0]
+    mesh = pool.mesh
+    m, s = g.model, mesh.sizes
     model = f"{m.layers} layers, hidden {m.hidden_size}, {m.heads} heads ({m.kv_heads} kv)"
     if m.moe is not None:
         model += f", MoE {m.moe.experts} experts top-{m.moe.top_k}"
@@ -57,10 +58,10 @@ def headline(ctx: ExportContext) -> list[str]:
     if m.moe is not None:
         world += f" = ETP{s['etp']}·EP{s['ep']}·EDP{s['edp']}·PP{s['pp']} (experts)"
     lines = [
-        f"{text(plan.name)} — {text(m.name)}: {model}",
+        f"{text(g.name)} — {text(m.name)}: {model}",
         f"{world}; {mesh.hosts} host(s) × {mesh.gpus_per_node} GPUs",
     ]
-    w = plan.workload
+    w = pool.workload
     work = f"{w.phase.value}: batch {w.batch}, prompt {w.prompt_len}, "
     work += f"{w.micro_batches} micro-batch(es) per replica"
     if w.decode_steps > 1:

@@ -6,7 +6,7 @@ keys: the plan, the mesh, findings, the estimate, groups and collective instance
 ``format`` and ``version`` name the layout; a reader checks them first.
 
 Nodes and edges are streamed in chunks whose text is built column by column
-(:mod:`dagen.export.rows`), so memory stays flat and no loop runs per node.
+(:mod:`dagen.graph.text`), so memory stays flat and no loop runs per node.
 
 Example:
     >>> import io, json
@@ -30,10 +30,10 @@ import orjson
 from dagen.export.base import ExportContext
 from dagen.export.estimate import estimate_summary, node_times
 from dagen.export.nodetext import NodeText, template_table
-from dagen.export.rows import Bytes, Field, bytes_table, cat, fixed, istr, keyed, on_rows, strip
 from dagen.export.schema import FORMAT, VERSION, dag_schema
-from dagen.export.summary import graph_totals, mesh_summary, plain, plan_summary
+from dagen.export.summary import graph_totals, mesh_summary, plain
 from dagen.graph.ir import Coll, EdgeKind, Graph, GroupKind, Kind
+from dagen.graph.text import Bytes, Field, bytes_table, cat, fixed, istr, keyed, on_rows, strip
 
 __all__ = ["FORMAT", "VERSION", "dag_schema", "emit", "emit_gz", "header"]
 
@@ -84,18 +84,27 @@ def emit_gz(ctx: ExportContext, out: BinaryIO) -> None:
 
 
 def header(ctx: ExportContext) -> dict[str, Any]:
-    """Every key of the document before the streamed arrays, in document order."""
+    """Every key of the document before the streamed arrays, in document order.
+
+    A multi-pool graph's ``mesh`` is its first pool's; ``pools`` then lists every pool
+    (name, phase, first rank, mesh).
+    """
     g = ctx.graph
-    plan = g.plan
-    return {
+    out: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
         "directed": True,
         "multigraph": True,
-        "graph": {"name": plan.name, "model": plan.model.name, "world": g.mesh.world}
-        | graph_totals(g),
-        "plan": plan_summary(plan),
-        "mesh": mesh_summary(g.mesh),
+        "graph": {"name": g.name, "model": g.model.name, "world": g.world} | graph_totals(g),
+        "plan": dict(g.source),  # as built: plain data in the plan's own field order
+        "mesh": mesh_summary(g.pools[0].mesh),
+    }
+    if len(g.pools) > 1:
+        out["pools"] = [
+            {"name": p.name, "phase": p.phase.label, "rank0": p.rank0, "mesh": mesh_summary(p.mesh)}
+            for p in g.pools
+        ]
+    return out | {
         "meta": plain(g.meta),
         "findings": [plain(f.to_dict()) for f in ctx.findings],
         "estimate": estimate_summary(ctx.estimate, g),
@@ -196,7 +205,8 @@ def _node_chunks(g: Graph, times: tuple[F64, F64] | None, spans: _Spans) -> Iter
     templates = template_table(g, _dumps)
     keys = NodeText(g)
     for idx in spans(g.n_nodes):
-        fields: list[Field] = [b',\n{"id":"', *keys.id_fields(idx), b'"', *keys.attr_fields(idx)]
+        k = keys.keys(idx)
+        fields: list[Field] = [b',\n{"id":"', *keys.id_fields(idx, k), b'"', *keys.attr_fields(k)]
         fields += _comm_fields(g, idx)
         fields.append(templates[g.tmpl[idx]])
         if times is not None:

@@ -22,14 +22,14 @@ import jinja2
 import numpy as np
 
 from dagen.errors import DagenError
-from dagen.export.base import ExportContext
+from dagen.export.base import ExportContext, single_pool
 from dagen.export.mdparts import estimate_part, mermaid, stage_rows
 from dagen.export.overview import overview
 from dagen.export.summary import graph_totals, rank_ranges
 from dagen.findings import Finding, Severity
 from dagen.graph.ir import Graph
-from dagen.mesh import GROUP_DIMS, Mesh, mesh_of
-from dagen.plan.model import Plan
+from dagen.mesh import GROUP_DIMS, Mesh, mesh_for
+from dagen.plan.model import Hardware, Model, Parallel, Plan, Workload
 
 __all__ = ["MAX_CHARS", "emit", "md", "render_markdown"]
 
@@ -43,7 +43,7 @@ class AnalysisLike(Protocol):
     """What :func:`render_markdown` reads from a :class:`dagen.api.Analysis`."""
 
     @property
-    def plan(self) -> Plan: ...
+    def plan(self) -> Plan | None: ...
     @property
     def findings(self) -> tuple[Finding, ...]: ...
     @property
@@ -98,7 +98,29 @@ class _Caps:
         )
 
 
-def _parallel_rows(plan: Plan) -> list[tuple[str, object]]:
+@dataclass(frozen=True, slots=True)
+class _Deployment:
+    """What the report describes: the graph's single pool, or the plan when no graph
+    was built (the same records either way)."""
+
+    name: str
+    model: Model
+    parallel: Parallel
+    workload: Workload
+    hardware: Hardware
+
+    @staticmethod
+    def of(source: AnalysisLike) -> _Deployment:
+        g = source.graph
+        if g is not None:
+            pool = g.pools[0]
+            return _Deployment(g.name, g.model, pool.parallel, pool.workload, pool.hardware)
+        plan = source.plan
+        assert plan is not None  # an analysis without a graph has its plan
+        return _Deployment(plan.name, plan.model, plan.parallel, plan.workload, plan.hardware)
+
+
+def _parallel_rows(plan: _Deployment) -> list[tuple[str, object]]:
     p = plan.parallel
     experts: list[tuple[str, object]] = [
         ("ep · etp · edp", f"{p.ep} · {p.etp} · {p.edp()}"),
@@ -114,7 +136,7 @@ def _parallel_rows(plan: Plan) -> list[tuple[str, object]]:
     ]
 
 
-def _hardware_rows(plan: Plan) -> list[tuple[str, object]]:
+def _hardware_rows(plan: _Deployment) -> list[tuple[str, object]]:
     h = plan.hardware
     peak = ", ".join(f"{k} {v:g}" for k, v in sorted(h.peak_tflops.items()))
     return [
@@ -130,7 +152,7 @@ def _hardware_rows(plan: Plan) -> list[tuple[str, object]]:
     ]
 
 
-def _model_facts(plan: Plan) -> str:
+def _model_facts(plan: _Deployment) -> str:
     m = plan.model
     facts = f"{m.layers} layers, hidden {m.hidden_size}, {m.heads} heads ({m.kv_heads} kv), "
     facts += f"FFN {m.ffn_size}, vocab {m.vocab_size}, {m.dtype.value}"
@@ -143,7 +165,7 @@ def _model_facts(plan: Plan) -> str:
     return facts
 
 
-def _workload(plan: Plan) -> str:
+def _workload(plan: _Deployment) -> str:
     w = plan.workload
     text = f"{w.phase.value}, batch {w.batch}, prompt {w.prompt_len} tokens, "
     text += f"{w.gen_len} generated, {w.micro_batches} micro-batch(es) per replica"
@@ -157,7 +179,7 @@ def _code(value: object) -> str:
     return "`" + " ".join(str(value).replace("`", "'").split()) + "`"
 
 
-def _world(plan: Plan) -> dict[str, str]:
+def _world(plan: _Deployment) -> dict[str, str]:
     p = plan.parallel
     attn = f"TP{p.tp}·CP{p.cp}·DP{p.attn_dp()}·PP{p.pp}"
     if plan.model.moe is None:
@@ -227,7 +249,9 @@ def _verdict_line(findings: tuple[Finding, ...], has_graph: bool) -> str:
 
 
 def _context(source: AnalysisLike, caps: _Caps) -> dict[str, Any]:
-    plan, graph = source.plan, source.graph
+    plan, graph = _Deployment.of(source), source.graph
+    if graph is not None:
+        single_pool(ExportContext(graph=graph), "Markdown report")
     mesh = graph.mesh if graph is not None else _mesh_or_none(plan)
     ov = overview(graph) if graph is not None else None
     rows = stage_rows(ov, graph) if ov is not None and graph is not None else []
@@ -255,14 +279,14 @@ def _context(source: AnalysisLike, caps: _Caps) -> dict[str, Any]:
     }
 
 
-def _mesh_or_none(plan: Plan) -> Mesh | None:
+def _mesh_or_none(plan: _Deployment) -> Mesh | None:
     try:
-        return mesh_of(plan)
+        return mesh_for(plan.parallel, plan.model, plan.hardware.gpus_per_node)
     except DagenError:  # a plan with errors may not factor; its findings say why
         return None
 
 
-def _no_mesh(plan: Plan) -> dict[str, Any]:
+def _no_mesh(plan: _Deployment) -> dict[str, Any]:
     return {
         "world": plan.parallel.world(),
         "hosts": -(-plan.parallel.world() // plan.hardware.gpus_per_node),
@@ -274,10 +298,10 @@ def _no_mesh(plan: Plan) -> dict[str, Any]:
 
 
 class _Context:
-    """An :class:`ExportContext` seen as an analysis (its plan is the graph's)."""
+    """An :class:`ExportContext` seen as an analysis (described by its graph)."""
 
     def __init__(self, ctx: ExportContext) -> None:
-        self.plan = ctx.graph.plan
+        self.plan: Plan | None = None
         self.findings = ctx.findings
         self.graph: Graph | None = ctx.graph
         self.estimate = ctx.estimate

@@ -4,7 +4,7 @@ The JSON document (:mod:`dagen.export.json_`) and the timeline
 (:mod:`dagen.export.timeline`) spell nodes the same way; both take the text from here.
 
 Example:
-    >>> from dagen.export.rows import cat, strip
+    >>> from dagen.graph.text import cat, strip
     >>> text = NodeText(graph)  # doctest: +SKIP
     >>> strip(cat(*text.id_fields(np.arange(2)), b"\\n", n=2))  # doctest: +SKIP
     b'r0/s0/mb0/embed\\nr0/s0/L0/mb0/attn.norm\\n'
@@ -18,122 +18,72 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from dagen.export.rows import Bytes, Field, bytes_table, cat, istr, keyed
-from dagen.graph.ir import OP_LABELS, Graph, Kind
+from dagen.graph.ids import KIND_TEXT, OP_TEXT, IdText, Keys
+from dagen.graph.ir import Graph
+from dagen.graph.text import Bytes, Field, bytes_table, cat, istr, keyed
 
 __all__ = ["KIND_TEXT", "OP_TEXT", "NodeText", "template_table"]
 
 I64 = npt.NDArray[np.int64]
 
-OP_TEXT = bytes_table([label.encode() for label in OP_LABELS])
-"""Op labels by op code."""
-KIND_TEXT = bytes_table([k.label.encode() for k in Kind])
-"""Kind labels by kind code."""
 
+class NodeText(IdText):
+    """Node ids (:class:`dagen.graph.ids.IdText`) and the JSON attributes beside them.
 
-class NodeText:
-    """The text of node columns, rendered once per distinct key.
-
-    Small-integer keys that several node columns share, and their text.
-
-    A chunk of nodes covers few ranks, few (layer, micro-batch, step) triples and few
-    (op, kind, expert) triples; each distinct key is rendered once (:func:`keyed`).
+    Compute the nodes' :class:`~dagen.graph.ids.Keys` once (:meth:`keys`) and pass them to
+    each field; every distinct key is rendered once (:func:`keyed`).
     """
 
-    def __init__(self, g: Graph) -> None:
-        self.g = g
-        self.n_mb = int(g.mb.max()) + 1 if g.n_nodes else 1
-        self.n_step = int(g.step.max()) + 1 if g.n_nodes else 1
-        self.n_expert = int(g.expert.max()) + 2 if g.n_nodes else 1
-        self.decode = g.plan.workload.decode_steps > 1  # as Graph.node_id
-
-    def _lms(self, idx: I64) -> I64:
-        g = self.g
-        layer = g.layer[idx].astype(np.int64) + 1
-        return (layer * self.n_mb + g.mb[idx]) * self.n_step + g.step[idx]
-
-    def _split_lms(self, key: I64) -> tuple[I64, I64, I64]:
-        rest, step = np.divmod(key, self.n_step)
-        layer, mb = np.divmod(rest, self.n_mb)
-        return layer - 1, mb, step
-
-    def _oke(self, idx: I64) -> I64:
-        g = self.g
-        op_kind = g.op[idx].astype(np.int64) * len(Kind) + g.kind[idx]
-        return op_kind * self.n_expert + g.expert[idx] + 1
-
-    def _split_oke(self, key: I64) -> tuple[I64, I64, I64]:
-        op_kind, expert = np.divmod(key, self.n_expert)
-        op, kind = np.divmod(op_kind, len(Kind))
-        return op, kind, expert - 1
-
-    def _rank_id(self, rank: I64) -> Bytes:
-        return cat(b"r", istr(rank), b"/s", istr(self.g.mesh.stage[rank]), b"/", n=rank.size)
-
-    def _lms_id(self, key: I64) -> Bytes:
-        layer, mb, step = self._split_lms(key)
-        n = key.size
-        in_layer = cat(b"L", istr(layer), b"/", n=n)
-        in_layer[layer < 0] = b""
-        parts: list[Field] = [b"t", istr(step), b"/"] if self.decode else []
-        return cat(*parts, in_layer, b"mb", istr(mb), b"/", n=n)
-
-    def _oke_id(self, key: I64) -> Bytes:
-        op, _, expert = self._split_oke(key)
-        routed = cat(b".e", istr(expert), n=key.size)
-        routed[expert < 0] = b""
-        return cat(OP_TEXT[op], routed, n=key.size)
-
-    def id_fields(self, idx: I64) -> list[Field]:
-        """Fields spelling :meth:`Graph.node_id` of nodes ``idx`` (``r17/s1/L5/mb2/attn.qkv``)."""
-        return [
-            keyed(self.g.rank[idx], self._rank_id),
-            keyed(self._lms(idx), self._lms_id),
-            keyed(self._oke(idx), self._oke_id),
-        ]
-
     def _rank_attrs(self, rank: I64) -> Bytes:
-        mesh = self.g.mesh
+        ranks = self.g.ranks
         return cat(
             b',"rank":',
             istr(rank),
             b',"host":',
-            istr(mesh.host[rank]),
+            istr(ranks.host[rank]),
             b',"replica":',
-            istr(mesh.replica[rank]),
+            istr(ranks.replica[rank]),
             b',"stage":',
-            istr(mesh.stage[rank]),
+            istr(ranks.stage[rank]),
             n=rank.size,
         )
 
-    def _lms_attrs(self, key: I64) -> Bytes:
-        layer, mb, step = self._split_lms(key)
-        return cat(
-            b',"layer":', istr(layer), b',"mb":', istr(mb), b',"step":', istr(step), n=key.size
-        )
+    @staticmethod
+    def _lms_attrs(k: Keys) -> Callable[[I64], Bytes]:
+        def render(key: I64) -> Bytes:
+            layer, mb, step, _ = k.split_lms(key)
+            return cat(
+                b',"layer":', istr(layer), b',"mb":', istr(mb), b',"step":', istr(step), n=key.size
+            )
 
-    def _oke_attrs(self, key: I64) -> Bytes:
-        op, kind, expert = self._split_oke(key)
-        return cat(
-            b',"op":"',
-            OP_TEXT[op],
-            b'","kind":"',
-            KIND_TEXT[kind],
-            b'","expert":',
-            istr(expert),
-            n=key.size,
-        )
+        return render
 
-    def name_field(self, idx: I64) -> Bytes:
-        """The op label of nodes ``idx``, with ``.e<expert>`` for routed experts."""
-        return keyed(self._oke(idx), self._oke_id)
+    @staticmethod
+    def _oke_attrs(k: Keys) -> Callable[[I64], Bytes]:
+        def render(key: I64) -> Bytes:
+            op, kind, expert = k.split_oke(key)
+            return cat(
+                b',"op":"',
+                OP_TEXT[op],
+                b'","kind":"',
+                KIND_TEXT[kind],
+                b'","expert":',
+                istr(expert),
+                n=key.size,
+            )
 
-    def attr_fields(self, idx: I64) -> list[Field]:
-        """Fields ``,"rank":…`` through ``,"expert":…`` of nodes ``idx``."""
+        return render
+
+    def name_field(self, k: Keys) -> Bytes:
+        """The op label of the nodes, with ``.e<expert>`` for routed experts."""
+        return keyed(k.oke, self.label(k))
+
+    def attr_fields(self, k: Keys) -> list[Field]:
+        """Fields ``,"rank":…`` through ``,"expert":…`` of the nodes."""
         return [
-            keyed(self.g.rank[idx], self._rank_attrs),
-            keyed(self._lms(idx), self._lms_attrs),
-            keyed(self._oke(idx), self._oke_attrs),
+            keyed(k.rank, self._rank_attrs),
+            keyed(k.lms, self._lms_attrs(k)),
+            keyed(k.oke, self._oke_attrs(k)),
         ]
 
 

@@ -3,7 +3,8 @@
 The overview is read off the built graph, not recomputed from the plan: for each stage
 it takes the stage's first rank at the first micro-batch and step, groups consecutive
 layers whose operators and collectives match into blocks, and counts the collectives
-per layer. Sizes per rank (heads, experts, FFN columns) come from the plan and mesh.
+per layer. Sizes per rank (heads, experts, FFN columns) come from the graph's model and
+its pool's mesh. The graph must have one pool.
 The DOT picture and the Markdown report (table and Mermaid chart) both draw this; the
 pictures first fold runs of like middle stages into one box (:func:`fold_stages`).
 
@@ -26,7 +27,6 @@ import numpy as np
 from dagen.export.summary import human_bytes, human_count, rank_ranges
 from dagen.graph.codes import Block as OpBlock
 from dagen.graph.ir import Coll, Graph, GroupKind, Kind, Op
-from dagen.plan.model import Plan
 
 __all__ = ["Block", "BlockKind", "Link", "Overview", "Stage", "StageRun", "fold_stages", "overview"]
 
@@ -129,22 +129,22 @@ def _per_rank(total: int, parts: int) -> str:
     return str(total // parts) if total % parts == 0 else f"{total}/{parts}"
 
 
-def _attention_line(plan: Plan, graph: Graph) -> str:
-    sizes, m = graph.mesh.sizes, plan.model
+def _attention_line(graph: Graph) -> str:
+    sizes, m = graph.mesh.sizes, graph.model
     tp = sizes["tp"]
     kv = "1 (replicated)" if m.kv_heads < tp else _per_rank(m.kv_heads, tp)
     parts = [f"attention: TP{tp}, {_per_rank(m.heads, tp)} heads/rank, kv heads {kv}/rank"]
     if sizes["cp"] > 1:
         parts.append(f"CP{sizes['cp']}")
-    if plan.parallel.sequence_parallel and tp > 1:
+    if graph.pools[0].parallel.sp_active:
         parts.append("SP")
     if m.mla is not None:
         parts.append(f"MLA (kv rank {m.mla.kv_lora_rank})")
     return ", ".join(parts)
 
 
-def _ffn_line(plan: Plan, graph: Graph, kind: BlockKind, experts: int) -> str | None:
-    sizes, m = graph.mesh.sizes, plan.model
+def _ffn_line(graph: Graph, kind: BlockKind, experts: int) -> str | None:
+    sizes, m = graph.mesh.sizes, graph.model
     if kind is BlockKind.DENSE:
         return f"FFN: TP{sizes['tp']}, {_per_rank(m.ffn_size, sizes['tp'])} of {m.ffn_size} columns/rank"
     if kind is not BlockKind.MOE or m.moe is None:
@@ -205,7 +205,6 @@ def _layers_of(graph: Graph, idx: np.ndarray) -> dict[int, _Layer]:
 
 
 def _block(graph: Graph, layers: list[tuple[int, _Layer]]) -> Block:
-    plan = graph.plan
     first, rec = layers[0]
     last = layers[-1][0]
     kind = rec.kind()
@@ -214,8 +213,8 @@ def _block(graph: Graph, layers: list[tuple[int, _Layer]]) -> Block:
     if first < 0:
         tp = graph.mesh.sizes["tp"]
         title = "embedding" if kind is BlockKind.EMBED else "LM head"
-        vocab = _per_rank(plan.model.vocab_size, tp)
-        lines = [f"vocab {vocab}/rank of {plan.model.vocab_size} (TP{tp})"]
+        vocab = _per_rank(graph.model.vocab_size, tp)
+        lines = [f"vocab {vocab}/rank of {graph.model.vocab_size} (TP{tp})"]
         lines.append(_comm_line(comms, "collectives"))
         first = last = -1
     else:
@@ -223,7 +222,7 @@ def _block(graph: Graph, layers: list[tuple[int, _Layer]]) -> Block:
         count = last - first + 1
         label = {BlockKind.MOE: "MoE", BlockKind.DENSE: "dense"}.get(kind, "attention only")
         title = f"{span} · {label} ({count} layer{'s' if count > 1 else ''})"
-        lines = [_attention_line(plan, graph), _ffn_line(plan, graph, kind, len(rec.experts))]
+        lines = [_attention_line(graph), _ffn_line(graph, kind, len(rec.experts))]
         lines.append(_comm_line(comms, "per layer"))
     if rec.flops > 0:
         per = "/layer" if first >= 0 else ""

@@ -77,7 +77,7 @@ def _cli_set(values: list[int]) -> str:
 
 def _refuse(ctx: ExportContext, count: int) -> ExportError:
     g = ctx.graph
-    tp0 = g.mesh.groups("tp")[g.mesh.group_of("tp")[0]].tolist()
+    tp0 = g.group(int(g.ranks.group["tp"][0])).tolist()
     layer0 = int(g.layer[g.layer >= 0].min()) if np.any(g.layer >= 0) else 0
     mb0 = int(g.mb.min()) if g.n_nodes else 0
     small = select_nodes(g, frozenset(tp0), frozenset({layer0}), frozenset({mb0})).size
@@ -126,13 +126,14 @@ def _node_label(g: Graph, i: int, decode: bool) -> str:
 def _rank_clusters(dot: graphviz.Digraph, ctx: ExportContext, idx: I64) -> None:
     g = ctx.graph
     times = node_times(ctx.estimate, g.n_nodes)
-    decode = g.plan.workload.decode_steps > 1
-    mesh = g.mesh
+    table = g.ranks
     for r in np.unique(g.rank[idx]).tolist():
+        pool = g.pools[int(table.pool[r])]
+        decode = pool.workload.unrolled_steps > 1
         coords = ", ".join(
-            f"{d} {int(mesh.coords[d][r])}" for d in ("tp", "dp", "ep") if mesh.sizes[d] > 1
+            f"{d} {int(table.coords[d][r])}" for d in ("tp", "dp", "ep") if pool.mesh.sizes[d] > 1
         )
-        title = f"rank {r}: host {int(mesh.host[r])}, stage {int(mesh.stage[r])}" + (
+        title = f"rank {r}: host {int(table.host[r])}, stage {int(table.stage[r])}" + (
             f", {coords}" if coords else ""
         )
         with dot.subgraph(name=f"cluster_rank{r}") as c:
@@ -197,7 +198,7 @@ def draw_ranks(ctx: ExportContext, dot: graphviz.Digraph) -> graphviz.Digraph:
     if idx.size == 0:
         raise ExportError(
             "the ranks view selects no node: no node has the given --ranks, --layers and "
-            f"--microbatches (the graph has ranks 0-{g.mesh.world - 1}, micro-batches "
+            f"--microbatches (the graph has ranks 0-{g.world - 1}, micro-batches "
             f"0-{int(g.mb.max()) if g.n_nodes else 0}). Fix: widen the filters."
         )
     keep = np.zeros(g.n_nodes, dtype=np.bool_)

@@ -30,8 +30,8 @@ import orjson
 from dagen.errors import ExportError
 from dagen.export.base import ExportContext, select_nodes
 from dagen.export.nodetext import KIND_TEXT, NodeText, template_table
-from dagen.export.rows import Bytes, cat, fixed, istr, on_rows, strip
 from dagen.graph.ir import Graph
+from dagen.graph.text import Bytes, cat, fixed, istr, on_rows, strip
 
 __all__ = ["CHUNK", "STREAM_NAMES", "emit"]
 
@@ -45,10 +45,10 @@ I64 = npt.NDArray[np.int64]
 
 
 def _metadata(graph: Graph, ranks: I64) -> list[dict[str, Any]]:
-    mesh = graph.mesh
+    table = graph.ranks
     events: list[dict[str, Any]] = []
     for r in ranks.tolist():
-        name = f"rank {r} · host {int(mesh.host[r])} · stage {int(mesh.stage[r])}"
+        name = f"rank {r} · host {int(table.host[r])} · stage {int(table.stage[r])}"
         events.append(
             {"name": "process_name", "ph": "M", "pid": r, "tid": 0, "args": {"name": name}}
         )
@@ -80,14 +80,15 @@ def _batch(
     ref = np.flatnonzero(inst >= 0)
     peer = np.flatnonzero((inst < 0) & (aux >= 0))
     hot = np.flatnonzero(critical[idx])
+    k = text.keys(idx)
     rows = cat(
-        b',{"name":"', text.name_field(idx),
+        b',{"name":"', text.name_field(k),
         b'","cat":"', KIND_TEXT[graph.kind[idx]],
         b'","ph":"X","pid":', istr(graph.rank[idx]),
         b',"tid":', istr(np.asarray(est.stream)[idx]),
         b',"ts":', fixed(np.asarray(est.start_s)[idx] * 1e6, digits=3),
         b',"dur":', fixed(np.asarray(est.duration_s)[idx] * 1e6, digits=3),
-        b',"args":{"id":"', *text.id_fields(idx),
+        b',"args":{"id":"', *text.id_fields(idx, k),
         b'","layer":', istr(graph.layer[idx]),
         b',"mb":', istr(graph.mb[idx]),
         b',"step":', istr(graph.step[idx]),

@@ -1,4 +1,5 @@
-"""Build the per-GPU graph of a plan: templates per stage, expanded over the mesh.
+"""Build the per-GPU graph of a deployment: one or more pools, each a plan, each expanded
+by its schedule over its mesh, laid end to end.
 
 Example:
     >>> from dagen.graph.build import build_graph
@@ -7,23 +8,27 @@ Example:
     'r0/s0/mb0/embed'
 
 What the graph holds, and every formula behind its bytes and FLOPs, is in
-``docs/graph.md``.
+``docs/graph.md``; how pools, schedules and the op registry fit, in docs/architecture.md.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 from dagen.errors import MeshError, PlanInfeasible
-from dagen.graph.dims import Dims, derive_dims
+from dagen.graph.assemble import MAX_NODES, PoolPart, assemble
+from dagen.graph.codes import Phase
+from dagen.graph.dims import derive_dims
 from dagen.graph.expand import Expansion
-from dagen.graph.ir import COLUMN_DTYPES, INT16_MAX, Graph
+from dagen.graph.ir import INT16_MAX, Graph
+from dagen.graph.pool import Pool
 from dagen.graph.pricing import PriceTable
+from dagen.graph.residency import residency
 from dagen.graph.schedule import Schedule
 from dagen.graph.schedules import decode_chain, pipeline
 from dagen.graph.templates import Programs, StageContext
@@ -36,17 +41,24 @@ __all__ = [
     "MAX_NODES",
     "SchedulePass",
     "build_graph",
+    "build_pools",
     "default_schedule",
-    "nodes_per_rank_formula",
+    "describe_pool",
     "plan_schedule",
 ]
 
 log = logging.getLogger(__name__)
 
-MAX_NODES = 400_000_000
-"""Default ceiling on nodes (≈ 15 GB of columns); past it the plan is refused, not built."""
+SchedulePass = Callable[[Programs, Workload], Schedule]
+"""A schedule pass: the blocks, pairing and links of every stage, from the stage
+programs (built on demand) and the workload (micro-batches, steps)."""
 
-_INT32 = (1 << 31) - 1
+
+def default_schedule(programs: Programs, workload: Workload) -> Schedule:
+    """The prefill pipeline, or the decode chain over the unrolled steps."""
+    if workload.decoding:
+        return decode_chain(programs, workload.micro_batches, workload.unrolled_steps)
+    return pipeline(programs, workload.micro_batches)
 
 
 def _refuse_infeasible(plan: Plan) -> None:
@@ -71,19 +83,17 @@ def _refuse_infeasible(plan: Plan) -> None:
             )
 
 
-def _context(plan: Plan, mesh: Mesh) -> tuple[Dims, PriceTable, StageContext]:
+def _context(plan: Plan, mesh: Mesh) -> StageContext:
     dims = derive_dims(plan, mesh)
-    costs = PriceTable(dims)
-    ctx = StageContext(
+    return StageContext(
         dims=dims,
-        costs=costs,
+        costs=PriceTable(dims),
         moe=plan.model.moe,
         layers=stage_layers(plan),
         ep=mesh.sizes["ep"],
         etp=mesh.sizes["etp"],
         sp=plan.parallel.sp_active,
     )
-    return dims, costs, ctx
 
 
 def _placement(plan: Plan, mesh: Mesh) -> npt.NDArray[np.int32] | None:
@@ -96,67 +106,28 @@ def _placement(plan: Plan, mesh: Mesh) -> npt.NDArray[np.int32] | None:
         raise PlanInfeasible(f"parallel.redundant_experts: {err}") from err
 
 
-def _guard(plan: Plan, exp: Expansion, max_nodes: int) -> None:
-    n, m = exp.nodes.total, exp.edges.total
-    limit = min(max_nodes, _INT32)
-    if n > limit or m > _INT32 or exp.n_inst > _INT32:
-        raise PlanInfeasible(
-            f"{plan.source or 'plan'}: the graph would have {n:,} nodes and {m:,} edges; "
-            f"expected at most {limit:,} nodes (int32 indices, ~37 bytes each). Fix: model "
-            "fewer micro-batches or decode steps, or pass a larger max_nodes"
-        )
+def _pool(plan: Plan, name: str, ctx: StageContext, mesh: Mesh, sched: Schedule, **at: int) -> Pool:
+    """The description of one pool (``at``: index, rank0, host0, node0, node1)."""
+    phase = Phase.DECODE if plan.workload.decoding else Phase.PREFILL
+    return Pool(
+        name=name, phase=phase, mesh=mesh, parallel=plan.parallel, workload=plan.workload,
+        hardware=plan.hardware, dims=ctx.dims, stage_layers=tuple(ctx.layers), schedule=sched,
+        residency=residency(plan, mesh, ctx.dims), **at,
+    )  # fmt: skip
 
 
-SchedulePass = Callable[[Programs, Workload], Schedule]
-"""A schedule pass: the blocks, pairing and links of every stage, from the stage
-programs (built on demand) and the workload (micro-batches, steps)."""
-
-
-def default_schedule(programs: Programs, workload: Workload) -> Schedule:
-    """The prefill pipeline, or the decode chain over the unrolled steps."""
-    if workload.decoding:
-        return decode_chain(programs, workload.micro_batches, workload.unrolled_steps)
-    return pipeline(programs, workload.micro_batches)
-
-
-def build_graph(
-    plan: Plan,
-    mesh: Mesh | None = None,
-    *,
-    max_nodes: int = MAX_NODES,
-    schedule: SchedulePass = default_schedule,
-) -> Graph:
-    """Expand ``plan`` into its per-GPU operator and communication graph.
-
-    Args:
-        plan: A plan that passed the plan rules.
-        mesh: Its mesh; built from ``plan.parallel`` when omitted.
-        max_nodes: Refuse (with :class:`PlanInfeasible`) graphs larger than this.
-        schedule: The schedule pass (:mod:`dagen.graph.schedule`); its result is linted.
-
-    Raises:
-        PlanInfeasible: the plan cannot be expanded (an error of the plan rules, a count
-            past the IR's int16 columns, or a graph over ``max_nodes``).
-    """
-    t0 = time.perf_counter()
+def describe_pool(
+    plan: Plan, name: str = "", mesh: Mesh | None = None, schedule: SchedulePass = default_schedule
+) -> Pool:
+    """``plan`` described as the only pool of a graph, without expanding it (for graphs
+    written by hand: their nodes are the caller's)."""
     _refuse_infeasible(plan)
     mesh = mesh or mesh_of(plan)
-    dims, costs, ctx = _context(plan, mesh)
-    steps = plan.workload.unrolled_steps
+    ctx = _context(plan, mesh)
     sched = schedule(Programs(ctx), plan.workload)
     sched.lint()
-    exp = Expansion(mesh, sched, placement=_placement(plan, mesh))
-    _guard(plan, exp, max_nodes)
-    graph = _assemble(plan, mesh, exp, costs)
-    graph.meta.update(_meta(ctx, dims, exp, steps))
-    log.info(
-        "built %s nodes, %s edges, %s collective instances in %.3f s",
-        f"{graph.n_nodes:,}",
-        f"{graph.n_edges:,}",
-        f"{graph.n_inst:,}",
-        time.perf_counter() - t0,
-    )
-    return graph
+    return _pool(plan, name or plan.workload.phase.value, ctx, mesh, sched, index=0, rank0=0,
+                 host0=0, node0=0, node1=0)  # fmt: skip
 
 
 def plan_schedule(
@@ -167,96 +138,82 @@ def plan_schedule(
     >>> plan_schedule(plan).stages[0].size  # blocks of stage 0  # doctest: +SKIP
     4
     """
-    _refuse_infeasible(plan)
-    sched = schedule(Programs(_context(plan, mesh or mesh_of(plan))[2]), plan.workload)
+    return describe_pool(plan, mesh=mesh, schedule=schedule).schedule
+
+
+def _expand(plan: Plan, name: str, mesh: Mesh, schedule: SchedulePass, **at: int) -> PoolPart:
+    ctx = _context(plan, mesh)
+    sched = schedule(Programs(ctx), plan.workload)
     sched.lint()
-    return sched
+    exp = Expansion(mesh, sched, placement=_placement(plan, mesh))
+    at["node1"] = at["node0"] + exp.nodes.total
+    return PoolPart(pool=_pool(plan, name, ctx, mesh, sched, **at), exp=exp, costs=ctx.costs)
 
 
-def _assemble(plan: Plan, mesh: Mesh, exp: Expansion, costs: PriceTable) -> Graph:
-    n, m = exp.nodes.total, exp.edges.total
-    cols = {name: np.empty(n, dtype=COLUMN_DTYPES[name]) for name in Graph.NODE_COLUMNS}
-    exp.node_columns(cols)
-    src, dst = np.empty(m, dtype=np.int32), np.empty(m, dtype=np.int32)
-    ekind = np.empty(m, dtype=np.uint8)
-    exp.edge_columns(src, dst, ekind)
-    inst_coll, inst_group = exp.instance_tables()
-    tmpl = costs.tables()
-    return Graph(
-        plan=plan,
-        mesh=mesh,
-        schedule=exp.sched,
-        rank=cols["rank"],
-        layer=cols["layer"],
-        mb=cols["mb"],
-        step=cols["step"],
-        op=cols["op"],
-        kind=cols["kind"],
-        expert=cols["expert"],
-        inst=cols["inst"],
-        aux=cols["aux"],
-        tmpl=cols["tmpl"],
-        src=src,
-        dst=dst,
-        ekind=ekind,
-        tmpl_shape=tmpl.shape,
-        tmpl_bytes=tmpl.nbytes,
-        tmpl_flops=tmpl.flops,
-        tmpl_hbm=tmpl.hbm,
-        tmpl_phase=tmpl.phase,
-        inst_coll=inst_coll,
-        inst_group=inst_group,
-        group_kind=exp.group_kind,
-        group_offsets=exp.group_offsets,
-        group_members=exp.group_members,
-    )
+def build_graph(
+    plan: Plan,
+    mesh: Mesh | None = None,
+    *,
+    max_nodes: int = MAX_NODES,
+    schedule: SchedulePass = default_schedule,
+) -> Graph:
+    """Expand ``plan`` into its per-GPU operator and communication graph (one pool).
 
+    Args:
+        plan: A plan that passed the plan rules.
+        mesh: Its mesh; built from ``plan.parallel`` when omitted.
+        max_nodes: Refuse (with :class:`PlanInfeasible`) graphs larger than this.
+        schedule: The schedule pass (:mod:`dagen.graph.schedules`); its result is linted.
 
-def _meta(ctx: StageContext, dims: Dims, exp: Expansion, steps: int) -> dict[str, object]:
-    """Free-form facts of the build; ``template_sizes`` lists, per stage, each run of one
-    template: (its rows, the first step it covers, the step after its last)."""
-    step = [st.step for st in exp.sched.stages]
-    runs = [
-        [(r.template.size, int(step[s][r.b0]), int(step[s][r.b0 + r.count - 1]) + 1)
-         for r in exp.runs if r.stage == s]
-        for s in range(exp.pp)
-    ]  # fmt: skip
-    return {
-        "stage_layers": [[r.start, r.stop] for r in ctx.layers],
-        "steps": steps,
-        "tokens_per_microbatch": dims.tokens,
-        "sequences_per_microbatch": dims.seqs,
-        "template_sizes": runs,
-    }
-
-
-def _layer_nodes(plan: Plan, mesh: Mesh, layer: int) -> int:
-    """Nodes of one layer on one rank for one micro-batch (docs/graph.md, closed form)."""
-    p, m = plan.parallel, plan.model
-    tp, cp, ep, etp = (mesh.sizes[d] for d in ("tp", "cp", "ep", "etp"))
-    tpc = int(tp > 1)
-    sp = int(p.sp_active)
-    attn = 5 + tpc + sp + int(cp > 1)
-    if m.moe is None or not m.moe.is_moe_layer(layer):
-        return attn + 4 + tpc + sp
-    slots = (m.moe.experts + p.redundant_experts) // ep
-    shared = (1 + tpc + sp) if m.moe.shared_experts else 0  # [SP: ag] shared [ar|rs]
-    return attn + 4 + 2 * int(ep > 1) + slots + int(etp > 1) + shared
-
-
-def nodes_per_rank_formula(plan: Plan, mesh: Mesh) -> npt.NDArray[np.int64]:
-    """Closed-form node count of every rank (the formula of docs/graph.md).
-
-    The build does not use it; it lets callers size a graph before building it.
+    Raises:
+        PlanInfeasible: the plan cannot be expanded (an error of the plan rules, a count
+            past the IR's int16 columns, or a graph over ``max_nodes``).
     """
-    pp, tp = mesh.sizes["pp"], mesh.sizes["tp"]
-    steps, mbs = plan.workload.unrolled_steps, plan.workload.micro_batches
-    per_stage = []
-    for s, layers in enumerate(stage_layers(plan)):
-        block = sum(_layer_nodes(plan, mesh, layer) for layer in layers)
-        sp = int(plan.parallel.sp_active)  # lm.allgather under SP
-        block += (1 + int(tp > 1)) * (s == 0) + (3 + int(tp > 1) + sp) * (s == pp - 1)
-        block += int(s > 0) + int(s < pp - 1)
-        chain = (steps - 1) * int(pp > 1 and (s == 0 or s == pp - 1))
-        per_stage.append(block * steps * mbs + chain * mbs)
-    return np.asarray(per_stage, dtype=np.int64)[mesh.stage]
+    return build_pools([(plan.workload.phase.value, plan)], max_nodes=max_nodes,
+                       schedule=schedule, meshes=[mesh])  # fmt: skip
+
+
+def build_pools(
+    pools: Sequence[tuple[str, Plan]],
+    *,
+    max_nodes: int = MAX_NODES,
+    schedule: SchedulePass = default_schedule,
+    meshes: Sequence[Mesh | None] = (),
+) -> Graph:
+    """Expand several pools (name, plan) of one deployment and lay them end to end.
+
+    Every plan must describe the same model. Pool ``p``'s ranks and hosts follow the
+    earlier pools'; its nodes, edges, groups, instances and templates are numbered after
+    theirs. Each pool keeps its own layout, phase, workload and hardware.
+
+    Raises:
+        PlanInfeasible: a pool cannot be expanded, two pools disagree on the model, or
+            the graph would exceed ``max_nodes``.
+    """
+    t0 = time.perf_counter()
+    if not pools:
+        raise PlanInfeasible("build_pools: no pool given. Fix: pass at least one (name, plan)")
+    for name, plan in pools[1:]:
+        if plan.model != pools[0][1].model:
+            raise PlanInfeasible(
+                f"pool {name!r}: its model differs from pool {pools[0][0]!r}'s; every pool "
+                "of a deployment serves the same model. Fix: give every pool the same model"
+            )
+    parts: list[PoolPart] = []
+    at = {"rank0": 0, "host0": 0, "node0": 0}
+    for i, (name, plan) in enumerate(pools):
+        _refuse_infeasible(plan)
+        mesh = (list(meshes) + [None] * len(pools))[i] or mesh_of(plan)
+        part = _expand(plan, name, mesh, schedule, index=i, **at)
+        parts.append(part)
+        at = {"rank0": at["rank0"] + mesh.world, "host0": at["host0"] + mesh.hosts,
+              "node0": part.pool.node1}  # fmt: skip
+    graph = assemble([plan for _, plan in pools], parts, max_nodes)
+    log.info(
+        "built %s nodes, %s edges, %s collective instances in %.3f s",
+        f"{graph.n_nodes:,}",
+        f"{graph.n_edges:,}",
+        f"{graph.n_inst:,}",
+        time.perf_counter() - t0,
+    )
+    return graph

@@ -67,6 +67,8 @@ class Expansion:
         outer = mesh.world // (stride * self.pp)
         kind, offsets, members, first = group_table(mesh)
         self.group_kind, self.group_offsets, self.group_members = kind, offsets, members
+        self.group_ids = {k.label: mesh.group_of(k.label) + np.int32(first[k]) for k in GroupKind}
+        """Per dimension, each rank's group id (a row of the group table)."""
         dims = {GroupKind(d) for d, _ in COLLECTIVE_OPS.values()}
         self.lookups: dict[GroupKind, DimLookup] = {
             d: dim_lookup(mesh, d, first[d]) for d in sorted(dims)

@@ -2,8 +2,13 @@
 
 A :class:`Graph` is a set of equal-length numpy columns, one row per node, plus edge
 columns and a few small side tables. Everything a node "has" is either a column, an
-index into a side table, or derived from its rank through the mesh (stage, replica,
-host). Node ids such as ``r17/s1/L5/mb2/attn.qkv`` are generated on demand.
+index into a side table, or derived from its rank through the rank table (pool, stage,
+replica, host, coordinates). Node ids such as ``r17/s1/L5/mb2/attn.qkv`` are generated
+on demand (:mod:`dagen.graph.ids`).
+
+The graph describes itself: it carries the model, its *pools* (:mod:`dagen.graph.pool`:
+each pool's layout, phase, workload, hardware, mesh, sizes, layer split, schedule and
+resident bytes) and the rank table. Nothing after the graph layer reads the plan.
 
 Node kinds (:class:`Kind`):
 
@@ -31,6 +36,7 @@ a small template table that holds them.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -41,14 +47,16 @@ import numpy.typing as npt
 
 from dagen.errors import GraphError
 from dagen.graph.codes import Block, Coll, EdgeKind, GroupKind, Kind, Phase
+from dagen.graph.ids import IdText
 from dagen.graph.ops import COLLECTIVE_OPS, OP_LABELS, P2P_OPS, Op
 
 if TYPE_CHECKING:
     import networkx as nx
 
+    from dagen.graph.pool import Pool, RankTable
     from dagen.graph.schedule import Schedule
     from dagen.mesh import Mesh
-    from dagen.plan.model import Plan
+    from dagen.plan.model import Model
 
 __all__ = [
     "COLLECTIVE_OPS",
@@ -118,10 +126,18 @@ class Graph:
         (CSR of member ranks, ascending).
     """
 
-    plan: Plan
-    mesh: Mesh
-    schedule: Schedule
-    """The schedule the graph was laid out by (blocks, pairing, links)."""
+    name: str
+    """The deployment's name (the plan's)."""
+    model: Model
+    """The model every pool serves."""
+    pools: tuple[Pool, ...]
+    """The pools, in rank order (one for a single-pool plan)."""
+    ranks: RankTable
+    """Every rank's pool, host, stage, replica, coordinates and group ids."""
+    source: Mapping[str, Any]
+    """The plan as declared, as plain data (:func:`dagen.plan.summary.plan_summary`; with
+    several pools, ``{"pools": {name: summary}}``): provenance the outputs print, never an
+    input to a computation."""
     rank: I32
     layer: I16
     mb: I16
@@ -172,24 +188,57 @@ class Graph:
         cols = self.NODE_COLUMNS + self.EDGE_COLUMNS
         return sum(int(getattr(self, c).nbytes) for c in cols)
 
+    @property
+    def world(self) -> int:
+        """Ranks of the whole deployment."""
+        return self.ranks.world
+
+    @property
+    def mesh(self) -> Mesh:
+        """The mesh of a single-pool graph (a multi-pool graph has one per pool)."""
+        return self._single().mesh
+
+    @property
+    def schedule(self) -> Schedule:
+        """The schedule of a single-pool graph (a multi-pool graph has one per pool)."""
+        return self._single().schedule
+
+    def _single(self) -> Pool:
+        if len(self.pools) != 1:
+            names = ", ".join(p.name for p in self.pools)
+            raise GraphError(
+                f"the graph has {len(self.pools)} pools ({names}); read each pool's own "
+                "mesh and schedule from graph.pools"
+            )
+        return self.pools[0]
+
+    def node_slice(self, p: int) -> slice:
+        """Pool ``p``'s nodes (all of them in a single-pool graph, whatever its edits)."""
+        if len(self.pools) == 1:
+            return slice(None)
+        return slice(self.pools[p].node0, self.pools[p].node1)
+
+    def pool_view(self, p: int) -> Graph:
+        """Pool ``p``'s nodes and the edges among them, ranks still global (a single-pool
+        graph is its own view). Its only pool is ``p``; its rank table is the whole one."""
+        if len(self.pools) == 1:
+            return self
+        pool = self.pools[p]
+        lo, hi = pool.node0, pool.node1
+        keep = (self.src >= lo) & (self.src < hi) & (self.dst >= lo) & (self.dst < hi)
+        cols = {c: getattr(self, c)[lo:hi] for c in self.NODE_COLUMNS}
+        return dataclasses.replace(
+            self, pools=(pool,), **cols, src=self.src[keep] - np.int32(lo),
+            dst=self.dst[keep] - np.int32(lo), ekind=self.ekind[keep],
+        )  # fmt: skip
+
     def node_id(self, i: int) -> str:
         """Readable id of node ``i``, e.g. ``r17/s1/L5/mb2/attn.qkv``."""
-        r = int(self.rank[i])
-        parts = [f"r{r}", f"s{int(self.mesh.stage[r])}"]
-        if self.plan.workload.decode_steps > 1:
-            parts.append(f"t{int(self.step[i])}")
-        layer = int(self.layer[i])
-        if layer >= 0:
-            parts.append(f"L{layer}")
-        parts.append(f"mb{int(self.mb[i])}")
-        label = OP_LABELS[int(self.op[i])]
-        e = int(self.expert[i])
-        parts.append(f"{label}.e{e}" if e >= 0 else label)
-        return "/".join(parts)
+        return self.node_ids([i])[0]
 
     def node_ids(self, idx: npt.ArrayLike) -> list[str]:
-        """Readable ids of several nodes."""
-        return [self.node_id(int(i)) for i in np.asarray(idx).ravel()]
+        """Readable ids of several nodes (:mod:`dagen.graph.ids`)."""
+        return IdText(self).ids(idx)
 
     def lint(self) -> None:
         """Check the IR's own invariants; raise :class:`GraphError` naming the first broken one.
@@ -223,7 +272,7 @@ class Graph:
         _in_range("op", self.op, len(Op))
         _in_range("kind", self.kind, len(Kind))
         _in_range("ekind", self.ekind, len(EdgeKind))
-        _in_range("rank", self.rank, self.mesh.world)
+        _in_range("rank", self.rank, self.world)
         _in_range("src", self.src, self.n_nodes)
         _in_range("dst", self.dst, self.n_nodes)
         _in_range("tmpl", self.tmpl, len(self.tmpl_shape))
@@ -233,7 +282,7 @@ class Graph:
         _in_range("inst", self.inst[coll], self.n_inst)
         _in_range("group (aux of collectives)", self.aux[coll], int(self.group_kind.shape[0]))
         p2p = (self.kind == Kind.SEND) | (self.kind == Kind.RECV)
-        _in_range("peer (aux of send/recv)", self.aux[p2p], self.mesh.world)
+        _in_range("peer (aux of send/recv)", self.aux[p2p], self.world)
 
     def _lint_edges(self) -> None:
         if np.any(self.src == self.dst):
@@ -268,7 +317,7 @@ class Graph:
             g.add_node(
                 nid,
                 rank=int(self.rank[i]),
-                stage=int(self.mesh.stage[int(self.rank[i])]),
+                stage=int(self.ranks.stage[int(self.rank[i])]),
                 layer=int(self.layer[i]),
                 mb=int(self.mb[i]),
                 step=int(self.step[i]),

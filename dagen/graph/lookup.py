@@ -21,9 +21,10 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
+    from dagen.graph.ir import Graph
     from dagen.graph.schedule import Schedule
 
-__all__ = ["BlockIndex", "occurrence"]
+__all__ = ["BlockIndex", "message_ends", "occurrence", "slots_of"]
 
 I64 = npt.NDArray[np.int64]
 Bool = npt.NDArray[np.bool_]
@@ -136,3 +137,49 @@ class BlockIndex:
         """For the ``occ``-th recv of each (stage, step, mb): (found, stage, step, mb) of
         the block it must come from."""
         return self._other_end(self._recvs, "src", stage, step, mb, occ)
+
+
+def _by_pool(
+    graph: Graph, ranks: npt.NDArray[np.integer]
+) -> list[tuple[int, npt.NDArray[np.int64] | slice]]:
+    """(pool, the positions of ``ranks`` in it) for every pool (one slice when single)."""
+    if len(graph.pools) == 1:
+        return [(0, slice(None))]
+    pool = graph.ranks.pool[ranks]
+    return [(p, np.flatnonzero(pool == p)) for p in range(len(graph.pools))]
+
+
+def slots_of(graph: Graph, ranks: Int, step: Int, mb: Int, occ: Int) -> tuple[Bool, I64]:
+    """(found, certificate slot) of the blocks ``(rank, step, mb, occ)``, each in its pool's
+    schedule."""
+    found = np.zeros(ranks.shape[0], dtype=np.bool_)
+    slot = np.zeros(ranks.shape[0], dtype=np.int64)
+    for p, at in _by_pool(graph, ranks):
+        r = ranks[at]
+        index = BlockIndex(graph.pools[p].schedule)
+        found[at], slot[at] = index.slot(graph.ranks.stage[r], step[at], mb[at], occ[at])
+    return found, slot
+
+
+def message_ends(graph: Graph, nodes: I64, sending: bool) -> tuple[Bool, I64, I64, I64]:
+    """Where sends ``nodes`` must go (``sending``) or recvs come from: (found, peer rank,
+    step, micro-batch), by the pool's schedule and its pipeline groups. The ``k``-th send
+    a rank issues for a (step, micro-batch) is the schedule's ``k``-th pair from that
+    block of its stage; the peer is the rank at the same (tp, cp, dp) coordinates in the
+    paired stage."""
+    n = nodes.shape[0]
+    ranks = graph.rank[nodes]
+    step, mb = graph.step[nodes], graph.mb[nodes]
+    occ = occurrence(ranks, step, mb)
+    found = np.zeros(n, dtype=np.bool_)
+    peer, estep, emb = (np.zeros(n, dtype=np.int64) for _ in range(3))
+    for p, at in _by_pool(graph, ranks):
+        pool, r = graph.pools[p], ranks[at]
+        index = BlockIndex(pool.schedule)
+        key = (graph.ranks.stage[r], step[at], mb[at], occ[at])
+        f, stage, estep[at], emb[at] = index.send(*key) if sending else index.recv(*key)
+        table = pool.mesh.groups("pp").astype(np.int64)
+        stage = np.where(f, np.minimum(stage, table.shape[1] - 1), 0)
+        local = pool.mesh.group_of("pp")[r - pool.rank0]
+        found[at], peer[at] = f, np.where(f, table[local, stage] + pool.rank0, -1)
+    return found, peer, estep, emb

@@ -52,7 +52,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dagen.errors import MeshError
-from dagen.plan.model import Convention, Parallel, Plan
+from dagen.plan.model import Convention, Model, Parallel, Plan
 
 __all__ = [
     "GROUP_DIMS",
@@ -359,18 +359,22 @@ def build_mesh(parallel: Parallel, gpus_per_node: int = 8) -> Mesh:
     return mesh
 
 
-def mesh_of(plan: Plan) -> Mesh:
-    """The mesh of a whole plan: its degrees over its hardware's hosts.
+def mesh_for(parallel: Parallel, model: Model, gpus_per_node: int) -> Mesh:
+    """The mesh of ``parallel`` serving ``model`` on hosts of ``gpus_per_node``.
 
     A dense model has no expert layers, so its expert decomposition is moot; it is laid
     with etp = tp (Megatron-Core's default for expert_tensor_parallel_size), which makes it
     coincide with the attention one and lets any valid order string, ``tp-pp-dp`` among
     them, build.
     """
-    parallel = plan.parallel
-    if plan.model.moe is None and parallel.etp != parallel.tp:
+    if model.moe is None and parallel.etp != parallel.tp:
         parallel = dataclasses.replace(parallel, etp=parallel.tp)
-    return build_mesh(parallel, plan.hardware.gpus_per_node)
+    return build_mesh(parallel, gpus_per_node)
+
+
+def mesh_of(plan: Plan) -> Mesh:
+    """The mesh of a whole plan: its degrees over its hardware's hosts (:func:`mesh_for`)."""
+    return mesh_for(plan.parallel, plan.model, plan.hardware.gpus_per_node)
 
 
 def rank_table(mesh: Mesh) -> list[dict[str, int]]:

@@ -17,7 +17,7 @@ import itertools
 from dagen.errors import PlanInfeasible
 from dagen.plan.model import Parallel, Plan
 
-__all__ = ["even_split", "stage_layers", "stage_sizes"]
+__all__ = ["even_split", "layer_ranges", "stage_layers", "stage_sizes"]
 
 
 def even_split(n: int, parts: int) -> list[int]:
@@ -69,14 +69,16 @@ def stage_sizes(p: Parallel, layers: int) -> list[int]:
     return head + middle + tail
 
 
-def stage_layers(plan: Plan) -> list[range]:
+def layer_ranges(p: Parallel, layers: int) -> list[range]:
     """The layers each pipeline stage holds, first stage first (see :func:`stage_sizes`).
 
-    >>> from types import SimpleNamespace
-    >>> plan = SimpleNamespace(parallel=Parallel(pp=3), model=SimpleNamespace(layers=7))
-    >>> [len(r) for r in stage_layers(plan)]
+    >>> [len(r) for r in layer_ranges(Parallel(pp=3), 7)]
     [2, 3, 2]
     """
-    sizes = stage_sizes(plan.parallel, plan.model.layers)
-    starts = [0, *itertools.accumulate(sizes)]
+    starts = [0, *itertools.accumulate(stage_sizes(p, layers))]
     return [range(a, b) for a, b in itertools.pairwise(starts)]
+
+
+def stage_layers(plan: Plan) -> list[range]:
+    """The layers each pipeline stage of ``plan`` holds (:func:`layer_ranges`)."""
+    return layer_ranges(plan.parallel, plan.model.layers)

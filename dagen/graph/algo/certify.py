@@ -37,7 +37,7 @@ import numpy.typing as npt
 
 from dagen.graph.algo.derived import Derived
 from dagen.graph.ir import Graph
-from dagen.graph.lookup import BlockIndex, occurrence
+from dagen.graph.lookup import occurrence, slots_of
 
 __all__ = ["certified_key", "certify", "schedule_key"]
 
@@ -68,9 +68,7 @@ def schedule_key(graph: Graph, sh: Derived) -> Int | None:
     width = int(lengths.max())
     rank = graph.rank[starts].astype(np.int64)
     step, mb = graph.step[starts], graph.mb[starts]
-    found, base = BlockIndex(graph.schedule).slot(
-        graph.mesh.stage[rank], step, mb, occurrence(rank, step, mb)
-    )
+    found, base = slots_of(graph, rank, step, mb, occurrence(rank, step, mb))
     if not found.all():
         return None
     same_rank = rank[1:] == rank[:-1]

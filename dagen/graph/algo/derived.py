@@ -83,7 +83,7 @@ class Derived:
         def make() -> I64:
             rank = self.graph.rank
             # Boundaries in rank's own dtype: an int64 needle would cast the whole column.
-            bounds = np.arange(self.graph.mesh.world + 1, dtype=rank.dtype)
+            bounds = np.arange(self.graph.world + 1, dtype=rank.dtype)
             return np.searchsorted(rank, bounds).astype(np.int64)
 
         out: I64 = self._get("rank_start", make)

@@ -94,7 +94,7 @@ def guard(graph: Graph, shared: Derived | None = None) -> None:
     _guard_shapes(graph)
     n, n_groups = graph.n_nodes, graph.group_kind.shape[0]
     for name, values, upper in (
-        ("rank", graph.rank, graph.mesh.world),
+        ("rank", graph.rank, graph.world),
         ("op", graph.op, len(Op)),
         ("kind", graph.kind, len(Kind)),
         ("ekind", graph.ekind, len(EdgeKind)),
@@ -102,7 +102,7 @@ def guard(graph: Graph, shared: Derived | None = None) -> None:
         ("dst", graph.dst, n),
         ("tmpl", graph.tmpl, graph.tmpl_bytes.shape[0]),
         ("inst_group", graph.inst_group, n_groups),
-        ("group_members", graph.group_members, graph.mesh.world),
+        ("group_members", graph.group_members, graph.world),
     ):
         _range(name, values, 0, upper)
     # inst is -1 off collectives: shift by one into [0, n_inst + 1) without a temporary.
