@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from dagen import __version__, api
-from dagen.errors import DagenError
+from dagen.errors import DagenError, PlanError
 from dagen.findings import Finding, Severity
 from dagen.graph.ir import INT16_MAX
 from dagen.mesh import MAX_WORLD, mesh_of
@@ -104,7 +104,8 @@ def _user_errors(state: _State) -> Iterator[None]:
     except DagenError as exc:
         if state.debug:
             raise
-        click.echo(f"error: {exc}", err=True)
+        # A plan error is findings, each rendered with its severity and code already.
+        click.echo(str(exc) if isinstance(exc, PlanError) else f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     finally:
         if state.bars is not None:

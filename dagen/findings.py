@@ -1,49 +1,82 @@
 """Findings: what a check reports. Data, not exceptions; the CLI picks the exit status.
 
-Plan rules, graph checks and cost verdicts all return lists of :class:`Finding`.
+Plan problems, plan rules, graph checks and cost verdicts all report
+:class:`Finding` records, made by one factory (:func:`finding`) from a registered
+:class:`~dagen.codes.Code`, and shown by one renderer (:meth:`Finding.render`). Where a
+finding points is an :class:`Origin`: a position in a file, or a command-line flag.
+
+Example:
+    >>> f = finding(Code.PLAN_WORLD, "declared 128, degrees give 16", path="parallel.world_size",
+    ...             origin=Origin(file="plan.yaml", line=56, column=15))
+    >>> print(f.render())
+    error PLAN-WORLD plan.yaml:56:15: parallel.world_size: declared 128, degrees give 16
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Finding", "Severity", "count", "has_errors", "rank_list"]
+from dagen.codes import Code, Severity
+
+__all__ = [
+    "Code",
+    "Finding",
+    "Origin",
+    "Severity",
+    "count",
+    "finding",
+    "has_errors",
+    "problem",
+    "rank_list",
+]
 
 
-class Severity(enum.StrEnum):
-    """How bad a finding is. ``error`` fails ``dagen check`` (exit 1)."""
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a value came from: a position in a file (1-based) or a command-line flag.
 
-    ERROR = "error"
-    WARNING = "warning"
-    INFO = "info"
+    >>> str(Origin(file="plan.yaml", line=3, column=7)), str(Origin(flag="--tensor-parallel-size"))
+    ('plan.yaml:3:7', '--tensor-parallel-size')
+    """
+
+    file: str = ""
+    line: int | None = None
+    column: int | None = None
+    flag: str = ""
+    """The flag the value was given by (a plan imported from framework flags)."""
+
+    def __str__(self) -> str:
+        if self.flag:
+            return self.flag
+        if self.line is None:
+            return self.file
+        position = f"{self.line}:{self.column or 1}"
+        return f"{self.file}:{position}" if self.file else position
+
+    def at(self, file: str) -> Origin:
+        """The same place, in ``file`` (when it names none)."""
+        return self if self.file or self.flag else Origin(file, self.line, self.column)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Finding:
-    """One result of a check.
-
-    Example:
-        >>> f = Finding(code="PLAN-WORLD", severity=Severity.ERROR, message="…")
-        >>> f.severity
-        <Severity.ERROR: 'error'>
-    """
+    """One result of a check (make one with :func:`finding`)."""
 
     code: str
-    """Stable code, e.g. ``PLAN-WORLD`` or ``GRAPH-CYCLE``; documented in docs/checks.md."""
+    """A registered code (:class:`~dagen.codes.Code`), e.g. ``PLAN-WORLD``."""
     severity: Severity
     message: str
     """What was found, with the arithmetic."""
     fix: str = ""
     """What to change."""
     path: str = ""
-    """YAML path of the field involved, when there is one."""
-    line: int | None = None
-    column: int | None = None
+    """Dotted path of the plan field involved, when there is one."""
+    origin: Origin | None = None
+    """Where that field was written (file position or flag)."""
     nodes: tuple[str, ...] = ()
     """Readable ids of the graph nodes involved (at most a few dozen)."""
     ranks: tuple[int, ...] = ()
@@ -51,10 +84,19 @@ class Finding:
     data: dict[str, Any] = field(default_factory=dict, compare=False)
     """Machine-readable details (numbers behind the message) for ``--format json``."""
 
+    @property
+    def line(self) -> int | None:
+        return self.origin.line if self.origin is not None else None
+
+    @property
+    def column(self) -> int | None:
+        return self.origin.column if self.origin is not None else None
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form, keys in a fixed order."""
-        return {
-            "code": self.code,
+        """Plain-JSON form, keys in a fixed order (never the file, so outputs do not depend
+        on where the plan sits; a flag origin adds ``flag``)."""
+        out: dict[str, Any] = {
+            "code": str(self.code),
             "severity": self.severity.value,
             "message": self.message,
             "fix": self.fix,
@@ -65,16 +107,15 @@ class Finding:
             "ranks": list(self.ranks),
             "data": self.data,
         }
+        if self.origin is not None and self.origin.flag:
+            out["flag"] = self.origin.flag
+        return out
 
     def render(self, source: str = "") -> str:
-        """One or two lines of text: ``severity CODE where: message`` then the fix."""
-        where = ""
-        if self.line is not None:
-            where = (
-                f"{source}:{self.line}:{self.column or 1}: "
-                if source
-                else f"{self.line}:{self.column or 1}: "
-            )
+        """The one text form: ``severity CODE where: path: message``, then the fix and the
+        first nodes indented. ``source`` names the file when the origin does not."""
+        origin = self.origin.at(source) if self.origin is not None else Origin(source)
+        where = f"{origin}: " if str(origin) else ""
         field_ = f"{self.path}: " if self.path else ""
         text = f"{self.severity.value} {self.code} {where}{field_}{self.message}"
         if self.fix:
@@ -86,6 +127,46 @@ class Finding:
                 + (" …" if len(self.nodes) > 12 else "")
             )
         return text
+
+
+def finding(
+    code: Code,
+    message: str,
+    *,
+    fix: str = "",
+    path: str = "",
+    origin: Origin | None = None,
+    nodes: tuple[str, ...] = (),
+    ranks: tuple[int, ...] = (),
+    severity: Severity | None = None,
+    data: dict[str, Any] | None = None,
+) -> Finding:
+    """The one factory of findings: ``code``'s registered severity unless ``severity``.
+
+    >>> finding(Code.GRAPH_CYCLE, "deadlock").severity
+    <Severity.ERROR: 'error'>
+    """
+    if not isinstance(code, Code):
+        raise TypeError(f"finding: {code!r} is not a registered Code")
+    return Finding(
+        code=code.value, severity=severity or code.severity, message=message, fix=fix,
+        path=path, origin=origin, nodes=nodes, ranks=ranks, data=data or {},
+    )  # fmt: skip
+
+
+def problem(
+    code: Code,
+    message: str,
+    fix: str = "",
+    *,
+    path: str = "",
+    line: int | None = None,
+    column: int | None = None,
+) -> Finding:
+    """A finding at a position of the plan file (:func:`finding` with that origin; the file
+    is named when it is rendered), e.g. a ``P-…`` problem of the loader."""
+    origin = Origin(line=line, column=column) if line is not None else None
+    return finding(code, message, fix=fix, path=path, origin=origin)
 
 
 def has_errors(findings: list[Finding]) -> bool:

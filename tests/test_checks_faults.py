@@ -52,7 +52,7 @@ def test_dropped_recv_leaves_its_send_unmatched(good: Graph) -> None:
     send = find(good, 0, Op.PP_SEND, mb=1)
     bad = drop_nodes(good, [recv])
     bad.lint()
-    found = [f for f in check_comms(bad) if f.code == Code.UNMATCHED_SEND]
+    found = [f for f in check_comms(bad) if f.code == Code.GRAPH_UNMATCHED_SEND]
     assert len(found) == 1
     assert found[0].nodes == (good.node_id(send),)
     assert "1 send without a matching recv" in found[0].message
@@ -64,8 +64,8 @@ def test_recv_without_send(good: Graph) -> None:
     recv = find(good, 3, Op.PP_RECV, mb=0)
     bad = drop_nodes(good, [send])
     found = {f.code: f for f in check_comms(bad)}
-    assert set(found) == {Code.UNMATCHED_RECV}
-    assert found[Code.UNMATCHED_RECV].nodes == (good.node_id(recv),)
+    assert set(found) == {Code.GRAPH_UNMATCHED_RECV}
+    assert found[Code.GRAPH_UNMATCHED_RECV].nodes == (good.node_id(recv),)
 
 
 def test_send_bytes_differ(good: Graph) -> None:
@@ -80,7 +80,7 @@ def test_send_bytes_differ(good: Graph) -> None:
         tmpl_flops=np.append(good.tmpl_flops, 0.0),
     )
     found = check_comms(bad)
-    assert codes(found) == [Code.P2P_BYTES]
+    assert codes(found) == [Code.GRAPH_P2P_BYTES]
     assert found[0].nodes[0] == good.node_id(send)
     assert "2,048 B" in found[0].message and "1,024 B" in found[0].message
 
@@ -90,7 +90,7 @@ def test_send_to_another_micro_batch(good: Graph) -> None:
     mb = good.mb.copy()
     mb[recv] = 0
     found = check_comms(dataclasses.replace(good, mb=mb))
-    assert Code.P2P_MB in codes(found)
+    assert Code.GRAPH_P2P_MB in codes(found)
 
 
 def test_send_naming_the_wrong_peer(good: Graph) -> None:
@@ -98,7 +98,7 @@ def test_send_naming_the_wrong_peer(good: Graph) -> None:
     aux = good.aux.copy()
     aux[send] = 3
     found = check_comms(dataclasses.replace(good, aux=aux))
-    assert codes(found) == [Code.P2P_PEER]
+    assert codes(found) == [Code.GRAPH_P2P_PEER]
     assert good.node_id(send) in found[0].nodes
 
 
@@ -107,7 +107,7 @@ def test_rank_removed_from_a_collective(good: Graph) -> None:
     inst = int(good.inst[node])
     bad = drop_nodes(good, [node])
     found = check_comms(bad)
-    assert codes(found) == [Code.COLL_MEMBERS]
+    assert codes(found) == [Code.GRAPH_COLL_MEMBERS]
     f = found[0]
     assert f"instance {inst} " in f.message and "missing [1]" in f.message
     assert f.nodes == (good.node_id(find(good, 0, Op.ATTN_ALLREDUCE, layer=1, mb=1)),)
@@ -122,8 +122,8 @@ def test_rank_outside_the_group_joins(good: Graph) -> None:
     inst, aux = good.inst.copy(), good.aux.copy()
     inst[other], aux[other] = inst[node], aux[node]  # rank 2 claims stage 0's instance
     found = {f.code: f for f in check_comms(dataclasses.replace(good, inst=inst, aux=aux))}
-    assert Code.COLL_MEMBERS in found
-    assert "1 instance includes an outsider" in found[Code.COLL_MEMBERS].message
+    assert Code.GRAPH_COLL_MEMBERS in found
+    assert "1 instance includes an outsider" in found[Code.GRAPH_COLL_MEMBERS].message
 
 
 def test_collective_sizes_differ(good: Graph) -> None:
@@ -131,7 +131,7 @@ def test_collective_sizes_differ(good: Graph) -> None:
     tmpl = good.tmpl.copy()
     tmpl[node] = 0  # the 0-byte template
     found = check_comms(dataclasses.replace(good, tmpl=tmpl))
-    assert codes(found) == [Code.COLL_SIZE]
+    assert codes(found) == [Code.GRAPH_COLL_SIZE]
     assert good.node_id(node) in found[0].nodes
     assert "r3: 0 B" in found[0].message and "r2: 1,024 B" in found[0].message
 
@@ -141,7 +141,7 @@ def test_collective_ops_differ(good: Graph) -> None:
     op = good.op.copy()
     op[node] = Op.FFN_ALLREDUCE
     found = check_comms(dataclasses.replace(good, op=op))
-    assert codes(found) == [Code.COLL_OP]
+    assert codes(found) == [Code.GRAPH_COLL_OP]
     assert "ffn.allreduce" in found[0].message
 
 
@@ -159,11 +159,11 @@ def test_swapped_collectives_are_an_order_mismatch_and_a_cycle(good: Graph) -> N
     bad = swap_collectives(good, a, b)
     bad.lint()
     order = check_collective_order(bad)
-    assert codes(order) == [Code.COLL_ORDER]
+    assert codes(order) == [Code.GRAPH_COLL_ORDER]
     assert "tp group 0 (ranks 0, 1), call #1: rank 1 issues instance 1" in order[0].message
     assert "where rank 0 issues instance 0" in order[0].message
     cyc = check_acyclic(bad)
-    assert codes(cyc) == [Code.CYCLE]
+    assert codes(cyc) == [Code.GRAPH_CYCLE]
     assert cyc[0].ranks == (0, 1)
     # The cycle runs through both swapped calls, printed as a path with ⇄ at instances.
     assert bad.node_id(a) in cyc[0].nodes and bad.node_id(b) in cyc[0].nodes
@@ -181,7 +181,7 @@ def test_back_edge_across_ranks_closes_a_cycle(good: Graph) -> None:
     bad = add_edges(good, [late], [early], EdgeKind.P2P)
     bad.lint()
     found = check_acyclic(bad)
-    assert codes(found) == [Code.CYCLE]
+    assert codes(found) == [Code.GRAPH_CYCLE]
     f = found[0]
     assert good.node_id(late) in f.nodes and good.node_id(early) in f.nodes
     assert set(f.ranks) >= {1, 3}
@@ -206,7 +206,7 @@ def test_without_rank_major_layout_the_exact_engine_decides(good: Graph) -> None
     late = find(good, 2, Op.FFN_UP, layer=3, mb=1)
     early = find(good, 0, Op.ATTN_QKV, layer=0, mb=0)
     bad = reversed_nodes(add_edges(good, [late], [early], EdgeKind.P2P))
-    assert codes(check_acyclic(bad)) == [Code.CYCLE]
+    assert codes(check_acyclic(bad)) == [Code.GRAPH_CYCLE]
     shuffled = reversed_nodes(good)
     assert check_acyclic(shuffled) == []
     order = topological_order(shuffled)
@@ -220,7 +220,7 @@ def test_acyclic_but_serial_deadlock_is_a_warning() -> None:
     g = crossed_recvs()
     g.lint()
     found = check_acyclic(g)
-    assert codes(found) == [Code.SERIAL_DEADLOCK]
+    assert codes(found) == [Code.GRAPH_SERIAL_DEADLOCK]
     assert found[0].severity is Severity.WARNING
     assert found[0].ranks == (0, 1)
     order = topological_order(g)
@@ -234,7 +234,7 @@ def test_serial_deadlock_becomes_a_cycle_with_a_local_edge() -> None:
     bad = add_edges(g, [0, 2], [1, 3], EdgeKind.DATA)  # each recv now feeds its send
     bad.lint()
     found = check_acyclic(bad)
-    assert codes(found) == [Code.CYCLE]
+    assert codes(found) == [Code.GRAPH_CYCLE]
     assert found[0].ranks == (0, 1)
     assert len(found[0].nodes) == 4
 
@@ -243,7 +243,7 @@ def test_many_faults_aggregate_into_one_finding() -> None:
     g = pipeline(tp=2, pp=2, layers=2, mbs=8)
     recvs = np.flatnonzero(g.kind == Kind.RECV)
     found = check_comms(drop_nodes(g, recvs))
-    assert codes(found) == [Code.UNMATCHED_SEND]
+    assert codes(found) == [Code.GRAPH_UNMATCHED_SEND]
     assert found[0].message.startswith("16 sends without a matching recv")
     assert len(found[0].nodes) == 16
     assert found[0].data["none"] == 16

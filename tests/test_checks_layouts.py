@@ -108,10 +108,10 @@ def test_send_to_another_replicas_pipeline_is_a_peer_problem(phase: str) -> None
     assert g.mesh.replica[rank_a] != g.mesh.replica[rank_b]
     bad = _swap_destinations(g, a, b)
     found = check_comms(bad)
-    assert codes(found) == [Code.P2P_PEER]
+    assert codes(found) == [Code.GRAPH_P2P_PEER]
     assert "ranks the schedule does not pair" in found[0].message
     assert set(found[0].nodes) >= {g.node_id(a), g.node_id(b)}
-    assert codes(check_graph(bad)) == [Code.P2P_PEER]
+    assert codes(check_graph(bad)) == [Code.GRAPH_P2P_PEER]
 
 
 # --- collectives over the wrong dimension ---------------------------------------------
@@ -137,7 +137,7 @@ def test_allreduce_over_the_cp_group_instead_of_tp() -> None:
         inst[mine], aux[mine], ig[i] = i, k, k
     bad = dataclasses.replace(g, inst=inst, aux=aux, inst_group=ig)
     found = check_comms(bad)
-    assert codes(found) == [Code.COLL_OP]
+    assert codes(found) == [Code.GRAPH_COLL_OP]
     assert "ffn.allreduce) runs all-reduce over cp group" in found[0].message
     assert "expected all-reduce over a tp group" in found[0].message
     assert set(found[0].nodes) == {g.node_id(int(i)) for i in ffn}
@@ -149,7 +149,7 @@ def test_allreduce_labelled_all_gather() -> None:
     coll = g.inst_coll.copy()
     coll[g.inst[node]] = Coll.ALL_GATHER
     found = check_comms(dataclasses.replace(g, inst_coll=coll))
-    assert codes(found) == [Code.COLL_OP]
+    assert codes(found) == [Code.GRAPH_COLL_OP]
     assert "runs all-gather over tp group" in found[0].message
     assert g.node_id(node) in found[0].nodes
 
@@ -186,11 +186,11 @@ def test_two_tp_groups_over_the_same_ranks_pass_and_keep_their_own_order() -> No
     inst = g.inst.copy()
     inst[first], inst[second] = g.inst[second], g.inst[first]
     found = check_collective_order(dataclasses.replace(g, inst=inst))
-    assert codes(found) == [Code.COLL_ORDER]
+    assert codes(found) == [Code.GRAPH_COLL_ORDER]
     assert f"tp group {g.group_kind.shape[0] - 1} (ranks 0, 1), call #1" in found[0].message
     # A member missing from the second group is told apart by its group's members.
     found = check_comms(drop_nodes(g, [second]))
-    assert codes(found) == [Code.COLL_MEMBERS]
+    assert codes(found) == [Code.GRAPH_COLL_MEMBERS]
     assert "missing [1]" in found[0].message
 
 
@@ -200,7 +200,7 @@ def test_folded_ep_group_spanning_replicas() -> None:
     assert g.mesh.groups("ep").tolist() == [[0, 2, 4, 6], [1, 3, 5, 7]]
     node = int(where(g, op=Op.MOE_DISPATCH, rank=7, layer=0)[0])
     found = check_comms(drop_nodes(g, [node]))
-    assert codes(found) == [Code.COLL_MEMBERS]
+    assert codes(found) == [Code.GRAPH_COLL_MEMBERS]
     assert "ranks [1, 3, 5], missing [7]" in found[0].message
     assert found[0].ranks == (1, 3, 5, 7)
     dispatch, combine = (
@@ -210,7 +210,7 @@ def test_folded_ep_group_spanning_replicas() -> None:
     inst = g.inst.copy()
     inst[dispatch], inst[combine] = g.inst[combine], g.inst[dispatch]
     found = check_collective_order(dataclasses.replace(g, inst=inst))
-    assert codes(found) == [Code.COLL_ORDER]
+    assert codes(found) == [Code.GRAPH_COLL_ORDER]
     assert "ep group" in found[0].message and "rank 7 issues" in found[0].message
 
 
@@ -229,10 +229,10 @@ def test_expert_copy_on_its_own_rank_is_not_a_replica() -> None:
     # The replica of 6 becomes a second expert 1 on rank 0: as many copies as planned.
     bad = drop_nodes(duplicate_nodes(g, [one]), [six + 1])
     found = check_completeness(bad)
-    assert codes(found) == [Code.EXPERT_DUPLICATE]
+    assert codes(found) == [Code.GRAPH_EXPERT_DUPLICATE]
     assert "repeated on a rank that already runs that expert" in found[0].message
     assert found[0].nodes == (g.node_id(one),) * 2
-    assert codes(check_graph(bad)) == [Code.EXPERT_DUPLICATE]
+    assert codes(check_graph(bad)) == [Code.GRAPH_EXPERT_DUPLICATE]
 
 
 # --- a collective emitted as a plain compute node --------------------------------------
@@ -256,11 +256,11 @@ def test_allreduce_emitted_as_compute_without_an_instance() -> None:
     )
     assert check_comms(bad) == []
     found = check_completeness(bad)
-    assert codes(found) == [Code.MISSING, Code.UNEXPECTED]
+    assert codes(found) == [Code.GRAPH_MISSING, Code.GRAPH_UNEXPECTED]
     assert "(attn.allreduce ×2) on ranks 0, 1" in found[0].message
     assert "a node of another kind than its op's" in found[1].message
     assert found[1].nodes == tuple(g.node_ids(nodes))
-    assert codes(check_graph(bad)) == [Code.MISSING, Code.UNEXPECTED]
+    assert codes(check_graph(bad)) == [Code.GRAPH_MISSING, Code.GRAPH_UNEXPECTED]
 
 
 def test_members_of_one_allreduce_from_different_micro_batches() -> None:
@@ -273,8 +273,8 @@ def test_members_of_one_allreduce_from_different_micro_batches() -> None:
     mb[n0], mb[n1] = g.mb[n1], g.mb[n0]
     bad = dataclasses.replace(g, mb=mb)
     found = check_comms(bad)
-    assert codes(found) == [Code.COLL_OP]
+    assert codes(found) == [Code.GRAPH_COLL_OP]
     assert "disagree on (step, layer, micro-batch)" in found[0].message
     assert "r0: t0/L0/mb0, r1: t0/L0/mb1" in found[0].message
     assert g.node_id(int(n0)) in found[0].nodes
-    assert Code.COLL_OP in codes(check_graph(bad))
+    assert Code.GRAPH_COLL_OP in codes(check_graph(bad))

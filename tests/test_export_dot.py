@@ -21,8 +21,9 @@ from dagen.errors import ExportError
 from dagen.export import ExportContext, emit, select_nodes
 from dagen.export import svg as svg_mod
 from dagen.export.dot import source
+from dagen.export.fold import fold_stages
 from dagen.export.mdparts import mermaid, stage_rows
-from dagen.export.overview import fold_stages, overview
+from dagen.export.overview import overview
 from dagen.graph.build import build_graph
 from dagen.graph.ir import Graph, Kind, Op
 from dagen.plan.loader import load_plan

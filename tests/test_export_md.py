@@ -13,7 +13,7 @@ from golden import assert_golden
 
 from dagen.export import ExportContext
 from dagen.export.markdown import MAX_CHARS, md, render_markdown
-from dagen.findings import Finding, Severity
+from dagen.findings import Finding, Origin, Severity
 from dagen.graph.build import build_graph
 from dagen.plan.loader import load_plan
 from dagen.plan.model import Targets
@@ -69,7 +69,7 @@ def test_user_text_is_escaped() -> None:
         message="a | b <i>",
         fix="use `x`",
         path="parallel.tp",
-        line=4,
+        origin=Origin(line=4),
     )
     text = render_markdown(ExportContext(graph=g, findings=(finding,)))
     assert "<script>" not in text and "<img" not in text

@@ -10,8 +10,20 @@ import pytest
 PKG = Path(__file__).resolve().parent.parent / "dagen"
 
 # plan → mesh → graph → checks → cost → export → api → cli; errors/findings are shared bases.
-LAYERS = ["errors", "findings", "plan", "mesh", "graph", "checks", "cost", "export", "api", "cli"]
-BASES = {"errors": 0, "findings": 0}
+LAYERS = [
+    "errors",
+    "codes",
+    "findings",
+    "plan",
+    "mesh",
+    "graph",
+    "checks",
+    "cost",
+    "export",
+    "api",
+    "cli",
+]
+BASES = {"errors": 0, "codes": 0, "findings": 0}
 ONLY_IN = {
     "click": {"cli"},
     "graphviz": {"export"},

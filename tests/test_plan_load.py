@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from dagen.errors import PlanError, Problem
+from dagen.errors import PlanError
+from dagen.findings import Finding, Origin
 from dagen.plan.hf import read_hf_config
 from dagen.plan.loader import load_plan, load_plan_text
-from dagen.plan.model import Convention, DType, Location, Phase
+from dagen.plan.model import Convention, DType, Phase
 from dagen.plan.params import active_params, count_params, parse_count
 from dagen.plan.presets import PRESETS
 
@@ -49,7 +50,7 @@ def _variant(old: str, new: str) -> str:
     return BASE.replace(old, new)
 
 
-def _problems(text: str, base_dir: Path | None = None) -> list[Problem]:
+def _problems(text: str, base_dir: Path | None = None) -> list[Finding]:
     with pytest.raises(PlanError) as info:
         load_plan_text(text, source="bad.yaml", base_dir=base_dir)
     assert info.value.problems, "a PlanError must carry its problems"
@@ -485,8 +486,8 @@ def test_message_renders_as_one_line_with_place_and_fix() -> None:
         load_plan_text(_variant("tp: 2", "tp: 2.5"), source="p.yaml")
     text = str(info.value)
     assert text == (
-        "p.yaml:11:7: parallel.tp: found 2.5 (a float); expected an integer. "
-        "Fix: write a whole number such as 8"
+        "error P-TYPE p.yaml:11:7: parallel.tp: found 2.5 (a float); expected an integer\n"
+        "    fix: write a whole number such as 8"
     )
 
 
@@ -562,9 +563,9 @@ def test_tiny_dense_loads_with_derived_fields_and_locations() -> None:
     assert (m.layers, m.hidden_size, m.heads, m.kv_heads, m.head_dim) == (4, 64, 4, 2, 16)
     assert (par.tp, par.pp, par.dp, par.world()) == (2, 2, 2, 8)
     assert par.convention is Convention.MEGATRON and plan.workload.phase is Phase.PREFILL
-    assert plan.where("parallel.tp") == Location(13, 7)
+    assert plan.where("parallel.tp") == Origin(line=13, column=7)
     assert plan.where("parallel.ep") == plan.locations["parallel"]  # nearest present parent
-    assert plan.where("model") == Location(3, 1)
+    assert plan.where("model") == Origin(line=3, column=1)
     assert plan.source.endswith("tiny_dense.yaml")
 
 
@@ -572,7 +573,7 @@ def test_tiny_moe_loads() -> None:
     plan = load_plan(PLANS / "tiny_moe.yaml")
     assert plan.model.moe is not None and plan.model.moe.experts == 8
     assert plan.parallel.ep == 4 and plan.parallel.edp() == 1
-    assert plan.where("model.moe.experts") == Location(14, 14)
+    assert plan.where("model.moe.experts") == Origin(line=14, column=14)
 
 
 def test_derived_defaults() -> None:
@@ -672,8 +673,10 @@ def test_plan_fields_override_hf_config() -> None:
     m = plan.model
     assert (m.layers, m.dtype, m.heads) == (8, DType.FP16, 32)
     assert m.moe is not None and (m.moe.top_k, m.moe.experts) == (1, 8)
-    assert plan.where("model.layers") == Location(3, 11)  # written in the plan
-    assert plan.where("model.heads") == Location(2, 14)  # from the config: its hf_config line
+    assert plan.where("model.layers") == Origin(line=3, column=11)  # written in the plan
+    assert plan.where("model.heads") == Origin(
+        line=2, column=14
+    )  # from the config: its hf_config line
 
 
 def test_hf_value_problem_names_the_config_key(tmp_path: Path) -> None:

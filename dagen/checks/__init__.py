@@ -35,7 +35,7 @@ from dagen.checks.completeness import check_completeness
 from dagen.checks.order import check_collective_order
 from dagen.checks.shared import Shared
 from dagen.errors import GraphError
-from dagen.findings import Finding, Severity
+from dagen.findings import Finding, finding
 from dagen.graph.algo import guard
 from dagen.graph.ir import Graph
 
@@ -71,10 +71,9 @@ def check_graph(graph: Graph, *, lint: bool = False) -> list[Finding]:
         graph.lint() if lint else guard(graph, shared)
     except GraphError as exc:
         return [
-            Finding(
-                code=Code.IR.value,
-                severity=Severity.ERROR,
-                message=str(exc),
+            finding(
+                Code.GRAPH_IR,
+                str(exc),
                 fix="this is a bug in the graph builder (or in code that edited the graph); "
                 "report it with the plan",
             )

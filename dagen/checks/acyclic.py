@@ -70,7 +70,7 @@ def _exact_check(graph: Graph, sw: SweepResult | None) -> list[Finding]:
         return [
             make(
                 graph,
-                Code.CYCLE,
+                Code.GRAPH_CYCLE,
                 message,
                 "make every rank issue its collectives and sends/recvs in one global order "
                 "(the same order on every member of a group), and check that no edge runs "
@@ -89,7 +89,7 @@ def _serial_deadlock(graph: Graph, sw: SweepResult) -> Finding:
     ops = "; ".join(graph.node_ids(waiting[:4]))
     return make(
         graph,
-        Code.SERIAL_DEADLOCK,
+        Code.GRAPH_SERIAL_DEADLOCK,
         f"the dependency graph is acyclic, but running each rank's ops in program order "
         f"deadlocks: {count(waiting.size, 'rank')} ({rank_list(ranks)}) wait at ports "
         f"whose peers are blocked, e.g. {ops}",

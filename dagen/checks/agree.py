@@ -105,7 +105,7 @@ def check_collective_dims(graph: Graph, nodes: I64, inst: I64) -> Finding | None
     )
     return make(
         graph,
-        Code.COLL_OP,
+        Code.GRAPH_COLL_OP,
         f"{count(bad.size, 'collective instance')} not over the group kind or with the "
         f"collective {'its' if bad.size == 1 else 'their'} op calls for; first: instance {i} "
         f"({OP_LABELS[o]}) runs {Coll(int(coll[i])).label} over "
@@ -161,7 +161,7 @@ def disagree(
     """A finding of ``code`` for instances whose members' ``values`` differ (one per
     collective node of ``nodes``; ``what`` is ``bytes``, ``ops`` or a place), else None.
 
-    >>> disagree(graph, nodes, inst, place(graph, nodes), Code.COLL_OP, "place", "…")  # doctest: +SKIP
+    >>> disagree(graph, nodes, inst, place(graph, nodes), Code.GRAPH_COLL_OP, "place", "…")  # doctest: +SKIP
     """
     ref = np.zeros(graph.n_inst, dtype=np.int64)
     ref[inst] = values  # any member's value; the others must agree with it

@@ -92,8 +92,8 @@ def _unmatched(graph: Graph, sends: I64, out_n: I64, recvs: I64, in_n: I64) -> l
     found: list[Finding] = []
     hint = _unpaired_hint(graph, sends[out_n == 0], recvs[in_n == 0])
     sides = (
-        (Code.UNMATCHED_SEND, sends, out_n, "send", "recv"),
-        (Code.UNMATCHED_RECV, recvs, in_n, "recv", "send"),
+        (Code.GRAPH_UNMATCHED_SEND, sends, out_n, "send", "recv"),
+        (Code.GRAPH_UNMATCHED_RECV, recvs, in_n, "recv", "send"),
     )
     for (code, nodes, deg, what, other), edgeless in zip(sides, hint, strict=True):
         none, many = nodes[deg == 0], nodes[deg > 1]
@@ -142,7 +142,7 @@ def _pair_checks(graph: Graph, s: I64, r: I64) -> list[tuple[Code, Bool, str, st
     want = expected_targets(graph, s)
     return [
         (
-            Code.P2P_PEER,
+            Code.GRAPH_P2P_PEER,
             graph.rank[r] != want.rank,
             "join ranks the schedule does not pair (a send must reach the rank of the same "
             "replica and tp/cp shard in the stage the schedule names)",
@@ -150,19 +150,19 @@ def _pair_checks(graph: Graph, s: I64, r: I64) -> list[tuple[Code, Bool, str, st
             "parallel group (the last stage's decode tokens to the first stage's)",
         ),
         (
-            Code.P2P_PEER,
+            Code.GRAPH_P2P_PEER,
             (graph.aux[s] != graph.rank[r]) | (graph.aux[r] != graph.rank[s]),
             "name the wrong peer rank",
             "set each send's aux to its recv's rank and each recv's aux to its send's rank",
         ),
         (
-            Code.P2P_BYTES,
+            Code.GRAPH_P2P_BYTES,
             bs != br,
             "move different bytes on the two sides",
             "give a send and its recv the same tensor shape and dtype",
         ),
         (
-            Code.P2P_MB,
+            Code.GRAPH_P2P_MB,
             want.found & ((graph.mb[r] != want.mb) | (graph.step[r] != want.step)),
             "join different micro-batches or steps",
             "pair the send of micro-batch m at step t with the recv of micro-batch m at step t "
@@ -201,7 +201,7 @@ def _pair_mismatches(graph: Graph, s: I64, r: I64, odd_edges: I64) -> list[Findi
         found.append(
             make(
                 graph,
-                Code.P2P_PEER,
+                Code.GRAPH_P2P_PEER,
                 f"{count(odd_edges.size, 'p2p edge')} not from a send to a recv; first: "
                 f"{graph.node_id(a)} ({Kind(int(graph.kind[a])).label}) → {graph.node_id(b)} "
                 f"({Kind(int(graph.kind[b])).label})",
@@ -224,19 +224,19 @@ def check_collectives(graph: Graph, shared: Shared | None = None) -> list[Findin
     nbytes = graph.tmpl_bytes[graph.tmpl[nodes]]
     for code, values, what, fix in (
         (
-            Code.COLL_SIZE,
+            Code.GRAPH_COLL_SIZE,
             nbytes,
             "bytes",
             "give every member of a collective the same tensor shape and dtype",
         ),
         (
-            Code.COLL_OP,
+            Code.GRAPH_COLL_OP,
             graph.op[nodes].astype(np.int64),
             "ops",
             "make every member of an instance run the same collective op",
         ),
         (
-            Code.COLL_OP,
+            Code.GRAPH_COLL_OP,
             place(graph, nodes),
             "(step, layer, micro-batch)",
             "join each collective instance from the same step, layer and micro-batch on "
@@ -358,7 +358,7 @@ def _members(graph: Graph, nodes: I64, inst: I64) -> list[Finding]:
     return [
         make(
             graph,
-            Code.COLL_MEMBERS,
+            Code.GRAPH_COLL_MEMBERS,
             message,
             fix,
             nodes=nodes[np.isin(inst, bad[:4])],

@@ -75,7 +75,7 @@ def _skips(graph: Graph, exp: Expected, skips: list[tuple[int, int, int, int]]) 
     return [
         make(
             graph,
-            Code.MB_SKIPS_STAGE,
+            Code.GRAPH_MB_SKIPS_STAGE,
             f"{count(len(skips), '(replica, stage, step, micro-batch)', '(replica, stage, step, micro-batch)s')} "
             f"with no node on any rank of the stage: the micro-batch never passes through that "
             f"pipeline stage of its replica; first: replica {rep}, micro-batch {m}, "
@@ -106,7 +106,7 @@ def _missing(graph: Graph, table: CellTable, cells: I64) -> list[Finding]:
     return [
         make(
             graph,
-            Code.MISSING,
+            Code.GRAPH_MISSING,
             f"{count(cells.size, 'op')} the plan calls for {'is' if cells.size == 1 else 'are'} "
             f"missing ({_by_op(graph, table, cells)}) "
             f"on ranks {rank_list(ranks)}; first: {op} at {place}",
@@ -129,7 +129,7 @@ def _duplicate(graph: Graph, table: CellTable, cells: I64) -> list[Finding]:
     return [
         make(
             graph,
-            Code.DUPLICATE,
+            Code.GRAPH_DUPLICATE,
             f"{count(cells.size, 'op')} computed more than once ({count(extra, 'extra node')}; "
             f"{_by_op(graph, table, cells)}); first: {op} at {place} runs "
             f"{int(flat[cells[0]])} times",
@@ -152,7 +152,7 @@ def _unexpected(graph: Graph, table: CellTable, foreign: Bool) -> list[Finding]:
     return [
         make(
             graph,
-            Code.UNEXPECTED,
+            Code.GRAPH_UNEXPECTED,
             f"{count(bad.size, 'node')} the plan does not call for ({kinds}): an op foreign "
             f"to its layer or stage, a node of another kind than its op's (a collective op "
             f"emitted as compute), or a micro-batch/step out of range; first: "
@@ -207,7 +207,7 @@ def _idle(graph: Graph, exp: Expected, exact: bool) -> list[Finding]:
             found.append(
                 make(
                     graph,
-                    Code.IDLE_RANK,
+                    Code.GRAPH_IDLE_RANK,
                     f"{count(ranks.size, 'rank')} of {pool.world:,} run no compute op "
                     f"{why}: {rank_list(ranks)}",
                     fix,

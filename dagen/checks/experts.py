@@ -80,7 +80,7 @@ def check_experts(
         findings.append(
             make(
                 graph,
-                Code.UNEXPECTED,
+                Code.GRAPH_UNEXPECTED,
                 f"{count(bad.size, 'expert node')} outside any MoE layer of their stage (or "
                 f"with an expert id outside 0…{exp.experts - 1}, or a micro-batch/step out of "
                 f"range); first: {graph.node_id(int(bad[0]))}",
@@ -112,7 +112,7 @@ def _same_rank(graph: Graph, nodes: I64, cell: Int, ok: Bool) -> list[Finding]:
     return [
         make(
             graph,
-            Code.EXPERT_DUPLICATE,
+            Code.GRAPH_EXPERT_DUPLICATE,
             f"{count(twice.size, 'routed expert computation')} repeated on a rank that already "
             f"runs that expert for the same layer, step and micro-batch (a redundant replica "
             f"must sit on another EP rank); first: {graph.node_id(first)} (expert "
@@ -200,7 +200,7 @@ def _missing(
     return [
         make(
             graph,
-            Code.EXPERT_MISSING,
+            Code.GRAPH_EXPERT_MISSING,
             f"{count(int(lost.sum()), 'routed expert computation')} missing in "
             f"{count(rows, '(EP group, layer, step, micro-batch)')}; first: {where} runs "
             f"no node for experts {absent.tolist()[:16]}" + (" …" if absent.size > 16 else ""),
@@ -234,7 +234,7 @@ def _duplicated(
     return [
         make(
             graph,
-            Code.EXPERT_DUPLICATE,
+            Code.GRAPH_EXPERT_DUPLICATE,
             f"{count(int(over.sum()), '(EP group, layer, step, micro-batch)')} run experts "
             f"more often than planned; first: {where} runs {int(counts[row].sum())} expert "
             f"nodes for {exp.experts} experts + {exp.redundant} redundant replicas "

@@ -137,7 +137,7 @@ def _report(
         findings.append(
             make(
                 graph,
-                Code.COLL_ORDER,
+                Code.GRAPH_COLL_ORDER,
                 _message(graph, GroupKind(kind).label, nodes, group, mine, ref_inst, ref_node, p),
                 "issue every group's collectives in the same order on all its members (the "
                 "order of (step, micro-batch, layer, op))",

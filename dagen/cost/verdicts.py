@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from dagen.cost.bounds import achievable_flops, bound_world, fmt, token_flops, total_weight_bytes
 from dagen.cost.hbm import step_bytes_bound
 from dagen.cost.memory import MemoryReport
-from dagen.findings import Finding, Severity
+from dagen.findings import Code, Finding, Severity
 from dagen.plan.model import Phase, Plan
 from dagen.plan.world import finding
 
 __all__ = [
-    "Code",
     "EstimateParts",
     "Verdict",
     "VerdictKind",
@@ -45,17 +44,6 @@ class VerdictKind(enum.StrEnum):
     """Beyond a first-principles bound: no schedule or kernel can meet it."""
     UNVERIFIED = "unverified"
     """Within the bound, but no estimate exists (the plan could not be simulated)."""
-
-
-class Code(enum.StrEnum):
-    """Finding codes of the verdicts (docs/checks.md)."""
-
-    TTFT = "COST-TTFT"
-    TPOT = "COST-TPOT"
-    THROUGHPUT_GPU = "COST-THROUGHPUT-GPU"
-    THROUGHPUT = "COST-THROUGHPUT"
-    MEMORY = "COST-MEMORY"
-    OOM = "COST-OOM"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,12 +78,12 @@ class EstimateParts:
 
 
 _CODES = {
-    "targets.ttft_s": Code.TTFT,
-    "targets.tpot_ms": Code.TPOT,
-    "targets.tokens_per_s_per_gpu": Code.THROUGHPUT_GPU,
-    "targets.tokens_per_s": Code.THROUGHPUT,
-    "targets.max_memory_fraction": Code.MEMORY,
-    "hardware.memory_gb": Code.OOM,
+    "targets.ttft_s": Code.COST_TTFT,
+    "targets.tpot_ms": Code.COST_TPOT,
+    "targets.tokens_per_s_per_gpu": Code.COST_THROUGHPUT_GPU,
+    "targets.tokens_per_s": Code.COST_THROUGHPUT,
+    "targets.max_memory_fraction": Code.COST_MEMORY,
+    "hardware.memory_gb": Code.COST_OOM,
 }
 
 
@@ -330,12 +318,12 @@ _SEVERITY = {
 }
 
 _FIX = {
-    Code.TTFT: "give each prompt more GPUs (tp, cp) or fewer prompt tokens per replica, or relax targets.ttft_s",
-    Code.TPOT: "shrink the per-step work per GPU (more tp/ep, a smaller batch per replica) or relax targets.tpot_ms",
-    Code.THROUGHPUT_GPU: "lower targets.tokens_per_s_per_gpu to what the FLOPs per token allow, or use faster GPUs",
-    Code.THROUGHPUT: "add GPUs or lower targets.tokens_per_s",
-    Code.MEMORY: "shard more (tp, ep, pp), shorten the context or the batch, or relax targets.max_memory_fraction",
-    Code.OOM: "shard the weights over more GPUs (tp, ep, pp) or shrink the batch or context",
+    Code.COST_TTFT: "give each prompt more GPUs (tp, cp) or fewer prompt tokens per replica, or relax targets.ttft_s",
+    Code.COST_TPOT: "shrink the per-step work per GPU (more tp/ep, a smaller batch per replica) or relax targets.tpot_ms",
+    Code.COST_THROUGHPUT_GPU: "lower targets.tokens_per_s_per_gpu to what the FLOPs per token allow, or use faster GPUs",
+    Code.COST_THROUGHPUT: "add GPUs or lower targets.tokens_per_s",
+    Code.COST_MEMORY: "shard more (tp, ep, pp), shorten the context or the batch, or relax targets.max_memory_fraction",
+    Code.COST_OOM: "shard the weights over more GPUs (tp, ep, pp) or shrink the batch or context",
 }
 
 
@@ -347,13 +335,13 @@ def verdict_findings(plan: Plan, verdicts: tuple[Verdict, ...] | list[Verdict]) 
     for v in verdicts:
         code = _CODES[v.path]
         severity = _SEVERITY[v.verdict]
-        if code is Code.OOM and v.verdict is VerdictKind.FAILS:
+        if code is Code.COST_OOM and v.verdict is VerdictKind.FAILS:
             severity = Severity.ERROR
         quiet = v.verdict in (VerdictKind.HOLDS, VerdictKind.UNVERIFIED)
         out.append(
             finding(
                 plan,
-                code.value,
+                code,
                 severity,
                 v.path,
                 f"{v.claim}: {v.verdict.value}. {v.arithmetic}",

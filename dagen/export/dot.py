@@ -28,7 +28,8 @@ import graphviz
 
 from dagen.export.base import ExportContext, View, single_pool
 from dagen.export.dotkit import digraph, headline, label, text
-from dagen.export.overview import Block, BlockKind, Link, StageRun, fold_stages, overview
+from dagen.export.fold import StageRun, fold_stages
+from dagen.export.overview import Block, BlockKind, Link, overview
 from dagen.export.ranks import draw_ranks
 
 __all__ = ["BLOCK_COLORS", "build", "emit", "source"]

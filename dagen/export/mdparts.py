@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from dagen.export.estimate import MEMORY_PARTS, memory_table
-from dagen.export.overview import Block, BlockKind, Overview, fold_stages
+from dagen.export.fold import fold_stages
+from dagen.export.overview import Block, BlockKind, Overview
 from dagen.export.summary import human_bytes, human_count
 from dagen.graph.ir import Graph
 

@@ -2,7 +2,7 @@
 
 :func:`convert_record` walks a :class:`~dagen.plan.yamlsrc.YNode` mapping against
 :func:`dagen.plan.schema.record_fields` of a record class and returns the record,
-or :data:`BAD` after adding a :class:`~dagen.errors.Problem` to the context for each
+or :data:`BAD` after adding a ``P-…`` finding to the context for each
 value that is wrong. The rules:
 
 * ``int`` fields take YAML integers only (not ``2.0``, ``true`` or ``"2"``);
@@ -24,11 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dagen.errors import Problem
-from dagen.plan.model import DType, Location, Model, Plan
+from dagen.findings import Code, Finding, Origin, problem
+from dagen.plan.model import DType, Model, Plan
 from dagen.plan.params import parse_count
 from dagen.plan.schema import FieldInfo, FKind, record_fields
-from dagen.plan.yamlsrc import Kind, YNode
+from dagen.plan.ynode import Kind, YNode
 
 __all__ = ["BAD", "Context", "convert_record", "join"]
 
@@ -88,21 +88,19 @@ def join(path: str, key: str) -> str:
 class Context:
     """What a conversion collects: problems and where values sit."""
 
-    problems: list[Problem] = field(default_factory=list)
-    locations: dict[str, Location] = field(default_factory=dict)
+    problems: list[Finding] = field(default_factory=list)
+    locations: dict[str, Origin] = field(default_factory=dict)
     quiet: set[str] = field(default_factory=set)
     """Record paths whose missing keys are not reported (their source failed)."""
     stem: str = "plan"
     """Default plan name."""
 
-    def bad(self, code: str, path: str, node: YNode, message: str, fix: str) -> Any:
+    def bad(self, code: Code, path: str, node: YNode, message: str, fix: str) -> Any:
         """Record a problem at ``node``; return :data:`BAD`."""
         if node.origin:
             message = f"{message} (from {node.origin})"
         self.problems.append(
-            Problem(
-                code=code, path=path, line=node.line, column=node.column, message=message, fix=fix
-            )
+            problem(code, message, fix, path=path, line=node.line, column=node.column)
         )
         return BAD
 
@@ -131,17 +129,17 @@ def _bounds(info: FieldInfo, value: float, node: YNode, path: str, ctx: Context)
     if lo is not None and (value <= lo if info.exclusive_minimum else value < lo):
         sign, want = (">", "more than") if info.exclusive_minimum else ("≥", "at least")
         msg = f"found {_fmt(value)}; expected {want} {_fmt(lo)}"
-        return ctx.bad("P-RANGE", path, node, msg, f"use a value {sign} {_fmt(lo)}")
+        return ctx.bad(Code.P_RANGE, path, node, msg, f"use a value {sign} {_fmt(lo)}")
     if hi is not None and value > hi:
         msg = f"found {_fmt(value)}; expected at most {_fmt(hi)} (a larger {info.name} is a typo, not a model)"
-        return ctx.bad("P-RANGE", path, node, msg, f"use a value ≤ {_fmt(hi)}")
+        return ctx.bad(Code.P_RANGE, path, node, msg, f"use a value ≤ {_fmt(hi)}")
     return value
 
 
 def _int(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
     if node.kind is not Kind.SCALAR or not _is_int(node.value):
         msg = f"found {node.describe()}; expected an integer"
-        return ctx.bad("P-TYPE", path, node, msg, _int_fix(node.value))
+        return ctx.bad(Code.P_TYPE, path, node, msg, _int_fix(node.value))
     return _bounds(info, node.value, node, path, ctx)
 
 
@@ -154,10 +152,10 @@ def _float(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
     ):
         msg = f"found {node.describe()}; expected a number"
         fix = "write a number such as 1.5 (without quotes; 1e9 must be written 1.0e9)"
-        return ctx.bad("P-TYPE", path, node, msg, fix)
+        return ctx.bad(Code.P_TYPE, path, node, msg, fix)
     if not math.isfinite(value):
         msg = f"found {value}; expected a finite number"
-        return ctx.bad("P-RANGE", path, node, msg, "write a finite number")
+        return ctx.bad(Code.P_RANGE, path, node, msg, "write a finite number")
     out = _bounds(info, float(value), node, path, ctx)
     return out if out is BAD else float(value)
 
@@ -168,7 +166,7 @@ def _count(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
         parsed = parse_count(value)
         if parsed is None:
             msg = f"found {value!r}; expected a number or a count such as 10B, 46.7B or 671e9"
-            return ctx.bad("P-TYPE", path, node, msg, "write e.g. params: 10B")
+            return ctx.bad(Code.P_TYPE, path, node, msg, "write e.g. params: 10B")
         return _bounds(info, parsed, node, path, ctx)
     return _float(info, node, path, ctx)
 
@@ -176,7 +174,9 @@ def _count(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
 def _bool(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
     if node.kind is not Kind.SCALAR or not isinstance(node.value, bool):
         msg = f"found {node.describe()}; expected true or false"
-        return ctx.bad("P-TYPE", path, node, msg, f"write {info.name}: true or {info.name}: false")
+        return ctx.bad(
+            Code.P_TYPE, path, node, msg, f"write {info.name}: true or {info.name}: false"
+        )
     return node.value
 
 
@@ -189,12 +189,12 @@ def _order_problem(text: str) -> str:
 def _str(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
     if node.kind is not Kind.SCALAR or not isinstance(node.value, str):
         msg = f"found {node.describe()}; expected a string"
-        return ctx.bad("P-TYPE", path, node, msg, f'quote it: {info.name}: "{node.value}"')
+        return ctx.bad(Code.P_TYPE, path, node, msg, f'quote it: {info.name}: "{node.value}"')
     if path == "parallel.order":
         issue = _order_problem(node.value)
         if issue:
             msg = f"found '{node.value}' ({issue}); expected names from tp, cp, ep, dp, pp, each at most once, joined by '-'"
-            return ctx.bad("P-ORDER", path, node, msg, "write e.g. order: tp-cp-ep-dp-pp")
+            return ctx.bad(Code.P_ORDER, path, node, msg, "write e.g. order: tp-cp-ep-dp-pp")
     return node.value
 
 
@@ -217,7 +217,7 @@ def _enum(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
     if node.kind is Kind.SCALAR and node.value in values:
         return info.enum(node.value)
     msg = f"found {node.describe()}; expected one of {', '.join(values)}"
-    return ctx.bad("P-ENUM", path, node, msg, _suggest(str(node.value), values))
+    return ctx.bad(Code.P_ENUM, path, node, msg, _suggest(str(node.value), values))
 
 
 # ------------------------------------------------------------- collections
@@ -226,16 +226,16 @@ def _enum(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
 def _int_tuple(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
     if node.kind is not Kind.SEQUENCE:
         msg = f"found {node.describe()}; expected a list of integers"
-        return ctx.bad("P-TYPE", path, node, msg, f"write e.g. {info.name}: [16, 16, 15, 14]")
+        return ctx.bad(Code.P_TYPE, path, node, msg, f"write e.g. {info.name}: [16, 16, 15, 14]")
     out = []
     for i, item in enumerate(node.items):
         sub = join(path, str(i))
         if item.kind is not Kind.SCALAR or not _is_int(item.value):
             msg = f"found {item.describe()}; expected an integer"
-            out.append(ctx.bad("P-TYPE", sub, item, msg, _int_fix(item.value)))
+            out.append(ctx.bad(Code.P_TYPE, sub, item, msg, _int_fix(item.value)))
         elif item.value < 0:
             msg = f"found {item.value}; expected at least 0"
-            out.append(ctx.bad("P-RANGE", sub, item, msg, "use a count ≥ 0"))
+            out.append(ctx.bad(Code.P_RANGE, sub, item, msg, "use a count ≥ 0"))
         else:
             out.append(item.value)
     return BAD if BAD in out else tuple(out)
@@ -244,10 +244,10 @@ def _int_tuple(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
 def _dtype_map(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
     if node.kind is not Kind.MAPPING:
         msg = f"found {node.describe()}; expected a mapping of dtype to {info.unit}"
-        return ctx.bad("P-TYPE", path, node, msg, "write e.g. {bf16: 989, fp8: 1979}")
+        return ctx.bad(Code.P_TYPE, path, node, msg, "write e.g. {bf16: 989, fp8: 1979}")
     names = [d.value for d in DType]
     if not node.entries:
-        return ctx.bad("P-MISSING", path, node, "found no entry", "give at least bf16")
+        return ctx.bad(Code.P_MISSING, path, node, "found no entry", "give at least bf16")
     out: dict[str, Any] = {}
     number = dataclasses.replace(info, minimum=0, maximum=None, exclusive_minimum=True)
     for key, child in node.entries.items():
@@ -255,7 +255,7 @@ def _dtype_map(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
             line, col = node.keys[key]
             where = YNode(kind=Kind.SCALAR, value=key, line=line, column=col, origin=child.origin)
             msg = f"found the key '{key}'; expected a dtype: {', '.join(names)}"
-            out[key] = ctx.bad("P-ENUM", join(path, key), where, msg, _suggest(key, names))
+            out[key] = ctx.bad(Code.P_ENUM, join(path, key), where, msg, _suggest(key, names))
             continue
         out[key] = _float(number, child, join(path, key), ctx)
     return BAD if BAD in out.values() else dict(sorted(out.items()))
@@ -266,7 +266,7 @@ def _record(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
     if node.kind is not Kind.MAPPING:
         msg = f"found {node.describe()}; expected a mapping of {info.record.__name__} fields"
         return ctx.bad(
-            "P-NOT-MAPPING", path, node, msg, f"write {info.name}: followed by indented keys"
+            Code.P_NOT_MAPPING, path, node, msg, f"write {info.name}: followed by indented keys"
         )
     return convert_record(info.record, node, path, ctx)
 
@@ -291,7 +291,7 @@ def _value(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
         fix = f"write a value, or delete the key to use the default {info.default_text()}"
         if info.required or info.derived:
             fix = f"write a value ({info.doc[0].lower()}{info.doc[1:].rstrip('.')})"
-        return ctx.bad("P-TYPE", path, node, f"found null; expected {info.kind.value}", fix)
+        return ctx.bad(Code.P_TYPE, path, node, f"found null; expected {info.kind.value}", fix)
     return _CONVERT[info.kind](info, node, path, ctx)
 
 
@@ -309,21 +309,21 @@ def _unknown_keys(node: YNode, names: list[str], path: str, ctx: Context) -> Non
         line, col = node.keys[key]
         where = YNode(kind=Kind.SCALAR, value=key, line=line, column=col)
         msg = f"found the key '{key}', which {_section_name(path)} does not have"
-        ctx.bad("P-UNKNOWN-KEY", join(path, key), where, msg, _suggest(key, names))
+        ctx.bad(Code.P_UNKNOWN_KEY, join(path, key), where, msg, _suggest(key, names))
 
 
 def _missing(info: FieldInfo, node: YNode, path: str, ctx: Context) -> None:
     if path in ctx.quiet:
         return
-    loc = ctx.locations.get(path) or Location(node.line, node.column)
-    where = YNode(kind=Kind.SCALAR, line=loc.line, column=loc.column)
+    loc = ctx.locations.get(path) or Origin(line=node.line, column=node.column)
+    where = YNode(kind=Kind.SCALAR, line=loc.line or node.line, column=loc.column or node.column)
     msg = f"{_section_name(path)} has no '{info.name}' ({info.doc.rstrip('.')}), which is required"
     fix = f"add '{info.name}: …' under {_section_name(path)}"
     if path == "hardware":
         fix += " or set 'preset:'"
     elif path == "model":
         fix += " or set 'hf_config:' to a config.json"
-    ctx.bad("P-MISSING", join(path, info.name), where, msg, fix)
+    ctx.bad(Code.P_MISSING, join(path, info.name), where, msg, fix)
 
 
 def convert_record(cls: type[Any], node: YNode, path: str, ctx: Context) -> Any:
@@ -372,6 +372,6 @@ def _derive_model(values: dict[str, Any], node: YNode, path: str, ctx: Context) 
             f"({hidden} / {heads} = {hidden / heads:g})"
         )
         fix = f"set {join(path, 'head_dim')} (e.g. {max(1, hidden // heads)}) or use heads dividing {hidden}"
-        ctx.bad("P-HEAD-DIM", join(path, "head_dim"), at, msg, fix)
+        ctx.bad(Code.P_HEAD_DIM, join(path, "head_dim"), at, msg, fix)
         return False
     return True

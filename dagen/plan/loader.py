@@ -1,6 +1,6 @@
 """Load a plan file into a :class:`~dagen.plan.model.Plan`, or report every problem.
 
-The steps, each collecting :class:`~dagen.errors.Problem` records rather than
+The steps, each collecting ``P-…`` findings (:func:`dagen.findings.problem`) rather than
 stopping at the first:
 
 1. read the text safely (:mod:`dagen.plan.yamlsrc`: size limit, no tags executed,
@@ -22,7 +22,7 @@ from hf_config or a preset points at the ``hf_config``/``preset`` line.
 Example:
     >>> plan = load_plan("tests/data/plans/tiny_moe.yaml")  # doctest: +SKIP
     >>> plan.parallel.ep, plan.where("parallel.ep")  # doctest: +SKIP
-    (4, Location(line=22, column=7))
+    (4, Origin(file='', line=22, column=7, flag=''))
 """
 
 from __future__ import annotations
@@ -34,12 +34,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dagen.errors import PlanError, Problem
+from dagen.errors import PlanError
+from dagen.findings import Code, Finding, Origin, problem
 from dagen.plan.convert import BAD, Context, convert_record, join
 from dagen.plan.hf import read_hf_config
-from dagen.plan.model import Location, Plan
+from dagen.plan.model import Plan
 from dagen.plan.presets import PRESETS
-from dagen.plan.yamlsrc import Kind, YNode, compose_text, plain, too_large
+from dagen.plan.yamlsrc import compose_text, too_large
+from dagen.plan.ynode import Kind, YNode, plain
 
 __all__ = ["load_plan", "load_plan_text"]
 
@@ -71,8 +73,8 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
     return load_plan_text(text, source=source, base_dir=p.parent)
 
 
-def _file_problem(message: str, fix: str) -> Problem:
-    return Problem(code="P-FILE", path="", line=None, column=None, message=message, fix=fix)
+def _file_problem(message: str, fix: str) -> Finding:
+    return problem(Code.P_FILE, message, fix)
 
 
 def load_plan_text(text: str, source: str = "<string>", base_dir: Path | None = None) -> Plan:
@@ -100,7 +102,7 @@ def load_plan_text(text: str, source: str = "<string>", base_dir: Path | None = 
     if root.kind is not Kind.MAPPING:
         msg = f"the document is {root.describe()}; a plan is a mapping of sections"
         fix = "start the file with 'model:', 'parallel:', 'workload:' and 'hardware:' sections"
-        problems.append(_at("P-NOT-MAPPING", "", root, msg, fix))
+        problems.append(_at(Code.P_NOT_MAPPING, "", root, msg, fix))
         raise PlanError(problems, source)
     ctx = Context(problems=problems, stem=_stem(source))
     _record_locations(root, "", ctx.locations, key_at=(root.line, root.column))
@@ -119,20 +121,18 @@ def _stem(source: str) -> str:
     return Path(source).stem or "plan"
 
 
-def _at(code: str, path: str, node: YNode, message: str, fix: str) -> Problem:
-    return Problem(
-        code=code, path=path, line=node.line, column=node.column, message=message, fix=fix
-    )
+def _at(code: Code, path: str, node: YNode, message: str, fix: str) -> Finding:
+    return problem(code, message, fix, path=path, line=node.line, column=node.column)
 
 
 def _record_locations(
-    node: YNode, path: str, out: dict[str, Location], key_at: tuple[int, int]
+    node: YNode, path: str, out: dict[str, Origin], key_at: tuple[int, int]
 ) -> None:
     """Map each dotted path to its value (scalars) or its key (lists and mappings)."""
     if node.kind is Kind.SCALAR:
-        out[path] = Location(node.line, node.column)
+        out[path] = Origin(line=node.line, column=node.column)
         return
-    out[path] = Location(*key_at)
+    out[path] = Origin(line=key_at[0], column=key_at[1])
     if node.kind is Kind.MAPPING:
         for key, child in node.entries.items():
             _record_locations(child, join(path, key), out, node.keys[key])
@@ -173,7 +173,7 @@ def _synthetic(
 def _locate_synthetic(node: YNode, path: str, ctx: Context, at: YNode) -> None:
     for key, child in node.entries.items():
         sub = join(path, key)
-        ctx.locations.setdefault(sub, Location(at.line, at.column))
+        ctx.locations.setdefault(sub, Origin(line=at.line, column=at.column))
         if child.kind is Kind.MAPPING:
             _locate_synthetic(child, sub, ctx, at)
 
@@ -196,7 +196,7 @@ def _model_from_hf(model: YNode, base_dir: Path, ctx: Context) -> YNode:
         if target and _given(model, target):
             continue  # the plan overrides the value the config lacks
         path = "model.hf_config" if not target else f"model.{target}"
-        ctx.problems.append(_at("P-HF-CONFIG", path, ref, f"hf_config {ref.value}: {msg}", fix))
+        ctx.problems.append(_at(Code.P_HF_CONFIG, path, ref, f"hf_config {ref.value}: {msg}", fix))
     if "" in hf.issues:
         ctx.quiet.add("model")
         return model
@@ -205,7 +205,7 @@ def _model_from_hf(model: YNode, base_dir: Path, ctx: Context) -> YNode:
     return _overlay(base, model)
 
 
-def _preset_problem(ref: YNode, name: str) -> Problem:
+def _preset_problem(ref: YNode, name: str) -> Finding:
     names = list(PRESETS)
     folded = {n.lower(): n for n in names}
     guess = folded.get(name.lower()) or next(
@@ -214,7 +214,7 @@ def _preset_problem(ref: YNode, name: str) -> Problem:
     hint = f"did you mean '{guess}'? " if guess else ""
     msg = f"found the preset '{name}'; dagen has no such hardware preset"
     fix = f"{hint}presets: {', '.join(names)} (or write every hardware field yourself)"
-    return _at("P-PRESET", "hardware.preset", ref, msg, fix)
+    return _at(Code.P_PRESET, "hardware.preset", ref, msg, fix)
 
 
 def _hardware_from_preset(hardware: YNode, ctx: Context) -> YNode:

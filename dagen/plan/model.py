@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+
+from dagen.findings import Origin
+from dagen.plan.fields import spec
 
 __all__ = [
     "Convention",
@@ -64,43 +66,6 @@ class Convention(enum.StrEnum):
 
     MEGATRON = "megatron"
     ORTHOGONAL = "orthogonal"
-
-
-def spec(
-    doc: str,
-    *,
-    default: Any = MISSING,
-    unit: str = "",
-    minimum: float | None = None,
-    maximum: float | None = None,
-    exclusive_minimum: bool = False,
-    derived: bool = False,
-) -> Any:
-    """A dataclass field whose metadata documents and bounds it.
-
-    Args:
-        doc: One sentence for the docs and the JSON Schema.
-        default: Default value; absent means the field is required.
-        unit: Unit shown in docs (``GB``, ``TFLOP/s``, …).
-        minimum: Smallest allowed value (inclusive unless ``exclusive_minimum``).
-        maximum: Largest allowed value (sizes past it are called absurd).
-        exclusive_minimum: Make ``minimum`` exclusive (for positive floats).
-        derived: Optional in YAML although the record needs it: the loader derives it
-            (the doc says from what).
-    """
-    meta = {
-        "doc": doc,
-        "unit": unit,
-        "minimum": minimum,
-        "maximum": maximum,
-        "exclusive_minimum": exclusive_minimum,
-        "derived": derived,
-    }
-    if default is MISSING:
-        return field(metadata=meta)
-    if isinstance(default, (dict, list)):
-        return field(default_factory=lambda: type(default)(default), metadata=meta)
-    return field(default=default, metadata=meta)
 
 
 _BIG = 1 << 24  # a size past this is a typo, not a model
@@ -388,14 +353,6 @@ class Targets:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Location:
-    """Where a value sits in the YAML file (1-based)."""
-
-    line: int
-    column: int
-
-
 @dataclass(**_RECORD)
 class Plan:
     """A validated plan: the five sections, plus where each value came from."""
@@ -409,12 +366,16 @@ class Plan:
     source: str = field(
         default="", metadata={"doc": "File the plan was read from.", "internal": True}
     )
-    locations: Mapping[str, Location] = field(
-        default_factory=dict, metadata={"doc": "YAML path → location.", "internal": True}
+    locations: Mapping[str, Origin] = field(
+        default_factory=dict,
+        metadata={
+            "doc": "Dotted path → where it was written (file position or flag).",
+            "internal": True,
+        },
     )
 
-    def where(self, path: str) -> Location | None:
-        """Location of the YAML value at dotted ``path``, or of its nearest present parent."""
+    def where(self, path: str) -> Origin | None:
+        """Where the value at dotted ``path`` was written, or its nearest present parent."""
         while path:
             loc = self.locations.get(path)
             if loc is not None:

@@ -4,7 +4,8 @@
 records, each with a stable ``PLAN-…`` code (listed in ``docs/plan-checks.md``), a
 message that shows the numbers, a fix, and the YAML path with its line and column.
 The world-size rules, which need both readings of the degrees, are in
-:mod:`dagen.plan.world`; the layer-split rules are here.
+:mod:`dagen.plan.world`; the layer-split rules beside the split rule, in
+:mod:`dagen.plan.split_rules`.
 
 Example:
     >>> from dagen.plan.loader import load_plan
@@ -18,9 +19,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from dagen.findings import Finding, Severity
+from dagen.findings import Code, Finding, Severity
 from dagen.plan.model import Convention, Plan
 from dagen.plan.params import count_params, format_count
+from dagen.plan.split_rules import layer_findings
 from dagen.plan.world import finding, world_findings
 
 __all__ = ["BUILDABLE_CODES", "RULES", "blocking", "plan_findings"]
@@ -48,13 +50,13 @@ def _heads(plan: Plan) -> list[Finding]:
         msg = f"tp={tp} is more than the model's {m.heads} attention heads; each TP rank needs a whole head"
         fix = f"use tp ∈ {_set(_divisors(m.heads, 64))}"
         return [
-            finding(plan, "PLAN-TP-HEADS", ERROR, "parallel.tp", msg, fix, heads=m.heads, tp=tp)
+            finding(plan, Code.PLAN_TP_HEADS, ERROR, "parallel.tp", msg, fix, heads=m.heads, tp=tp)
         ]
     if m.heads % tp:
         msg = f"heads {m.heads} is not divisible by tp={tp} ({m.heads} / {tp} = {m.heads / tp:g})"
         fix = f"use tp ∈ {_set(_divisors(m.heads, 64))}"
         return [
-            finding(plan, "PLAN-HEADS-TP", ERROR, "parallel.tp", msg, fix, heads=m.heads, tp=tp)
+            finding(plan, Code.PLAN_HEADS_TP, ERROR, "parallel.tp", msg, fix, heads=m.heads, tp=tp)
         ]
     return []
 
@@ -64,7 +66,7 @@ def _gqa(plan: Plan) -> list[Finding]:
     if m.mla is None and (m.kv_heads > m.heads or m.heads % m.kv_heads):
         msg = f"heads {m.heads} is not a multiple of kv_heads {m.kv_heads}; each KV head serves a whole group of query heads"
         fix = f"use kv_heads ∈ {_set(_divisors(m.heads))}"
-        return [finding(plan, "PLAN-GQA", ERROR, "model.kv_heads", msg, fix)]
+        return [finding(plan, Code.PLAN_GQA, ERROR, "model.kv_heads", msg, fix)]
     return []
 
 
@@ -80,10 +82,10 @@ def _kv_heads(plan: Plan) -> list[Finding]:
             "times across the TP group (as Megatron-Core and vLLM do)"
         )
         fix = "nothing to fix; the KV cache per GPU holds one head, not 1/tp of one"
-        return [finding(plan, "PLAN-KV-REPLICATED", INFO, "model.kv_heads", msg, fix, **data)]
+        return [finding(plan, Code.PLAN_KV_REPLICATED, INFO, "model.kv_heads", msg, fix, **data)]
     msg = f"kv_heads {kv} and tp={tp} divide neither way ({kv} % {tp} = {kv % tp}, {tp} % {kv} = {tp % kv})"
     fix = f"use tp dividing {kv} or a multiple of it: tp ∈ {_set(sorted(set(_divisors(kv)) | {kv * k for k in (2, 4, 8)}))}"
-    return [finding(plan, "PLAN-KV-TP", ERROR, "parallel.tp", msg, fix, **data)]
+    return [finding(plan, Code.PLAN_KV_TP, ERROR, "parallel.tp", msg, fix, **data)]
 
 
 # ------------------------------------------------------------------- FFN
@@ -97,11 +99,11 @@ def _ffn(plan: Plan) -> list[Finding]:
     if dense and m.ffn_size % tp:
         msg = f"ffn_size {m.ffn_size} is not divisible by tp={tp} ({m.ffn_size} / {tp} = {m.ffn_size / tp:g})"
         fix = f"use tp ∈ {_set(_divisors(math.gcd(m.ffn_size, m.heads), 64))}"
-        out.append(finding(plan, "PLAN-FFN-TP", ERROR, "parallel.tp", msg, fix))
+        out.append(finding(plan, Code.PLAN_FFN_TP, ERROR, "parallel.tp", msg, fix))
     if moe is not None and moe.shared_experts and moe.shared_ffn % tp:
         msg = f"the shared experts' ffn size {moe.shared_ffn} is not divisible by tp={tp}"
         fix = f"use tp dividing {moe.shared_ffn}"
-        out.append(finding(plan, "PLAN-FFN-TP", ERROR, "parallel.tp", msg, fix))
+        out.append(finding(plan, Code.PLAN_FFN_TP, ERROR, "parallel.tp", msg, fix))
     if m.hidden_size % tp:
         msg = (
             f"hidden_size {m.hidden_size} is not divisible by tp={tp} "
@@ -110,7 +112,12 @@ def _ffn(plan: Plan) -> list[Finding]:
         )
         out.append(
             finding(
-                plan, "PLAN-HIDDEN-TP", WARNING, "parallel.tp", msg, "use tp dividing hidden_size"
+                plan,
+                Code.PLAN_HIDDEN_TP,
+                WARNING,
+                "parallel.tp",
+                msg,
+                "use tp dividing hidden_size",
             )
         )
     return out
@@ -127,7 +134,7 @@ def _vocab(plan: Plan) -> list[Finding]:
         f"to a multiple of {_VOCAB_PAD}·tp = {unit}: {v} → {padded} ({padded - v} padding rows)"
     )
     fix = "nothing to fix if padding is intended; the graph counts the padded size"
-    return [finding(plan, "PLAN-VOCAB-TP", WARNING, "model.vocab_size", msg, fix, padded=padded)]
+    return [finding(plan, Code.PLAN_VOCAB_TP, WARNING, "model.vocab_size", msg, fix, padded=padded)]
 
 
 # ------------------------------------------------------------------- MoE
@@ -149,7 +156,7 @@ def _moe_on_dense(plan: Plan) -> list[Finding]:
         if bad:
             msg = f"parallel.{name} is {value} but the model has no moe block (it is dense)"
             fix = f"remove parallel.{name}, or add model.moe with experts, top_k, expert_ffn_size"
-            out.append(finding(plan, "PLAN-MOE-DENSE", ERROR, f"parallel.{name}", msg, fix))
+            out.append(finding(plan, Code.PLAN_MOE_DENSE, ERROR, f"parallel.{name}", msg, fix))
     return out
 
 
@@ -168,112 +175,30 @@ def _experts(plan: Plan) -> list[Finding]:
     if par.ep > total:
         msg = f"ep={par.ep} is more than the {spelled} experts of a layer; some EP ranks would hold none"
         fix = f"use ep ∈ {_set(_divisors(total))}"
-        out.append(finding(plan, "PLAN-EP-EXPERTS", ERROR, "parallel.ep", msg, fix, **data))
+        out.append(finding(plan, Code.PLAN_EP_EXPERTS, ERROR, "parallel.ep", msg, fix, **data))
     elif total % par.ep:
         msg = f"{spelled} experts do not split over ep={par.ep} ({total} / {par.ep} = {total / par.ep:g} per rank)"
         fix = f"use ep ∈ {_set(_divisors(total))}, or redundant experts making the total a multiple of {par.ep}"
-        out.append(finding(plan, "PLAN-EXPERTS-EP", ERROR, "parallel.ep", msg, fix, **data))
+        out.append(finding(plan, Code.PLAN_EXPERTS_EP, ERROR, "parallel.ep", msg, fix, **data))
     if moe.top_k > moe.experts:
         msg = f"top_k {moe.top_k} is more than the {moe.experts} experts"
         out.append(
-            finding(plan, "PLAN-TOPK", ERROR, "model.moe.top_k", msg, f"use top_k ≤ {moe.experts}")
+            finding(
+                plan, Code.PLAN_TOPK, ERROR, "model.moe.top_k", msg, f"use top_k ≤ {moe.experts}"
+            )
         )
     if par.etp > 1 and moe.expert_ffn_size % par.etp:
         f, etp = moe.expert_ffn_size, par.etp
         msg = f"expert_ffn_size {f} is not divisible by etp={etp} ({f} / {etp} = {f / etp:g})"
         fix = f"use etp ∈ {_set(_divisors(f, 64))}"
-        out.append(finding(plan, "PLAN-ETP-FFN", ERROR, "parallel.etp", msg, fix))
+        out.append(finding(plan, Code.PLAN_ETP_FFN, ERROR, "parallel.etp", msg, fix))
     if not any(moe.is_moe_layer(i) for i in range(plan.model.layers)):
         msg = f"no layer is MoE: first_dense_layers {moe.first_dense_layers} ≥ layers {plan.model.layers}"
         fix = "lower model.moe.first_dense_layers or drop the moe block"
         out.append(
-            finding(plan, "PLAN-NO-MOE-LAYER", WARNING, "model.moe.first_dense_layers", msg, fix)
+            finding(plan, Code.PLAN_NO_MOE_LAYER, WARNING, "model.moe.first_dense_layers", msg, fix)
         )
     return out
-
-
-# ---------------------------------------------------------------- layers
-
-
-def _split_fix(layers: int, pp: int) -> str:
-    q, r = divmod(layers, pp)
-    stages = [q + 1] * r + [q] * (pp - r)
-    first = layers - (pp - 1) * q
-    text = f"set layers_per_stage: [{', '.join(map(str, stages))}]"
-    if pp > 1 and q > 0:
-        text += f", or first_stage_layers: {first} (Megatron: the other {pp - 1} stages take ({layers} − {first}) / {pp - 1} = {q} each)"
-    return text
-
-
-def _explicit_split(plan: Plan, stages: tuple[int, ...]) -> list[Finding]:
-    par, layers = plan.parallel, plan.model.layers
-    path = "parallel.layers_per_stage"
-    if par.first_stage_layers is not None or par.last_stage_layers is not None:
-        msg = "layers_per_stage and first_stage_layers/last_stage_layers are both given"
-        return [
-            finding(
-                plan,
-                "PLAN-LAYERS-CONFLICT",
-                ERROR,
-                path,
-                msg,
-                "keep one way of splitting the layers",
-            )
-        ]
-    if len(stages) != par.pp:
-        msg = f"layers_per_stage lists {len(stages)} stages but pp={par.pp}"
-        return [finding(plan, "PLAN-LAYERS-STAGES", ERROR, path, msg, _split_fix(layers, par.pp))]
-    if sum(stages) != layers:
-        msg = f"layers_per_stage sums to {' + '.join(map(str, stages))} = {sum(stages)}, not the model's {layers} layers"
-        return [finding(plan, "PLAN-LAYERS-SUM", ERROR, path, msg, _split_fix(layers, par.pp))]
-    if 0 in stages:
-        msg = f"stage {stages.index(0)} holds no layer in layers_per_stage {list(stages)}"
-        return [
-            finding(
-                plan, "PLAN-EMPTY-STAGE", WARNING, path, msg, "give every stage a layer or lower pp"
-            )
-        ]
-    return []
-
-
-def _edge_split(plan: Plan) -> list[Finding]:
-    """Megatron's uneven split: first/last stages fixed, the rest even (NOTE below)."""
-    # NOTE: Megatron-Core (TransformerConfig, num_layers_in_first/last_pipeline_stage)
-    # requires the layers left after the first and last stages to split evenly over
-    # the middle stages: (layers − first − last) % (pp − #given) == 0.
-    par, layers = plan.parallel, plan.model.layers
-    first, last = par.first_stage_layers, par.last_stage_layers
-    given = (first is not None) + (last is not None)
-    middle = par.pp - given
-    rest = layers - (first or 0) - (last or 0)
-    path = "parallel.first_stage_layers" if first is not None else "parallel.last_stage_layers"
-    ok = rest == 0 if middle == 0 else rest >= 0 and rest % middle == 0
-    if ok:
-        return []
-    shown = f"{layers} − {first or 0} − {last or 0} = {rest}"
-    msg = f"the {shown} layers left for the other {middle} stages do not split evenly"
-    if middle == 0:
-        msg = f"pp={par.pp} has no middle stage, yet {shown} layers are left"
-    return [finding(plan, "PLAN-LAYERS-SPLIT", ERROR, path, msg, _split_fix(layers, par.pp))]
-
-
-def _layers(plan: Plan) -> list[Finding]:
-    par, layers = plan.parallel, plan.model.layers
-    if par.layers_per_stage is not None:  # an explicit empty stage is only a warning
-        return _explicit_split(plan, par.layers_per_stage)
-    if par.pp > layers:
-        msg = f"pp={par.pp} stages for {layers} layers leaves stages without a layer"
-        return [finding(plan, "PLAN-PP-LAYERS", ERROR, "parallel.pp", msg, f"use pp ≤ {layers}")]
-    if par.first_stage_layers is not None or par.last_stage_layers is not None:
-        return _edge_split(plan)
-    if layers % par.pp:
-        msg = f"{layers} layers do not split evenly over pp={par.pp} ({layers} / {par.pp} = {layers / par.pp:g})"
-        return [
-            finding(
-                plan, "PLAN-LAYERS-SPLIT", ERROR, "parallel.pp", msg, _split_fix(layers, par.pp)
-            )
-        ]
-    return []
 
 
 # -------------------------------------------------------------- workload
@@ -290,12 +215,12 @@ def _batch(plan: Plan) -> list[Finding]:
     if wl.batch % dp:
         msg = f"batch {wl.batch} does not split over the {dp} attention data-parallel replicas ({how}): {wl.batch} / {dp} = {wl.batch / dp:g}"
         fix = f"use a batch that is a multiple of {dp}, e.g. {-(-wl.batch // dp) * dp}"
-        return [finding(plan, "PLAN-BATCH-DP", ERROR, "workload.batch", msg, fix)]
+        return [finding(plan, Code.PLAN_BATCH_DP, ERROR, "workload.batch", msg, fix)]
     per = wl.batch // dp
     if per % wl.micro_batches:
         msg = f"the per-replica batch {wl.batch} / {dp} = {per} does not split into micro_batches {wl.micro_batches}"
         fix = f"use micro_batches ∈ {_set(_divisors(per, 4096))}"
-        return [finding(plan, "PLAN-MICROBATCH", ERROR, "workload.micro_batches", msg, fix)]
+        return [finding(plan, Code.PLAN_MICROBATCH, ERROR, "workload.micro_batches", msg, fix)]
     return []
 
 
@@ -306,14 +231,14 @@ def _cp(plan: Plan) -> list[Finding]:
     if n % cp and not plan.workload.decoding:
         msg = f"prompt_len {n} is not divisible by cp={cp}: each context-parallel rank takes {n}/{cp} = {n / cp:g} tokens of the prompt"
         fix = f"pad prompts to {-(-n // cp) * cp} tokens or pick cp dividing {n}"
-        return [finding(plan, "PLAN-CP-PROMPT", ERROR, "workload.prompt_len", msg, fix)]
+        return [finding(plan, Code.PLAN_CP_PROMPT, ERROR, "workload.prompt_len", msg, fix)]
     padded = -(-n // (2 * cp)) * 2 * cp
     msg = (
         f"prompt_len {n} is not divisible by 2·cp = {2 * cp}: causal load balancing cuts the "
         f"sequence into 2·cp chunks, rank i taking chunks i and 2·cp−1−i"
     )
     fix = f"pad prompts to {padded} tokens or pick cp with 2·cp dividing {n}"
-    return [finding(plan, "PLAN-CP-PROMPT", WARNING, "workload.prompt_len", msg, fix)]
+    return [finding(plan, Code.PLAN_CP_PROMPT, WARNING, "workload.prompt_len", msg, fix)]
 
 
 def _decode(plan: Plan) -> list[Finding]:
@@ -326,7 +251,7 @@ def _decode(plan: Plan) -> list[Finding]:
     return [
         finding(
             plan,
-            "PLAN-DECODE-STEPS",
+            Code.PLAN_DECODE_STEPS,
             WARNING,
             "workload.decode_steps",
             msg,
@@ -354,7 +279,7 @@ def _params(plan: Plan) -> list[Finding]:
     return [
         finding(
             plan,
-            "PLAN-PARAMS",
+            Code.PLAN_PARAMS,
             ERROR,
             "model.params",
             msg,
@@ -372,7 +297,7 @@ def _fp8(plan: Plan) -> list[Finding]:
     name = hw.preset or "the hardware"
     msg = f"model.dtype is fp8 but {name} lists no fp8 peak; estimates fall back to {hw.tflops(plan.model.dtype):g} TFLOP/s"
     fix = "add hardware.peak_tflops.fp8, or use bf16 on GPUs without fp8 tensor cores"
-    return [finding(plan, "PLAN-FP8-HW", WARNING, "model.dtype", msg, fix)]
+    return [finding(plan, Code.PLAN_FP8_HW, WARNING, "model.dtype", msg, fix)]
 
 
 def _tp_nodes(plan: Plan) -> list[Finding]:
@@ -383,7 +308,7 @@ def _tp_nodes(plan: Plan) -> list[Finding]:
     return [
         finding(
             plan,
-            "PLAN-TP-NODES",
+            Code.PLAN_TP_NODES,
             WARNING,
             "parallel.tp",
             msg,
@@ -406,7 +331,7 @@ def _order(plan: Plan) -> list[Finding]:
         return []
     msg = f"the order '{par.order}' leaves out {', '.join(missing)}; a dimension of size > 1 needs its slot"
     fix = "name every dimension, e.g. order: tp-cp-ep-dp-pp"
-    return [finding(plan, "PLAN-ORDER", ERROR, "parallel.order", msg, fix)]
+    return [finding(plan, Code.PLAN_ORDER, ERROR, "parallel.order", msg, fix)]
 
 
 RULES: tuple[Callable[[Plan], list[Finding]], ...] = (
@@ -419,7 +344,7 @@ RULES: tuple[Callable[[Plan], list[Finding]], ...] = (
     _experts,
     world_findings,
     _order,
-    _layers,
+    layer_findings,
     _batch,
     _cp,
     _decode,
@@ -435,7 +360,7 @@ def plan_findings(plan: Plan) -> list[Finding]:
     return [f for rule in RULES for f in rule(plan)]
 
 
-BUILDABLE_CODES = frozenset({"PLAN-PARAMS", "PLAN-LAYERS-SPLIT", "PLAN-PP-LAYERS"})
+BUILDABLE_CODES = frozenset({Code.PLAN_PARAMS, Code.PLAN_LAYERS_SPLIT, Code.PLAN_PP_LAYERS})
 """Errors that leave the layout well defined, so the graph is still built, checked and
 priced: a wrong declared parameter count is a claim, like a target; an uneven layer
 split (Megatron refuses it) is laid out by vLLM's rule (:func:`dagen.plan.split.even_split`),

@@ -29,26 +29,19 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from dagen.findings import Finding, Severity
+from dagen.findings import Code, Finding, Severity
+from dagen.findings import finding as make_finding
 from dagen.plan.model import Convention, Parallel, Plan
 
 __all__ = ["Reading", "finding", "readings", "world_findings"]
 
 
 def finding(
-    plan: Plan, code: str, severity: Severity, path: str, message: str, fix: str, **data: Any
+    plan: Plan, code: Code, severity: Severity, path: str, message: str, fix: str, **data: Any
 ) -> Finding:
-    """A finding at ``path``, with the line and column where the plan wrote it."""
-    loc = plan.where(path)
-    return Finding(
-        code=code,
-        severity=severity,
-        message=message,
-        fix=fix,
-        path=path,
-        line=loc.line if loc else None,
-        column=loc.column if loc else None,
-        data=data,
+    """A finding of the plan's field ``path``, pointing where the plan wrote it."""
+    return make_finding(
+        code, message, fix=fix, path=path, origin=plan.where(path), severity=severity, data=data
     )
 
 
@@ -196,7 +189,7 @@ def _convention_info(
         f"({other.formula})"
     )
     fix = f"write parallel.convention: {own.convention.value} to make the reading explicit"
-    return [finding(plan, "PLAN-CONVENTION", Severity.INFO, "parallel", msg, fix, **data)]
+    return [finding(plan, Code.PLAN_CONVENTION, Severity.INFO, "parallel", msg, fix, **data)]
 
 
 def world_findings(plan: Plan) -> list[Finding]:
@@ -218,7 +211,7 @@ def world_findings(plan: Plan) -> list[Finding]:
     if not own.declared_ok:
         msg = f"declared world_size {par.world_size} does not match the degrees: {explained}"
         return [
-            finding(plan, "PLAN-WORLD", Severity.ERROR, "parallel.world_size", msg, fix, **data)
+            finding(plan, Code.PLAN_WORLD, Severity.ERROR, "parallel.world_size", msg, fix, **data)
         ]
     msg = f"ep·etp does not divide the GPUs of a pipeline stage: {explained}"
-    return [finding(plan, "PLAN-EP-STAGE", Severity.ERROR, "parallel.ep", msg, fix, **data)]
+    return [finding(plan, Code.PLAN_EP_STAGE, Severity.ERROR, "parallel.ep", msg, fix, **data)]

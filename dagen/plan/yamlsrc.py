@@ -5,7 +5,7 @@ PyYAML's parser (libyaml's when available) turns text into events that carry mar
 small non-recursive composer: scalars are resolved to ``str``/``int``/``float``/
 ``bool``/``None`` by YAML's core rules only, mappings are keyed by ``str``, sequences
 become tuples, and no object is ever constructed from a tag, so no tag can run code.
-It reports, as :class:`~dagen.errors.Problem` records rather than exceptions:
+It reports, as ``P-…`` findings (:func:`dagen.findings.problem`) rather than exceptions:
 
 * ``P-TOO-LARGE``: the text is over :data:`MAX_BYTES` (checked before parsing), or
   holds more than :data:`MAX_NODES` values without aliases;
@@ -27,25 +27,16 @@ Example:
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 
-from dagen.errors import Problem
+from dagen.findings import Code, Finding, problem
+from dagen.plan.ynode import Kind, YNode
 
-__all__ = [
-    "MAX_BYTES",
-    "MAX_DEPTH",
-    "MAX_NODES",
-    "Kind",
-    "YNode",
-    "compose_text",
-    "plain",
-    "too_large",
-]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "compose_text", "too_large"]
 
 MAX_BYTES = 1 << 20
 """Largest plan file read (1 MiB); a plan is a few hundred bytes."""
@@ -67,82 +58,10 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _Loader = yaml.SafeLoader
 
 
-class Kind(enum.StrEnum):
-    """What a :class:`YNode` holds."""
-
-    SCALAR = "scalar"
-    MAPPING = "mapping"
-    SEQUENCE = "sequence"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class YNode:
-    """One YAML value and where it was written (1-based line and column).
-
-    ``origin`` names where a value that was not written in the plan came from
-    (``hf_config key num_hidden_layers``, ``preset H100-SXM-80GB``); it is empty
-    for values written in the plan.
-    """
-
-    kind: Kind
-    value: Any = None
-    """The scalar value (``str``, ``int``, ``float``, ``bool`` or ``None``)."""
-    line: int = 0
-    column: int = 0
-    entries: dict[str, YNode] = field(default_factory=dict)
-    """Mapping entries in file order."""
-    keys: dict[str, tuple[int, int]] = field(default_factory=dict)
-    """Mapping key → (line, column) of the key itself."""
-    items: tuple[YNode, ...] = ()
-    """Sequence items."""
-    origin: str = ""
-
-    def get(self, key: str) -> YNode | None:
-        """Entry ``key`` of a mapping, or None."""
-        return self.entries.get(key)
-
-    def describe(self) -> str:
-        """Short description for messages: ``10 (an integer)``, ``a mapping``."""
-        if self.kind is Kind.MAPPING:
-            return "a mapping"
-        if self.kind is Kind.SEQUENCE:
-            return "a list"
-        return f"{self.value!r} ({_type_name(self.value)})"
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    return "a string"
-
-
-def plain(value: Any, line: int, column: int, origin: str) -> YNode:
-    """A :class:`YNode` for a Python value that did not come from the YAML text.
-
-    Dicts become mappings and lists sequences, all at the given location.
-    """
-    if isinstance(value, dict):
-        entries = {str(k): plain(v, line, column, origin) for k, v in value.items()}
-        keys = dict.fromkeys(entries, (line, column))
-        return YNode(
-            kind=Kind.MAPPING, line=line, column=column, entries=entries, keys=keys, origin=origin
-        )
-    if isinstance(value, (list, tuple)):
-        items = tuple(plain(v, line, column, origin) for v in value)
-        return YNode(kind=Kind.SEQUENCE, line=line, column=column, items=items, origin=origin)
-    return YNode(kind=Kind.SCALAR, value=value, line=line, column=column, origin=origin)
-
-
 class _Budget(Exception):
     """Raised inside composition when a limit is hit; carries the problem."""
 
-    def __init__(self, problem: Problem) -> None:
+    def __init__(self, problem: Finding) -> None:
         super().__init__(problem.message)
         self.problem = problem
 
@@ -186,7 +105,7 @@ class _Composer:
     """
 
     def __init__(self) -> None:
-        self.problems: list[Problem] = []
+        self.problems: list[Finding] = []
         self.total = 0
         self.via_alias = 0
         self.stack: list[_Frame] = []
@@ -216,10 +135,10 @@ class _Composer:
         if self.total <= MAX_NODES:
             return
         if self.via_alias * 2 > self.total:
-            raise _Budget(_at("P-ALIAS-BOMB", self._path(), line, column, _bomb_message()))
+            raise _Budget(_at(Code.P_ALIAS_BOMB, self._path(), line, column, _bomb_message()))
         msg = f"the document holds more than {MAX_NODES:,} values; a plan holds a few dozen"
         fix = "a plan is a few hundred bytes: check that this is the right file"
-        raise _Budget(_at("P-TOO-LARGE", self._path(), line, column, msg, fix))
+        raise _Budget(_at(Code.P_TOO_LARGE, self._path(), line, column, msg, fix))
 
     def _open(self, event: yaml.CollectionStartEvent) -> None:
         line, column = _mark(event)
@@ -227,7 +146,7 @@ class _Composer:
         self._count(1, line, column)
         if len(self.stack) >= MAX_DEPTH:
             msg = f"values nest more than {MAX_DEPTH} levels deep"
-            raise _Budget(_at("P-TOO-DEEP", path, line, column, msg, "flatten the document"))
+            raise _Budget(_at(Code.P_TOO_DEEP, path, line, column, msg, "flatten the document"))
         kind = Kind.MAPPING if isinstance(event, yaml.MappingStartEvent) else Kind.SEQUENCE
         if event.anchor is not None:
             self.open_anchors.add(event.anchor)
@@ -259,13 +178,13 @@ class _Composer:
         line, column = _mark(event)
         if event.anchor in self.open_anchors:
             msg = f"the alias *{event.anchor} refers to the collection that contains it, which never ends"
-            raise _Budget(_at("P-ALIAS-BOMB", self._path(), line, column, msg))
+            raise _Budget(_at(Code.P_ALIAS_BOMB, self._path(), line, column, msg))
         if event.anchor not in self.anchors:
             msg = (
                 f"YAML syntax error: the alias *{event.anchor} refers to no anchor &{event.anchor}"
             )
             fix = f"define &{event.anchor} before it, or remove the '*'"
-            raise _Budget(_at("P-YAML-SYNTAX", self._path(), line, column, msg, fix))
+            raise _Budget(_at(Code.P_YAML_SYNTAX, self._path(), line, column, msg, fix))
         node, size = self.anchors[str(event.anchor)]
         self._count(size, line, column, alias=True)
         moved = YNode(
@@ -304,7 +223,7 @@ class _Composer:
             return self.constructor.construct_object(yaml.ScalarNode(tag, text))
         except (ConstructorError, ValueError) as exc:
             msg = f"cannot read {text!r} as {tag.removeprefix(_CORE)}: {exc}"
-            self.problems.append(_at("P-TAG", self._path(), line, column, msg, _UNTAG))
+            self.problems.append(_at(Code.P_TAG, self._path(), line, column, msg, _UNTAG))
             return None
 
     def _attach(self, node: YNode, size: int, line: int, column: int) -> None:
@@ -329,14 +248,14 @@ class _Composer:
         if tag == _MERGE:
             msg = "found a '<<' merge key; merges are not supported in plans"
             fix = "write the merged keys out in this mapping"
-            self.problems.append(_at("P-MERGE", frame.path, line, column, msg, fix))
+            self.problems.append(_at(Code.P_MERGE, frame.path, line, column, msg, fix))
             frame.skip_value = True
         elif text in frame.keys:
             first = frame.keys[text][0]
             msg = f"the key '{text}' is written twice in this mapping (first on line {first})"
             fix = f"keep one '{text}' and delete the other"
             path = _join(frame.path, text)
-            self.problems.append(_at("P-DUPLICATE-KEY", path, line, column, msg, fix))
+            self.problems.append(_at(Code.P_DUPLICATE_KEY, path, line, column, msg, fix))
             frame.skip_value = True
         else:
             frame.keys[text] = (line, column)
@@ -346,12 +265,12 @@ class _Composer:
         frame = self.stack[-1]
         msg = "found a key that is a list or mapping; keys are plain names"
         fix = "use a plain name such as 'tp' as the key"
-        self.problems.append(_at("P-KEY-TYPE", frame.path, line, column, msg, fix))
+        self.problems.append(_at(Code.P_KEY_TYPE, frame.path, line, column, msg, fix))
 
     def _bad_tag(self, tag: str, path: str, line: int, column: int) -> None:
         msg = f"found the tag {tag!r}; plans hold plain YAML values and tags are never executed"
         fix = "remove the tag and write the value as a plain number, string, list or mapping"
-        self.problems.append(_at("P-TAG", path, line, column, msg, fix))
+        self.problems.append(_at(Code.P_TAG, path, line, column, msg, fix))
 
 
 _UNTAG = "remove the explicit tag"
@@ -375,13 +294,13 @@ def _mark(event: yaml.Event) -> tuple[int, int]:
     return mark.line + 1, mark.column + 1
 
 
-def _at(code: str, path: str, line: int, column: int, message: str, fix: str = "") -> Problem:
-    if code == "P-ALIAS-BOMB" and not fix:
+def _at(code: Code, path: str, line: int, column: int, message: str, fix: str = "") -> Finding:
+    if code is Code.P_ALIAS_BOMB and not fix:
         fix = "write the values out instead of repeating aliases of lists or mappings"
-    return Problem(code=code, path=path, line=line, column=column, message=message, fix=fix)
+    return problem(code, message, fix, path=path, line=line, column=column)
 
 
-def _syntax_problem(exc: yaml.YAMLError, text: str) -> Problem:
+def _syntax_problem(exc: yaml.YAMLError, text: str) -> Finding:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line = mark.line + 1 if mark is not None else None
     col = mark.column + 1 if mark is not None else None
@@ -391,25 +310,25 @@ def _syntax_problem(exc: yaml.YAMLError, text: str) -> Problem:
     fix = "check the indentation and the ':' after each key near this place"
     if mark is not None and text[mark.index : mark.index + 1] == "\t":
         fix = "indent with spaces: YAML does not allow tab characters for indentation"
-    return Problem(code="P-YAML-SYNTAX", path="", line=line, column=col, message=message, fix=fix)
+    return problem(Code.P_YAML_SYNTAX, message, fix, line=line, column=col)
 
 
-def too_large(size: int) -> Problem | None:
+def too_large(size: int) -> Finding | None:
     """``P-TOO-LARGE`` if ``size`` bytes is over :data:`MAX_BYTES`, else None."""
     if size <= MAX_BYTES:
         return None
     msg = f"the file is {size:,} bytes; plans are limited to {MAX_BYTES:,} bytes (1 MiB)"
     fix = "a plan is a few hundred bytes: check that this is the right file"
-    return Problem(code="P-TOO-LARGE", path="", line=None, column=None, message=msg, fix=fix)
+    return problem(Code.P_TOO_LARGE, msg, fix)
 
 
-def _empty() -> Problem:
+def _empty() -> Finding:
     msg = "the file holds no YAML document (it is empty or only comments)"
     fix = "write the plan's sections: model, parallel, workload, hardware"
-    return Problem(code="P-EMPTY", path="", line=1, column=1, message=msg, fix=fix)
+    return problem(Code.P_EMPTY, msg, fix, line=1, column=1)
 
 
-def _run(text: str) -> tuple[YNode | None, list[Problem]]:
+def _run(text: str) -> tuple[YNode | None, list[Finding]]:
     comp = _Composer()
     docs = 0
     for event in yaml.parse(text, Loader=_Loader):
@@ -421,12 +340,12 @@ def _run(text: str) -> tuple[YNode | None, list[Problem]]:
                     "the file holds more than one YAML document (separated by '---'); a plan is one"
                 )
                 fix = "put each plan in its own file"
-                raise _Budget(_at("P-MULTI-DOC", "", line, column, msg, fix))
+                raise _Budget(_at(Code.P_MULTI_DOC, "", line, column, msg, fix))
         comp.feed(event)
     return comp.root, comp.problems
 
 
-def compose_text(text: str) -> tuple[YNode | None, list[Problem]]:
+def compose_text(text: str) -> tuple[YNode | None, list[Finding]]:
     """Parse ``text`` safely into a :class:`YNode` tree and the problems met.
 
     The tree is None when the text cannot be read at all (too large, syntax error,
