@@ -172,9 +172,11 @@ def write(
     outputs: Sequence[tuple[Path, str]],
     *,
     meter: Phases | None = None,
+    force: bool = False,
     **view: Any,
 ) -> None:
-    """Write each ``(path, format)`` of ``outputs`` atomically.
+    """Write each ``(path, format)`` of ``outputs`` atomically (a directory format, such as
+    ``per-rank``, writes a directory; ``force`` replaces one dagen did not write).
 
     Keyword arguments are :class:`dagen.export.ExportContext` view fields (``view``,
     ``ranks``, ``layers``, ``microbatches``, ``max_detail_nodes``);
@@ -188,4 +190,4 @@ def write(
         estimate=analysis.estimate,
         **view,
     )
-    write_outputs(ctx, outputs, meter)
+    write_outputs(ctx, outputs, meter, force=force)

@@ -36,6 +36,7 @@ Examples:
   dagen build samples/seed-moe-10b-fixed.yaml -o dag.svg -o dag.json -o report.md
   dagen build plan.yaml -o ranks.svg --view ranks --ranks 0-3,32 --layers 0-1 --microbatches 0
   dagen build plan.yaml -o dag.json.gz -o timeline.json --strict
+  dagen build plan.yaml -o ranks/ --to per-rank
 """
 _EPILOG_RANKS = """\b
 Examples:
@@ -206,8 +207,8 @@ def check(state: _State, plan: Path, fmt: str) -> None:
     "outputs",
     multiple=True,
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Output file; format from its suffix (repeatable).",
+    type=click.Path(path_type=Path),
+    help="Output file, format from its suffix; or a directory with --to (repeatable).",
 )
 @click.option("--to", "to", default=None, help="Format for every output, overriding suffixes.")
 @click.option(
@@ -237,6 +238,7 @@ def check(state: _State, plan: Path, fmt: str) -> None:
     is_flag=True,
     help="Any error-level finding fails the build (exit 1) and writes nothing.",
 )
+@click.option("--force", is_flag=True, help="Replace an output directory dagen did not write.")
 @_format_opt
 @click.pass_obj
 def build(
@@ -246,6 +248,7 @@ def build(
     outputs: tuple[Path, ...],
     to: str | None,
     strict: bool,
+    force: bool,
     fmt: str,
     **view: Any,
 ) -> None:
@@ -260,7 +263,7 @@ def build(
             click.echo("error: not writing outputs: the plan has error-level findings", err=True)
             sys.exit(EXIT_FINDINGS)
         state.progress(f"writing {len(targets)} output(s)")
-        api.write(analysis, targets, meter=state.bars, **view)
+        api.write(analysis, targets, meter=state.bars, force=force, **view)
     if not state.quiet:
         for p, f in targets:
             click.echo(f"wrote {p} ({f})", err=True)

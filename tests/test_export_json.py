@@ -23,7 +23,16 @@ from golden import assert_golden
 
 import dagen.export as export
 from dagen.errors import ExportError
-from dagen.export import FORMATS, ExportContext, Format, emit, format_for, write_outputs
+from dagen.export import (
+    FORMATS,
+    ExportContext,
+    Format,
+    emit,
+    format_for,
+    outputs,
+    registry,
+    write_outputs,
+)
 from dagen.export import json_ as json_mod
 from dagen.export.json_ import dag_schema
 from dagen.findings import Finding, Severity
@@ -241,7 +250,8 @@ def test_format_override_and_unknown_formats_list_the_valid_ones() -> None:
     with pytest.raises(ExportError) as err:
         format_for(Path("dag.xyz"))
     for f in FORMATS.values():
-        assert f.name in str(err.value) and f.suffixes[0] in str(err.value)
+        assert f.name in str(err.value)
+        assert (f.suffixes[0] if f.suffixes else "a directory, with --to") in str(err.value)
     assert "dag.xyz" in str(err.value) and "--to" in str(err.value)
     with pytest.raises(ExportError, match="--to"):
         format_for("dag.json", "yaml")
@@ -255,7 +265,7 @@ def test_missing_exporter_module_is_a_clear_error(monkeypatch: pytest.MonkeyPatc
         function="emit",
         description="x",
     )
-    monkeypatch.setattr(export, "FORMATS", {**FORMATS, "nope": broken})
+    monkeypatch.setattr(registry, "FORMATS", {**FORMATS, "nope": broken})
     with pytest.raises(
         ExportError, match=r"nope exporter cannot be loaded.*dagen\.export\._absent"
     ):
@@ -294,9 +304,9 @@ def test_a_failure_mid_write_leaves_no_partial_file_and_keeps_old_outputs(
     good, bad = tmp_path / "good.json", tmp_path / "bad.dot"
     good.write_text("old good", encoding="utf-8")
     bad.write_text("old bad", encoding="utf-8")
-    real = export.emitter
+    real = outputs.emitter
     monkeypatch.setattr(
-        export, "emitter", lambda name: _failing_emitter if name == "dot" else real(name)
+        outputs, "emitter", lambda name: _failing_emitter if name == "dot" else real(name)
     )
     with pytest.raises(ExportError, match="injected"):
         write_outputs(ctx, [(good, None), (bad, None)])
@@ -373,3 +383,60 @@ def test_meter_follows_every_row_of_a_streamed_output(
     assert [d for _, d, _ in seen] == sorted(d for _, d, _ in seen)
     assert seen[-1][1:] == (rows, rows)
     assert len(seen) > rows // 5
+
+
+# --- directory outputs: one file per rank ----------------------------------------------
+
+
+def _read_dir(root: Path) -> tuple[dict[str, Any], list[list[dict[str, Any]]]]:
+    index = json.loads((root / "index.json").read_text())
+    files = [
+        [json.loads(line) for line in (root / f).read_text().splitlines()] for f in index["files"]
+    ]
+    return index, files
+
+
+def test_per_rank_writes_every_node_and_edge_once(tmp_path: Path) -> None:
+    g = build_graph(load_plan(PLANS / "tiny_moe.yaml"))
+    write_outputs(ExportContext(graph=g), [(tmp_path / "ranks", "per-rank")])
+    index, files = _read_dir(tmp_path / "ranks")
+    assert index["format"] == "dagen.dag" and len(files) == g.world
+    assert (tmp_path / "ranks" / ".dagen").read_text() == "per-rank\n"
+    nodes = [row for f in files for row in f if "id" in row]
+    edges = [row for f in files for row in f if "source" in row]
+    assert len(nodes) == g.n_nodes and len({n["id"] for n in nodes}) == g.n_nodes
+    assert len(edges) == g.n_edges
+    for r, rows in enumerate(files):  # a rank's file: its nodes, then the edges leaving them
+        mine = {row["id"] for row in rows if "id" in row}
+        assert all(row["rank"] == r for row in rows if "id" in row)
+        assert all(row["source"] in mine for row in rows if "source" in row)
+    whole = json.loads(_json(ExportContext(graph=g)))
+    assert sorted(nodes, key=lambda n: n["id"]) == sorted(whole["nodes"], key=lambda n: n["id"])
+
+
+def test_a_directory_dagen_did_not_write_is_refused_unless_forced(tmp_path: Path) -> None:
+    g = build_graph(load_plan(PLANS / "tiny_dense.yaml"))
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    with pytest.raises(ExportError, match="did not write"):
+        write_outputs(ExportContext(graph=g), [(target, "per-rank")])
+    assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]
+    write_outputs(ExportContext(graph=g), [(target, "per-rank")], force=True)
+    assert not (target / "notes.txt").exists() and (target / "index.json").exists()
+    write_outputs(ExportContext(graph=g, ranks=frozenset({0})), [(target, "per-rank")])  # ours now
+    assert sorted(p.name for p in target.iterdir()) == [".dagen", "index.json", "rank.0.jsonl"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary left beside it
+
+
+def test_a_failing_output_leaves_no_directory_behind(tmp_path: Path) -> None:
+    g = build_graph(load_plan(PLANS / "tiny_dense.yaml"))
+    ctx = ExportContext(graph=g, view="ranks", max_detail_nodes=1)  # the ranks view refuses
+    with pytest.raises(ExportError, match="ranks view"):
+        write_outputs(ctx, [(tmp_path / "ranks", "per-rank"), (tmp_path / "x.dot", None)])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_directory_needs_its_format_named(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="--to with one of: per-rank"):
+        format_for(tmp_path)

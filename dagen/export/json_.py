@@ -35,7 +35,7 @@ from dagen.export.summary import graph_totals, mesh_summary, plain
 from dagen.graph.ir import Coll, EdgeKind, Graph, GroupKind, Kind
 from dagen.graph.text import Bytes, Field, bytes_table, cat, fixed, istr, keyed, on_rows, strip
 
-__all__ = ["FORMAT", "VERSION", "dag_schema", "emit", "emit_gz", "header"]
+__all__ = ["CHUNK_ROWS", "FORMAT", "VERSION", "Rows", "dag_schema", "emit", "emit_gz", "header"]
 
 log = logging.getLogger(__name__)
 
@@ -201,32 +201,55 @@ def _comm_fields(g: Graph, idx: I64) -> list[Field]:
     return fields
 
 
-def _node_chunks(g: Graph, times: tuple[F64, F64] | None, spans: _Spans) -> Iterator[bytes]:
-    templates = template_table(g, _dumps)
-    keys = NodeText(g)
-    for idx in spans(g.n_nodes):
+class Rows:
+    """JSON text of node and edge rows, each row ``sep`` + object + ``end`` (``,\\n`` + object
+    inside the document's arrays, object + ``\\n`` for JSON lines); the template text is
+    rendered once."""
+
+    def __init__(
+        self, g: Graph, times: tuple[F64, F64] | None, sep: bytes = _SEP, end: bytes = b""
+    ) -> None:
+        self.g, self.times, self.sep, self.end = g, times, sep, end
+        self.templates = template_table(g, _dumps)
+        self.text = NodeText(g)
+
+    def nodes(self, idx: I64) -> bytes:
+        """The node objects of nodes ``idx``."""
+        g, keys = self.g, self.text
         k = keys.keys(idx)
-        fields: list[Field] = [b',\n{"id":"', *keys.id_fields(idx, k), b'"', *keys.attr_fields(k)]
+        fields: list[Field] = [self.sep + b'{"id":"', *keys.id_fields(idx, k), b'"']
+        fields += keys.attr_fields(k)
         fields += _comm_fields(g, idx)
-        fields.append(templates[g.tmpl[idx]])
-        if times is not None:
-            start, duration = times
+        fields.append(self.templates[g.tmpl[idx]])
+        if self.times is not None:
+            start, duration = self.times
             fields += [b',"start_s":', fixed(start[idx]), b',"duration_s":', fixed(duration[idx])]
-        fields.append(b"}")
-        yield strip(cat(*fields, n=idx.size))
+        fields.append(b"}" + self.end)
+        return strip(cat(*fields, n=idx.size))
 
-
-def _edge_chunks(g: Graph, spans: _Spans) -> Iterator[bytes]:
-    keys = NodeText(g)
-    for idx in spans(g.n_edges):
+    def edges(self, idx: I64) -> bytes:
+        """The edge objects of edges ``idx``."""
+        g, keys = self.g, self.text
         rows = cat(
-            b',\n{"source":"',
+            self.sep + b'{"source":"',
             *keys.id_fields(g.src[idx].astype(np.int64)),
             b'","target":"',
             *keys.id_fields(g.dst[idx].astype(np.int64)),
             b'","kind":"',
             _EDGE[g.ekind[idx]],
-            b'"}',
+            b'"}' + self.end,
             n=idx.size,
         )
-        yield strip(rows)
+        return strip(rows)
+
+
+def _node_chunks(g: Graph, times: tuple[F64, F64] | None, spans: _Spans) -> Iterator[bytes]:
+    rows = Rows(g, times)
+    for idx in spans(g.n_nodes):
+        yield rows.nodes(idx)
+
+
+def _edge_chunks(g: Graph, spans: _Spans) -> Iterator[bytes]:
+    rows = Rows(g, None)
+    for idx in spans(g.n_edges):
+        yield rows.edges(idx)
