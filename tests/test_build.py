@@ -19,7 +19,7 @@ from strategies import small_plans
 
 from dagen.errors import PlanInfeasible
 from dagen.graph.build import build_graph
-from dagen.graph.counts import nodes_per_rank_formula
+from dagen.graph.counts import nodes_per_rank
 from dagen.graph.ir import COLLECTIVE_OPS, Coll, EdgeKind, Graph, GroupKind, Kind, Op
 from dagen.mesh import build_mesh, expert_placement
 from dagen.plan.model import Phase, Plan
@@ -139,7 +139,7 @@ def expected_edges(plan: Plan) -> np.ndarray:
 def check_counts(plan: Plan, g: Graph) -> None:
     got = np.bincount(g.rank, minlength=g.mesh.world)
     np.testing.assert_array_equal(got, expected_nodes(plan))
-    np.testing.assert_array_equal(got, nodes_per_rank_formula(plan, g.mesh))
+    np.testing.assert_array_equal(got, nodes_per_rank(plan, g.mesh))
     edges = np.bincount(g.rank[g.src], minlength=g.mesh.world)
     np.testing.assert_array_equal(edges, expected_edges(plan))
 

@@ -112,7 +112,9 @@ def _pool(plan: Plan, name: str, ctx: StageContext, mesh: Mesh, sched: Schedule,
     return Pool(
         name=name, phase=phase, mesh=mesh, parallel=plan.parallel, workload=plan.workload,
         hardware=plan.hardware, dims=ctx.dims, stage_layers=tuple(ctx.layers), schedule=sched,
-        residency=residency(plan, mesh, ctx.dims), **at,
+        residency=residency(sched, ctx.dims, plan.workload, replicas=mesh.sizes["dp"],
+                            tied=plan.model.tied_embeddings),
+        **at,
     )  # fmt: skip
 
 

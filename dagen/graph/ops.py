@@ -4,7 +4,8 @@ A member of :class:`Op` *is* its registry entry: its label (the name in node ids
 node kind, its collective and the mesh dimension the collective runs over, the block of
 the model it belongs to, and the functions that price it from the per-rank sizes
 (:class:`~dagen.graph.dims.Dims`): :mod:`~dagen.graph.opcost` for its output shape, bytes
-and FLOPs, :mod:`~dagen.graph.traffic` for the HBM bytes a compute op reads and writes.
+and FLOPs, :mod:`~dagen.graph.traffic` for the HBM bytes a compute op reads and writes,
+:mod:`~dagen.graph.weights` for the weight bytes its node holds.
 
 Every other table (op → kind, → collective, → group dimension, → block; the label list;
 which ops are collectives or sends) is derived here, once. The spec is validated when
@@ -33,7 +34,7 @@ from types import MappingProxyType
 import numpy as np
 import numpy.typing as npt
 
-from dagen.graph import opcost, traffic
+from dagen.graph import opcost, traffic, weights
 from dagen.graph.codes import Block, Coll, GroupKind, Kind
 from dagen.graph.dims import Cost, Dims
 from dagen.graph.traffic import Traffic
@@ -69,6 +70,8 @@ class OpSpec:
     """Output shape (or message), bytes and FLOPs on one rank for one micro-batch."""
     traffic: Callable[[Dims], Traffic] | None = None
     """HBM traffic on one rank for one micro-batch (compute ops only)."""
+    resident: Callable[[Dims], int] | None = None
+    """Weight bytes one node holds resident on its rank (None: none)."""
     coll: Coll | None = None
     """The collective (collective ops only)."""
     dim: GroupKind | None = None
@@ -86,9 +89,15 @@ class OpSpec:
 
 
 def _compute(
-    label: str, block: Block, cost: Callable[[Dims], Cost], hbm: Callable[[Dims], Traffic]
+    label: str,
+    block: Block,
+    cost: Callable[[Dims], Cost],
+    hbm: Callable[[Dims], Traffic],
+    resident: Callable[[Dims], int] | None = None,
 ) -> OpSpec:
-    return OpSpec(label=label, kind=Kind.COMPUTE, block=block, cost=cost, traffic=hbm)
+    return OpSpec(
+        label=label, kind=Kind.COMPUTE, block=block, cost=cost, traffic=hbm, resident=resident
+    )
 
 
 def _coll(
@@ -118,36 +127,36 @@ class Op(enum.IntEnum):
         member.spec = spec
         return member
 
-    EMBED = _compute("embed", _E, opcost.embed, traffic.embed)
+    EMBED = _compute("embed", _E, opcost.embed, traffic.embed, weights.embed)
     EMBED_ALLREDUCE = _coll("embed.allreduce", _E, _AR, _TP, opcost.hidden)
-    ATTN_NORM = _compute("attn.norm", _A, opcost.norm, traffic.norm)
-    ATTN_QKV = _compute("attn.qkv", _A, opcost.qkv, traffic.attn_qkv)
+    ATTN_NORM = _compute("attn.norm", _A, opcost.norm, traffic.norm, weights.norm)
+    ATTN_QKV = _compute("attn.qkv", _A, opcost.qkv, traffic.attn_qkv, weights.attn_qkv)
     ATTN_CP_ALLGATHER = _coll("attn.cp_allgather", _A, _AG, _CP, opcost.cp_gather)
     ATTN_CORE = _compute("attn.core", _A, opcost.core, traffic.attn_core)
-    ATTN_OUT = _compute("attn.out", _A, opcost.out, traffic.attn_out)
+    ATTN_OUT = _compute("attn.out", _A, opcost.out, traffic.attn_out, weights.attn_out)
     ATTN_ALLREDUCE = _coll("attn.allreduce", _A, _AR, _TP, opcost.hidden)
     ATTN_REDUCESCATTER = _coll("attn.reducescatter", _A, _RS, _TP, opcost.hidden)
     ATTN_ALLGATHER = _coll("attn.allgather", _A, _AG, _TP, opcost.hidden)
     ATTN_RESIDUAL = _compute("attn.residual", _A, opcost.residual, traffic.residual)
-    MOE_NORM = _compute("moe.norm", _M, opcost.norm, traffic.norm)
-    MOE_ROUTER = _compute("moe.router", _M, opcost.router, traffic.moe_router)
+    MOE_NORM = _compute("moe.norm", _M, opcost.norm, traffic.norm, weights.norm)
+    MOE_ROUTER = _compute("moe.router", _M, opcost.router, traffic.moe_router, weights.moe_router)
     MOE_TOPK = _compute("moe.topk", _M, opcost.topk, traffic.moe_topk)
     MOE_DISPATCH = _coll("moe.dispatch", _M, _A2A, _EP, opcost.dispatch)
-    MOE_EXPERT = _compute("moe.expert", _M, opcost.expert, traffic.moe_expert)
+    MOE_EXPERT = _compute("moe.expert", _M, opcost.expert, traffic.moe_expert, weights.moe_expert)
     MOE_ETP_REDUCE = _coll("moe.etp_reduce", _M, _AR, _ETP, opcost.etp_reduce)
     MOE_COMBINE = _coll("moe.combine", _M, _A2A, _EP, opcost.combine)
-    MOE_SHARED = _compute("moe.shared", _M, opcost.shared, traffic.moe_shared)
+    MOE_SHARED = _compute("moe.shared", _M, opcost.shared, traffic.moe_shared, weights.moe_shared)
     MOE_SHARED_ALLREDUCE = _coll("moe.shared_allreduce", _M, _AR, _TP, opcost.hidden)
     MOE_RESIDUAL = _compute("moe.residual", _M, opcost.residual, traffic.residual)
-    FFN_NORM = _compute("ffn.norm", _F, opcost.norm, traffic.norm)
-    FFN_UP = _compute("ffn.up", _F, opcost.ffn_up, traffic.ffn_up)
-    FFN_DOWN = _compute("ffn.down", _F, opcost.ffn_down, traffic.ffn_down)
+    FFN_NORM = _compute("ffn.norm", _F, opcost.norm, traffic.norm, weights.norm)
+    FFN_UP = _compute("ffn.up", _F, opcost.ffn_up, traffic.ffn_up, weights.ffn_up)
+    FFN_DOWN = _compute("ffn.down", _F, opcost.ffn_down, traffic.ffn_down, weights.ffn_down)
     FFN_ALLREDUCE = _coll("ffn.allreduce", _F, _AR, _TP, opcost.hidden)
     FFN_REDUCESCATTER = _coll("ffn.reducescatter", _F, _RS, _TP, opcost.hidden)
     FFN_ALLGATHER = _coll("ffn.allgather", _F, _AG, _TP, opcost.hidden)
     FFN_RESIDUAL = _compute("ffn.residual", _F, opcost.residual, traffic.residual)
-    FINAL_NORM = _compute("final.norm", _H, opcost.final_norm, traffic.norm)
-    LM_HEAD = _compute("lm.head", _H, opcost.lm_head, traffic.lm_head)
+    FINAL_NORM = _compute("final.norm", _H, opcost.final_norm, traffic.norm, weights.norm)
+    LM_HEAD = _compute("lm.head", _H, opcost.lm_head, traffic.lm_head, weights.lm_head)
     LOGITS_ALLGATHER = _coll("logits.allgather", _H, _AG, _TP, opcost.logits)
     SAMPLE = _compute("sample", _H, opcost.sample, traffic.sample)
     PP_SEND = OpSpec(label="pp.send", kind=Kind.SEND, block=_P, cost=opcost.p2p)
