@@ -12,7 +12,7 @@ collectives are left to ``GRAPH-COLL-MEMBERS``. O(c) on rank-major graphs (a 16-
 radix sort by group), O(c log c) otherwise.
 
 Under :func:`dagen.checks.check_graph` the pass is skipped when the schedule certificate
-verified (:mod:`dagen.checks.certify`) and every instance is joined by exactly its group:
+verified (:mod:`dagen.graph.algo.certify`) and every instance is joined by exactly its group:
 each member then joins the same instances, in increasing schedule key.
 
 Example:

@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dagen.errors import GraphError
-from dagen.graph.templates import Template
+from dagen.graph.templates import Carry, Template
 
 __all__ = ["Links", "Pairs", "Schedule", "StageBlocks"]
 
@@ -146,31 +146,35 @@ class Schedule:
         self._lint_flow()
 
     def _lint_flow(self) -> None:
-        """A pair carries one micro-batch's data: the same micro-batch, and the same step
-        unless it goes back to an earlier stage (the decode chain feeds the next step)."""
+        """A pair carries one micro-batch's data: the same micro-batch, at the same step, or
+        at the next step for data that feeds it (the decode chain's tokens)."""
         p = self.pairs
         if p.size == 0:
             return
-        step = [st.step.astype(np.int64) for st in self.stages]
-        mb = [st.mb.astype(np.int64) for st in self.stages]
-        src = [
-            (step[s][p.src_block[p.src_stage == s]], mb[s][p.src_block[p.src_stage == s]])
-            for s in range(self.pp)
-        ]
-        dst = [
-            (step[s][p.dst_block[p.dst_stage == s]], mb[s][p.dst_block[p.dst_stage == s]])
-            for s in range(self.pp)
-        ]
-        src_step, src_mb = np.empty(p.size, np.int64), np.empty(p.size, np.int64)
-        dst_step, dst_mb = np.empty(p.size, np.int64), np.empty(p.size, np.int64)
+        step, mb = np.empty((2, p.size), np.int64), np.empty((2, p.size), np.int64)
+        advance = np.zeros(p.size, dtype=np.int64)
+        for side, (stage, block) in enumerate(
+            ((p.src_stage, p.src_block), (p.dst_stage, p.dst_block))
+        ):
+            for s in range(self.pp):
+                at = stage == s
+                step[side, at] = self.stages[s].step[block[at]]
+                mb[side, at] = self.stages[s].mb[block[at]]
         for s in range(self.pp):
-            src_step[p.src_stage == s], src_mb[p.src_stage == s] = src[s]
-            dst_step[p.dst_stage == s], dst_mb[p.dst_stage == s] = dst[s]
-        wrap = (p.dst_stage <= p.src_stage).astype(np.int64)
-        if np.any(src_mb != dst_mb) or np.any(dst_step != src_step + wrap):
+            at = np.flatnonzero(p.src_stage == s)
+            tmpl = self.stages[s].template[p.src_block[at]]
+            carry = np.array(
+                [
+                    self.templates[t].carry[r]
+                    for t, r in zip(tmpl.tolist(), p.src_row[at].tolist(), strict=True)
+                ]
+            )
+            advance[at] = carry == Carry.TOKENS
+        if np.any(mb[0] != mb[1]) or np.any(step[1] != step[0] + advance):
             raise GraphError(
                 f"schedule {self.name}: a pair joins another micro-batch or step than the one "
-                "its data belongs to (same micro-batch; the next step only back to an earlier stage)"
+                "its data belongs to (the same micro-batch, and the same step unless the data "
+                "feeds the next one)"
             )
 
     def _lint_ports(self) -> None:

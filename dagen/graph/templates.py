@@ -31,13 +31,18 @@ NONE = -1
 """Marks an absent slot or group dimension in a template row."""
 
 
-class Carry(enum.StrEnum):
+class Carry(enum.IntEnum):
     """What a pipeline recv or send of a template carries."""
 
-    ACTIVATIONS = "activations"
+    ACTIVATIONS = 0
     """The residual stream of a micro-batch, stage to stage."""
-    TOKENS = "tokens"
-    """The sampled token ids of a decode step, last stage to first."""
+    TOKENS = 1
+    """The sampled token ids of a decode step, last stage to first: they feed the next step."""
+
+    @property
+    def next_step(self) -> bool:
+        """Whether the data feeds the next step of the micro-batch (else the same step)."""
+        return self is Carry.TOKENS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,6 +57,8 @@ class Template:
     tmpl: npt.NDArray[np.int32]
     dim: npt.NDArray[np.int8]
     """GroupKind of a collective row, else -1."""
+    carry: npt.NDArray[np.int8]
+    """:class:`Carry` of a send or recv row, else -1."""
     esrc: npt.NDArray[np.int32]
     edst: npt.NDArray[np.int32]
     embed: int = NONE
@@ -81,7 +88,7 @@ class Template:
 @dataclass(slots=True)
 class _Builder:
     costs: PriceTable
-    rows: list[tuple[int, int, int, int, int, int]] = field(default_factory=list)
+    rows: list[tuple[int, int, int, int, int, int, int]] = field(default_factory=list)
     edges: list[tuple[int, int]] = field(default_factory=list)
 
     def add(
@@ -91,18 +98,19 @@ class _Builder:
         *,
         layer: int = NONE,
         slot: int = NONE,
-        tokens: bool = False,
+        carry: Carry | None = None,
     ) -> int:
         """Append a row depending on ``deps`` (negative entries ignored); return its index."""
         i = len(self.rows)
         kind, dim = int(OP_KIND[op]), int(OP_DIM[op])
-        tmpl = self.costs.id(op, tokens=tokens)
-        self.rows.append((int(op), kind, layer, slot, tmpl, dim))
+        tmpl = self.costs.id(op, tokens=carry is Carry.TOKENS)
+        port = NONE if carry is None else int(carry)
+        self.rows.append((int(op), kind, layer, slot, tmpl, dim, port))
         self.edges.extend((d, i) for d in dict.fromkeys(deps) if d >= 0)
         return i
 
     def freeze(self) -> Template:
-        cols = np.array(self.rows, dtype=np.int64).reshape(-1, 6).T
+        cols = np.array(self.rows, dtype=np.int64).reshape(-1, 7).T
         e = np.array(self.edges, dtype=np.int32).reshape(-1, 2).T
         ops = cols[0].tolist()
         return Template(
@@ -112,6 +120,7 @@ class _Builder:
             slot=cols[3].astype(np.int16),
             tmpl=cols[4].astype(np.int32),
             dim=cols[5].astype(np.int8),
+            carry=cols[6].astype(np.int8),
             esrc=np.ascontiguousarray(e[0]),
             edst=np.ascontiguousarray(e[1]),
             embed=ops.index(Op.EMBED) if Op.EMBED in ops else NONE,
@@ -203,7 +212,7 @@ def _template(c: StageContext, stage: int, recv: Carry | None, send: Carry | Non
     b = _Builder(c.costs)
     x = -1
     if recv is not None:
-        x = b.add(Op.PP_RECV, tokens=recv is Carry.TOKENS)
+        x = b.add(Op.PP_RECV, carry=recv)
     if stage == 0:
         x = b.add(Op.EMBED, [x])
         if c.dims.tp > 1:  # vocab-parallel partial sums; under SP scattered to T/tp rows
@@ -219,7 +228,7 @@ def _template(c: StageContext, stage: int, recv: Carry | None, send: Carry | Non
             x = b.add(Op.LOGITS_ALLGATHER, [x])
         x = b.add(Op.SAMPLE, [x])
     if send is not None:
-        b.add(Op.PP_SEND, [x], tokens=send is Carry.TOKENS)
+        b.add(Op.PP_SEND, [x], carry=send)
     return b.freeze()
 
 
