@@ -33,7 +33,7 @@ Int = npt.NDArray[np.integer]
 
 def occurrence(*keys: Int) -> I64:
     """Index of each item among the earlier items with the same key (keys are columns of
-    equal length, items in order).
+    equal length, non-negative where it matters, items in order).
 
     >>> occurrence(np.array([0, 0, 1, 0]), np.array([5, 5, 5, 5])).tolist()
     [0, 1, 0, 2]
@@ -41,10 +41,16 @@ def occurrence(*keys: Int) -> I64:
     n = keys[0].shape[0] if keys else 0
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    order = np.lexsort(tuple(np.asarray(k, dtype=np.int64) for k in reversed(keys)))
-    sorted_keys = np.stack([np.asarray(k, dtype=np.int64)[order] for k in keys])
+    packed = np.zeros(n, dtype=np.int64)
+    for k in keys:  # one int64 key: each column shifted to start at 0, times the span so far
+        k64 = np.asarray(k, dtype=np.int64)
+        lo = int(k64.min())
+        packed *= int(k64.max()) - lo + 1
+        packed += k64 - lo
+    order = np.argsort(packed, kind="stable")
+    ranked = packed[order]
     new = np.ones(n, dtype=np.bool_)
-    new[1:] = np.any(sorted_keys[:, 1:] != sorted_keys[:, :-1], axis=0)
+    new[1:] = ranked[1:] != ranked[:-1]
     start = np.maximum.accumulate(np.where(new, np.arange(n), 0))
     out = np.empty(n, dtype=np.int64)
     out[order] = np.arange(n) - start
@@ -156,7 +162,7 @@ def slots_of(graph: Graph, ranks: Int, step: Int, mb: Int, occ: Int) -> tuple[Bo
     slot = np.zeros(ranks.shape[0], dtype=np.int64)
     for p, at in _by_pool(graph, ranks):
         r = ranks[at]
-        index = BlockIndex(graph.pools[p].schedule)
+        index = graph.pools[p].schedule.index()
         found[at], slot[at] = index.slot(graph.ranks.stage[r], step[at], mb[at], occ[at])
     return found, slot
 
@@ -175,7 +181,7 @@ def message_ends(graph: Graph, nodes: I64, sending: bool) -> tuple[Bool, I64, I6
     peer, estep, emb = (np.zeros(n, dtype=np.int64) for _ in range(3))
     for p, at in _by_pool(graph, ranks):
         pool, r = graph.pools[p], ranks[at]
-        index = BlockIndex(pool.schedule)
+        index = pool.schedule.index()
         key = (graph.ranks.stage[r], step[at], mb[at], occ[at])
         f, stage, estep[at], emb[at] = index.send(*key) if sending else index.recv(*key)
         table = pool.mesh.groups("pp").astype(np.int64)

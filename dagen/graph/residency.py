@@ -51,13 +51,14 @@ class Residency:
     """The largest message the rank sends or receives (its staging buffers hold two)."""
 
 
-def _per_op(d: Dims) -> tuple[I64, I64, I64]:
+def _per_op(d: Dims, present: set[int]) -> tuple[I64, I64, I64]:
     """Per op code: resident weight bytes, live activation bytes (compute ops), message
-    bytes (communication ops)."""
+    bytes (communication ops), for the ops ``present`` (0 for the others)."""
     weights = np.zeros(len(OPS), dtype=np.int64)
     live = np.zeros(len(OPS), dtype=np.int64)
     message = np.zeros(len(OPS), dtype=np.int64)
-    for op in OPS:
+    for code in sorted(present):
+        op = OPS[code]
         spec = op.spec
         if spec.resident is not None:
             weights[int(op)] = spec.resident(d)
@@ -94,7 +95,8 @@ def residency(sched: Schedule, d: Dims, w: Workload, *, replicas: int, tied: boo
         replicas: Attention data-parallel replicas (the batch splits over them).
         tied: The input embedding and the LM head share weights.
     """
-    tables = _per_op(d)
+    firsts = [sched.templates[int(st.template[0])] for st in sched.stages]
+    tables = _per_op(d, {int(o) for t in firsts for o in np.unique(t.op)})
     seqs = w.batch // replicas
     tokens = (w.prompt_len + w.gen_len) / d.cp
     rows = []

@@ -31,12 +31,15 @@ The passes that make schedules are in :mod:`dagen.graph.schedules`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from dagen.errors import GraphError
+from dagen.graph.codes import Kind
+from dagen.graph.lookup import BlockIndex
 from dagen.graph.templates import Carry, Template
 
 __all__ = ["Links", "Pairs", "Schedule", "StageBlocks"]
@@ -115,10 +118,18 @@ class Schedule:
     stages: tuple[StageBlocks, ...]
     pairs: Pairs
     links: Links
+    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def pp(self) -> int:
         return len(self.stages)
+
+    def index(self) -> BlockIndex:
+        """The lookup of blocks and messages by what nodes carry (built once)."""
+        if "index" not in self._cache:
+            self._cache["index"] = BlockIndex(self)
+        out: BlockIndex = self._cache["index"]
+        return out
 
     def block_starts(self) -> list[I64]:
         """Per stage, int64 ``[blocks + 1]``: each block's first row within a rank's nodes."""
@@ -178,22 +189,31 @@ class Schedule:
             )
 
     def _lint_ports(self) -> None:
-        for kind_rows, stage, block, row, other in (
-            ("send_rows", self.pairs.src_stage, self.pairs.src_block, self.pairs.src_row, self.pairs.dst_stage),
-            ("recv_rows", self.pairs.dst_stage, self.pairs.dst_block, self.pairs.dst_row, self.pairs.src_stage),
-        ):  # fmt: skip
-            want = sum(
-                len(getattr(self.templates[t], kind_rows)) for st in self.stages for t in st.template.tolist()
-            )  # fmt: skip
-            tmpl = np.concatenate(
-                [self.stages[s].template[block[stage == s]] for s in range(self.pp)]
-            )
-            keys = np.stack([stage, block, row], axis=1)
-            if row.shape[0] != want or np.unique(keys, axis=0).shape[0] != want:
-                raise GraphError(f"schedule {self.name}: not every {kind_rows[:4]} is paired once")
-            order = np.concatenate([np.flatnonzero(stage == s) for s in range(self.pp)])
-            peer = np.stack([stage[order], tmpl, row[order], other[order]], axis=1)
-            if np.unique(peer, axis=0).shape[0] != np.unique(peer[:, :3], axis=0).shape[0]:
+        """Every send row and every recv row paired exactly once, each pair naming a row of
+        the right kind, and one peer stage per (stage, template, row)."""
+        p = self.pairs
+        first = np.concatenate([[0], np.cumsum([t.size for t in self.templates])])
+        kinds = np.concatenate([t.kind for t in self.templates])
+        blocks0 = np.concatenate([[0], np.cumsum([st.size for st in self.stages])])
+        width = int(first[-1]) + 1
+        for side, kind, stage, block, row, other in (
+            ("send", Kind.SEND, p.src_stage, p.src_block, p.src_row, p.dst_stage),
+            ("recv", Kind.RECV, p.dst_stage, p.dst_block, p.dst_row, p.src_stage),
+        ):
+            per_tmpl = np.array([np.count_nonzero(t.kind == kind) for t in self.templates])
+            ports = sum(int(per_tmpl[st.template].sum()) for st in self.stages)
+            tmpl = np.empty(p.size, dtype=np.int64)
+            for s in range(self.pp):
+                at = stage == s
+                tmpl[at] = self.stages[s].template[block[at]]
+            rows = first[tmpl] + row
+            keys = (blocks0[stage] + block) * width + row
+            if p.size != ports or np.unique(keys).shape[0] != ports or np.any(kinds[rows] != kind):
+                raise GraphError(f"schedule {self.name}: not every {side} is paired once")
+            slot = (stage.astype(np.int64) * len(self.templates) + tmpl) * width + row
+            order = np.argsort(slot, kind="stable")
+            same = slot[order][1:] == slot[order][:-1]
+            if np.any(same & (other[order][1:] != other[order][:-1])):
                 raise GraphError(
-                    f"schedule {self.name}: a template's {kind_rows[:4]} row talks to two stages"
+                    f"schedule {self.name}: a template's {side} row talks to two stages"
                 )

@@ -74,15 +74,10 @@ class Template:
     def n_edges(self) -> int:
         return int(self.esrc.shape[0])
 
-    @property
-    def send_rows(self) -> npt.NDArray[np.int64]:
-        """Rows of its sends, ascending."""
-        return np.flatnonzero(self.kind == Kind.SEND)
-
-    @property
-    def recv_rows(self) -> npt.NDArray[np.int64]:
-        """Rows of its recvs, ascending."""
-        return np.flatnonzero(self.kind == Kind.RECV)
+    send_rows: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    """Rows of its sends, ascending."""
+    recv_rows: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    """Rows of its recvs, ascending."""
 
 
 @dataclass(slots=True)
@@ -125,6 +120,8 @@ class _Builder:
             edst=np.ascontiguousarray(e[1]),
             embed=ops.index(Op.EMBED) if Op.EMBED in ops else NONE,
             sample=ops.index(Op.SAMPLE) if Op.SAMPLE in ops else NONE,
+            send_rows=np.flatnonzero(cols[1] == Kind.SEND),
+            recv_rows=np.flatnonzero(cols[1] == Kind.RECV),
         )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,12 +33,12 @@ def plain(value: Any) -> Any:
         >>> plain(Parallel(tp=2))["tp"]
         2
     """
+    if isinstance(value, (str, int, float, bool)) and not isinstance(value, enum.Enum):
+        return value
+    if value is None:
+        return None
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: plain(getattr(value, f.name))
-            for f in dataclasses.fields(value)
-            if not f.metadata.get("internal")
-        }
+        return {name: plain(getattr(value, name)) for name in _public_fields(type(value))}
     if isinstance(value, enum.Enum):
         return plain(value.value)
     if isinstance(value, Mapping):
@@ -51,6 +52,12 @@ def plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+@functools.cache
+def _public_fields(cls: type) -> tuple[str, ...]:
+    """A record class's field names, internal ones left out (read once per class)."""
+    return tuple(f.name for f in dataclasses.fields(cls) if not f.metadata.get("internal"))
 
 
 def plan_summary(plan: Plan) -> dict[str, Any]:
