@@ -25,8 +25,9 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
+# AGAINST=REV also times build + check of git revision REV in the same run.
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(if $(AGAINST),--against $(AGAINST))
 
 # The committed overview pictures of the samples (docs/overview/*.svg).
 overviews: $(STAMP)

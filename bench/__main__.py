@@ -78,6 +78,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--only", nargs="*", help="rung names to run")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
+    ap.add_argument(
+        "--against", help="also time build + check of this git revision, in the same run"
+    )
     args = ap.parse_args()
     rungs = [r for r in RUNGS if not args.only or r.name in args.only]
     info = machine()
@@ -88,7 +91,14 @@ def main() -> None:
         res = run_rung(r.name)
         print(f"bench: {json.dumps(res)}", file=sys.stderr, flush=True)
         results.append(res)
-    args.out.write_text(render(info, results), encoding="utf-8")
+    text = render(info, results)
+    if args.against:
+        from bench.against import ALL_RUNGS, compare
+        from bench.against import render as render_against
+
+        names = tuple(r for r in ALL_RUNGS if not args.only or r in args.only)
+        text += "\n" + render_against(compare(args.against, names))
+    args.out.write_text(text, encoding="utf-8")
     print(f"bench: wrote {args.out}", file=sys.stderr)
 
 

@@ -25,7 +25,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_RUNGS = ("seed-128", "dsv3-decode-320", "qwen3-1024", "qwen3-4096", "llama405b-16384")
-"""Rungs compared by default (the largest takes minutes per round on two cores)."""
+"""Rungs ``python -m bench.against`` compares by default."""
+ALL_RUNGS = (*DEFAULT_RUNGS, "dsv3-32768")
+"""Rungs the harness compares (``python -m bench --against``)."""
 
 
 def _child(rung: str, repeats: int) -> dict[str, Any]:

@@ -10,7 +10,8 @@ import pytest
 from conftest import make_plan
 
 from dagen.errors import GraphError
-from dagen.graph.build import build_graph
+from dagen.graph.build import build_graph, build_pools
+from dagen.graph.ids import IdText
 from dagen.graph.ir import (
     COLLECTIVE_OPS,
     COLUMN_DTYPES,
@@ -134,6 +135,23 @@ def test_node_id_format(tiny: Graph) -> None:
     assert tiny.node_id(0) == "r0/s0/mb0/embed"
     expert = int(np.flatnonzero(tiny.op == Op.MOE_EXPERT)[0])
     assert tiny.node_id(expert) == "r0/s0/L0/mb0/moe.expert.e0"
+
+
+def _id_graphs() -> list[Graph]:
+    moe = {"experts": 8, "top_k": 2, "ep": 2}
+    prefill = make_plan(pp=2, tp=2, micro_batches=2, batch=4, **moe)
+    decode = make_plan(tp=2, dp=2, phase="decode", decode_steps=2, gen_len=4, batch=8, **moe)
+    both = build_pools([("prefill", prefill), ("decode", decode)])
+    return [build_graph(prefill), build_graph(decode), both]
+
+
+@pytest.mark.parametrize("g", _id_graphs(), ids=["prefill", "decode-steps", "two-pools"])
+def test_one_node_ids_match_the_column_path_on_every_node(g: Graph) -> None:
+    every = np.arange(g.n_nodes)
+    text = IdText(g)
+    assert g.n_nodes > 64
+    assert [text.one(int(i)) for i in every] == text.ids(every)
+    assert len(set(text.ids(every))) == g.n_nodes
 
 
 def test_nbytes_counts_node_and_edge_columns(tiny: Graph) -> None:

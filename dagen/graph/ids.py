@@ -34,6 +34,10 @@ __all__ = ["KIND_TEXT", "OP_TEXT", "IdText", "Keys"]
 I64 = npt.NDArray[np.int64]
 Render = Callable[[I64], Bytes]
 
+_FEW = 64
+"""Up to this many nodes, ids are formatted one by one (the column path's set-up costs
+more)."""
+
 OP_TEXT = bytes_table([label.encode() for label in OP_LABELS])
 """Op labels by op code."""
 KIND_TEXT = bytes_table([k.label.encode() for k in Kind])
@@ -123,9 +127,26 @@ class IdText:
         ]
 
     def ids(self, idx: npt.ArrayLike) -> list[str]:
-        """The ids of nodes ``idx``, in order."""
+        """The ids of nodes ``idx``, in order (column by column past a few nodes)."""
         nodes = np.asarray(idx, dtype=np.int64).ravel()
-        if nodes.size == 0:
-            return []
+        if nodes.size <= _FEW:
+            return [self.one(int(i)) for i in nodes]
         text = strip(cat(*self.id_fields(nodes), b"\n", n=nodes.size)).decode()
         return text.split("\n")[:-1]
+
+    def one(self, i: int) -> str:
+        """The id of node ``i``, spelled by plain string formatting (the same spelling:
+        ``tests/test_ir.py`` holds the two paths equal on every node of several graphs)."""
+        g = self.g
+        r = int(g.rank[i])
+        parts = [f"r{r}", f"s{int(g.ranks.stage[r])}"]
+        if self.show[int(g.ranks.pool[r]) if self.show.size > 1 else 0]:
+            parts.append(f"t{int(g.step[i])}")
+        layer = int(g.layer[i])
+        if layer >= 0:
+            parts.append(f"L{layer}")
+        parts.append(f"mb{int(g.mb[i])}")
+        e = int(g.expert[i])
+        label = OP_LABELS[int(g.op[i])]
+        parts.append(f"{label}.e{e}" if e >= 0 else label)
+        return "/".join(parts)
