@@ -101,4 +101,4 @@ def test_hardware_given_to_estimate_prices_every_pool_on_it(graph: Graph) -> Non
     blackwell = dataclasses.replace(b200, **{k: v for k, v in PRESETS["B200"].items()})
     faster = estimate(graph, hardware=blackwell)
     assert faster.makespan_s < hopper.makespan_s
-    assert faster.memory.capacity_bytes == round(blackwell.memory_gb * 1e9)
+    assert faster.memory.capacity_bytes == blackwell.capacity_bytes

@@ -49,9 +49,17 @@ def test_schema_carries_metadata() -> None:
     defs = plan_schema()["$defs"]
     tp = defs["Parallel"]["properties"]["tp"]
     assert (tp["type"], tp["minimum"], tp["maximum"], tp["default"]) == ("integer", 1, 65536, 1)
-    assert "GB" in defs["Hardware"]["properties"]["memory_gb"]["description"]
-    assert defs["Hardware"]["properties"]["memory_gb"]["exclusiveMinimum"] == 0
-    assert defs["Model"]["properties"]["dtype"]["enum"] == ["bf16", "fp16", "fp8", "fp32"]
+    assert "GiB" in defs["Hardware"]["properties"]["memory_gib"]["description"]
+    assert defs["Hardware"]["properties"]["memory_gib"]["exclusiveMinimum"] == 0
+    assert defs["Model"]["properties"]["dtype"]["enum"] == [
+        "bf16",
+        "fp16",
+        "fp8",
+        "fp32",
+        "fp8_block",
+        "nvfp4",
+        "mxfp4",
+    ]
     assert set(defs["Moe"]["required"]) == {"experts", "top_k", "expert_ffn_size"}
     assert "kv_heads" not in str(defs["Model"].get("anyOf"))  # derived: not required
 

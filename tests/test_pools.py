@@ -27,7 +27,7 @@ MOE = dict(experts=8, ep=2)
 def pools() -> tuple[Graph, Graph, Graph]:
     prefill = make_plan(pp=2, tp=2, micro_batches=2, batch=4, **MOE)
     decode = make_plan(tp=2, dp=2, phase="decode", decode_steps=2, gen_len=4, batch=8, **MOE)
-    h200 = dataclasses.replace(decode.hardware, **PRESETS["H200"])
+    h200 = dataclasses.replace(decode.hardware, memory_gb=None, **PRESETS["H200"])
     decode = dataclasses.replace(decode, hardware=h200)
     both = build_pools([("prefill", prefill), ("decode", decode)])
     return both, build_graph(prefill), build_graph(decode)
@@ -80,7 +80,7 @@ def test_each_pool_is_priced_on_its_own_hardware(pools: tuple[Graph, Graph, Grap
     assert est.pools[1].tpot_s == pytest.approx(alone[1].tpot_s)
     assert est.ttft_s == est.pools[0].ttft_s and est.tpot_s == est.pools[1].tpot_s
     cap = est.memory.capacity_per_rank
-    assert cap[0] == round(80.0 * 1e9) and cap[-1] == round(PRESETS["H200"]["memory_gb"] * 1e9)
+    assert cap[0] == round(80.0 * 1e9) and cap[-1] == round(PRESETS["H200"]["memory_gib"] * 2**30)
 
 
 def test_json_lists_the_pools_and_pictures_refuse_them(pools: tuple[Graph, Graph, Graph]) -> None:

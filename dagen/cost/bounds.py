@@ -29,6 +29,8 @@ __all__ = [
     "flop_rate",
     "fmt",
     "hbm_rate",
+    "peak_flops",
+    "peak_hbm",
     "token_flops",
     "total_weight_bytes",
 ]
@@ -125,13 +127,27 @@ def hbm_rate(hw: Hardware) -> tuple[float, str]:
 
 
 def achievable_flops(plan: Plan) -> tuple[float, str]:
-    """FLOP/s one GPU of the plan achieves at best, and how it was found."""
-    return flop_rate(plan.hardware, plan.model.dtype)
+    """FLOP/s one GPU of the plan achieves with its ``flops_efficiency``, and how."""
+    return flop_rate(plan.hardware, plan.dtypes.math)
 
 
 def achievable_hbm(plan: Plan) -> tuple[float, str]:
-    """HBM bytes/s one GPU of the plan achieves at best, and how it was found."""
+    """HBM bytes/s one GPU of the plan achieves with its ``hbm_efficiency``, and how."""
     return hbm_rate(plan.hardware)
+
+
+def peak_flops(plan: Plan) -> tuple[float, str]:
+    """The datasheet's dense FLOP/s of one GPU in the plan's matmul format: the physical
+    limit the bounds use (no efficiency factor)."""
+    fmt_ = plan.dtypes.math
+    peak = plan.hardware.tflops(fmt_) * 1e12
+    return peak, f"{fmt(peak / 1e12)} TFLOP/s ({fmt_.value} datasheet peak)"
+
+
+def peak_hbm(plan: Plan) -> tuple[float, str]:
+    """The datasheet's HBM bytes/s of one GPU (no efficiency factor)."""
+    peak = plan.hardware.hbm_tbps * 1e12
+    return peak, f"{fmt(plan.hardware.hbm_tbps)} TB/s (datasheet peak)"
 
 
 def bound_world(plan: Plan) -> tuple[int, str]:
@@ -151,5 +167,7 @@ def bound_world(plan: Plan) -> tuple[int, str]:
 
 
 def total_weight_bytes(plan: Plan) -> int:
-    """Bytes of every weight of the model, once."""
-    return count_params(plan.model) * plan.model.dtype.nbytes
+    """Bytes of every weight of the model, once, in the weights' format (embeddings,
+    norms and head counted in it too: a lower bound never overstates)."""
+    f = plan.dtypes
+    return round(count_params(plan.model) * min(f.weights.nbytes, f.activations.nbytes))

@@ -26,6 +26,7 @@ from dagen.cost.model import CostModel, default_cost_model, node_seconds
 from dagen.cost.simulate import Schedule, simulate
 from dagen.cost.usage import utilisation
 from dagen.cost.verdicts import EstimateParts, Verdict, judge
+from dagen.graph.dims import steady
 from dagen.graph.ir import Graph
 from dagen.graph.pool import Pool
 from dagen.plan.model import Hardware, Plan
@@ -89,11 +90,14 @@ class PoolFigures:
     makespan_s: float
     """When the pool's last node ends."""
     ttft_s: float | None
-    """Time to first token: the prefill makespan (None for decode)."""
+    """Time to first token: the prefill makespan (None for decode; serving: the
+    iterations a prompt's chunks take)."""
     tpot_s: float | None
-    """Time per output token: makespan / decode steps (None for prefill)."""
+    """Time per output token: makespan / (decode steps · tokens per step) (None for
+    prefill; serving: one iteration / tokens per step)."""
     tokens_per_s: float
-    """Prefill: batch · prompt_len / makespan; decode: batch · steps / makespan."""
+    """Prefill: batch · prompt_len / makespan; decode: batch · steps · tokens per step /
+    makespan; serving: output tokens of the steady state per second."""
     tokens_per_s_per_gpu: float
 
 
@@ -102,13 +106,31 @@ def _figures(pool: Pool, makespan: float) -> PoolFigures:
     if makespan <= 0.0:
         return PoolFigures(name=pool.name, world=pool.world, makespan_s=makespan, ttft_s=None,
                            tpot_s=None, tokens_per_s=0.0, tokens_per_s_per_gpu=0.0)  # fmt: skip
+    if w.serving:
+        return _serving_figures(pool, makespan)
     prefill = not w.decoding
-    tokens = w.batch * (w.prompt_len if prefill else w.decode_steps)
+    tokens = w.batch * (w.prompt_len if prefill else w.decode_steps * w.tokens_per_step)
     rate = tokens / makespan
+    if not prefill:
+        makespan /= w.tokens_per_step  # TPOT below: each step yields tokens_per_step tokens
     return PoolFigures(
         name=pool.name, world=pool.world, makespan_s=makespan,
         ttft_s=makespan if prefill else None, tpot_s=None if prefill else makespan / w.decode_steps,
         tokens_per_s=rate, tokens_per_s_per_gpu=rate / pool.world,
+    )  # fmt: skip
+
+
+def _serving_figures(pool: Pool, makespan: float) -> PoolFigures:
+    """A serving pool's steady state (docs/cost-model.md, "Serving"): the graph is
+    ``decode_steps`` iterations; each yields ``D · a`` output tokens per replica, a
+    request's first token comes ``k`` iterations after it starts."""
+    w = pool.workload
+    ss = steady(w, pool.mesh.sizes["dp"])
+    step = makespan / w.decode_steps
+    rate = pool.mesh.sizes["dp"] * ss.decode_seqs * ss.step_tokens / step
+    return PoolFigures(
+        name=pool.name, world=pool.world, makespan_s=makespan, ttft_s=ss.chunks * step,
+        tpot_s=step / ss.step_tokens, tokens_per_s=rate, tokens_per_s_per_gpu=rate / pool.world,
     )  # fmt: skip
 
 

@@ -13,28 +13,30 @@ Example:
 
 from __future__ import annotations
 
-from dagen.cost.bounds import achievable_hbm, fmt, total_weight_bytes
+from dagen.cost.bounds import fmt, peak_hbm, total_weight_bytes
 from dagen.cost.memory import MemoryReport
-from dagen.plan.model import Model, Plan
+from dagen.plan.model import Plan
 from dagen.plan.params import kv_entry, routed_params
 
 __all__ = ["kv_bytes_per_token", "routed_weight_bytes", "step_bytes_bound"]
 
 
-def kv_bytes_per_token(m: Model) -> int:
+def kv_bytes_per_token(plan: Plan) -> int:
     """KV-cache bytes one token adds over all layers (MLA: the shared latent)."""
-    return m.layers * kv_entry(m.kv_heads, m.head_dim, m.mla) * m.dtype.nbytes
+    m = plan.model
+    return round(m.layers * kv_entry(m.kv_heads, m.head_dim, m.mla) * plan.dtypes.kv_cache.nbytes)
 
 
-def routed_weight_bytes(m: Model) -> int:
+def routed_weight_bytes(plan: Plan) -> int:
     """Bytes of every routed expert of every MoE layer."""
-    return routed_params(m) * m.dtype.nbytes
+    return round(routed_params(plan.model) * plan.dtypes.weights.nbytes)
 
 
 def step_bytes_bound(plan: Plan, memory: MemoryReport | None, world: int) -> tuple[float, str]:
-    """Seconds a decode step needs at least to read its bytes, and the arithmetic."""
+    """Seconds a decode step needs at least to read its bytes at the datasheet HBM rate,
+    and the arithmetic."""
     w = plan.workload
-    rate, rate_text = achievable_hbm(plan)
+    rate, rate_text = peak_hbm(plan)
     prompt_share = w.prompt_len / (w.prompt_len + w.gen_len)
     if memory is not None:
         must = (memory.weights_bytes - memory.routed_bytes) + memory.kv_bytes * prompt_share
@@ -44,8 +46,8 @@ def step_bytes_bound(plan: Plan, memory: MemoryReport | None, world: int) -> tup
             f"rank {rank} reads its {fmt(float(must[rank]) / 1e9)} GB of non-routed weights "
             f"and prompt KV cache at {rate_text} = {fmt(seconds)} s"
         )
-    weights = total_weight_bytes(plan) - routed_weight_bytes(plan.model)
-    kv = w.batch * w.prompt_len * kv_bytes_per_token(plan.model)
+    weights = total_weight_bytes(plan) - routed_weight_bytes(plan)
+    kv = w.batch * w.prompt_len * kv_bytes_per_token(plan)
     seconds = (weights + kv) / (world * rate)
     return seconds, (
         f"{fmt(weights / 1e9)} GB of non-routed weights + {fmt(kv / 1e9)} GB of prompt KV "

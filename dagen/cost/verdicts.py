@@ -18,7 +18,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dagen.cost.bounds import achievable_flops, bound_world, fmt, token_flops, total_weight_bytes
+from dagen.cost.bounds import bound_world, fmt, peak_flops, token_flops, total_weight_bytes
 from dagen.cost.hbm import step_bytes_bound
 from dagen.cost.memory import MemoryReport
 from dagen.findings import Code, Finding, Severity
@@ -83,7 +83,7 @@ _CODES = {
     "targets.tokens_per_s_per_gpu": Code.COST_THROUGHPUT_GPU,
     "targets.tokens_per_s": Code.COST_THROUGHPUT,
     "targets.max_memory_fraction": Code.COST_MEMORY,
-    "hardware.memory_gb": Code.COST_OOM,
+    "hardware.memory_gib": Code.COST_OOM,
 }
 
 
@@ -105,6 +105,20 @@ def _closing(kind: VerdictKind, estimate: float | None, unit: str) -> str:
     return f"simulated {fmt(estimate)} {unit}".rstrip()
 
 
+def _needs(at_most: bool, target: float, estimate: float | None, bound: float) -> str:
+    """How much of the physical limit the claim needs, and how much the estimate reaches:
+    a time claim ``≤ target`` with floor ``bound`` needs ``bound / target`` of peak; a rate
+    claim ``≥ target`` with ceiling ``bound`` needs ``target / bound``."""
+    if bound <= 0 or target <= 0:
+        return ""
+    need = bound / target if at_most else target / bound
+    text = f" The claim needs {need:.0%} of the datasheet peak"
+    if estimate is not None and estimate > 0:
+        reach = bound / estimate if at_most else estimate / bound
+        text += f"; the estimate reaches {reach:.0%}"
+    return text + "."
+
+
 def _world(plan: Plan, parts: EstimateParts | None) -> tuple[int, str]:
     if parts is not None:
         return parts.world, f"{parts.world} GPUs"
@@ -114,7 +128,7 @@ def _world(plan: Plan, parts: EstimateParts | None) -> tuple[int, str]:
 def _ttft(plan: Plan, parts: EstimateParts | None, target: float) -> Verdict:
     w = plan.workload
     tf = token_flops(plan, Phase.PREFILL)
-    rate, rate_text = achievable_flops(plan)
+    rate, rate_text = peak_flops(plan)
     world, world_text = _world(plan, parts)
     total = w.batch * w.prompt_len * tf.per_token
     bound = total / (world * rate)
@@ -124,7 +138,7 @@ def _ttft(plan: Plan, parts: EstimateParts | None, target: float) -> Verdict:
         f"TTFT ≥ prompt FLOPs ÷ (GPUs × achievable FLOP/s) = {w.batch} prompts × "
         f"{w.prompt_len} tokens × {fmt(tf.per_token)} FLOP/token = {fmt(total)} FLOP ÷ "
         f"({world_text} × {rate_text}) = {fmt(bound)} s; claimed ≤ {fmt(target)} s → "
-        f"{kind.value}; {_closing(kind, est, 's')}. {tf.text}"
+        f"{kind.value}; {_closing(kind, est, 's')}.{_needs(True, target, est, bound)} {tf.text}"
     )
     return Verdict(
         claim=f"time to first token ≤ {fmt(target)} s", path="targets.ttft_s", unit="s",
@@ -135,7 +149,7 @@ def _ttft(plan: Plan, parts: EstimateParts | None, target: float) -> Verdict:
 def _decode_floor(plan: Plan, parts: EstimateParts | None) -> tuple[float, str]:
     """Seconds a decode step takes at least, and why (the larger of FLOPs and bytes)."""
     tf = token_flops(plan, Phase.DECODE)
-    rate, rate_text = achievable_flops(plan)
+    rate, rate_text = peak_flops(plan)
     world, world_text = _world(plan, parts)
     flops = plan.workload.batch * tf.per_token / (world * rate)
     memory = parts.memory if parts is not None else None
@@ -157,13 +171,13 @@ def _tpot(plan: Plan, parts: EstimateParts | None, target: float) -> Verdict:
     return Verdict(
         claim=f"time per output token ≤ {fmt(target)} ms", path="targets.tpot_ms", unit="ms",
         target=target, estimate=est, bound=bound, verdict=kind,
-        arithmetic=text + _closing(kind, est, "ms") + ".",
+        arithmetic=text + _closing(kind, est, "ms") + "." + _needs(True, target, est, bound),
     )  # fmt: skip
 
 
 def _per_gpu_ceiling(plan: Plan, parts: EstimateParts | None) -> tuple[float, str]:
     tf = token_flops(plan)
-    rate, rate_text = achievable_flops(plan)
+    rate, rate_text = peak_flops(plan)
     ceiling = rate / tf.per_token
     text = (
         f"tokens/s per GPU ≤ achievable FLOP/s ÷ FLOPs per token = {rate_text} ÷ "
@@ -182,11 +196,11 @@ def _throughput_gpu(plan: Plan, parts: EstimateParts | None, target: float) -> V
     ceiling, why = _per_gpu_ceiling(plan, parts)
     est = parts.tokens_per_s_per_gpu if parts is not None else None
     kind = _decide(False, target, est, ceiling)
-    need = achievable_flops(plan)[0] / target
+    need = peak_flops(plan)[0] / target
     text = (
         f"{why}. Claimed ≥ {fmt(target)} tokens/s per GPU, which needs ≤ {fmt(need)} "
         f"FLOP/token (≤ {fmt(need / 2)} matmul weights per token) → {kind.value}; "
-        f"{_closing(kind, est, 'tokens/s per GPU')}."
+        f"{_closing(kind, est, 'tokens/s per GPU')}.{_needs(False, target, est, ceiling)}"
     )
     return Verdict(
         claim=f"throughput ≥ {fmt(target)} tokens/s per GPU",
@@ -204,6 +218,7 @@ def _throughput(plan: Plan, parts: EstimateParts | None, target: float) -> Verdi
     text = (
         f"tokens/s ≤ {world_text} × {fmt(per_gpu)} per GPU = {fmt(ceiling)}, where {why}. "
         f"Claimed ≥ {fmt(target)} → {kind.value}; {_closing(kind, est, 'tokens/s')}."
+        f"{_needs(False, target, est, ceiling)}"
     )
     return Verdict(
         claim=f"throughput ≥ {fmt(target)} tokens/s", path="targets.tokens_per_s",
@@ -212,38 +227,44 @@ def _throughput(plan: Plan, parts: EstimateParts | None, target: float) -> Verdi
     )  # fmt: skip
 
 
+GIB = float(1 << 30)
+
+
+def _gib(nbytes: float) -> str:
+    return f"{fmt(nbytes / GIB)} GiB"
+
+
 def _weights_floor(plan: Plan, parts: EstimateParts | None) -> tuple[float, str]:
     """Bytes of weights the fullest GPU must hold, at least."""
     if parts is not None and parts.memory is not None:
         mem = parts.memory
         rank = int(mem.weights_bytes.argmax())
         held = float(mem.weights_bytes[rank])
-        return held, f"rank {rank} holds {fmt(held / 1e9)} GB of weights"
+        return held, f"rank {rank} holds {_gib(held)} of weights"
     world, world_text = _world(plan, None)
     each = total_weight_bytes(plan) / world
-    return (
-        each,
-        f"{fmt(each * world / 1e9)} GB of weights over {world_text} = {fmt(each / 1e9)} GB each",
-    )
+    return each, f"{_gib(each * world)} of weights over {world_text} = {_gib(each)} each"
+
+
+def _breakdown(mem: MemoryReport, r: int) -> str:
+    items = ", ".join(
+        f"{name} {_gib(float(getattr(mem, key)[r]))}"
+        for name, key in (("weights", "weights_bytes"), ("KV cache", "kv_bytes"),
+                          ("activations", "activation_bytes"), ("buffers", "buffer_bytes"))
+    )  # fmt: skip
+    return f"rank {r}: {items} = {_gib(float(mem.total_bytes[r]))}"
 
 
 def _memory(plan: Plan, parts: EstimateParts | None, target: float) -> Verdict:
-    capacity = plan.hardware.memory_gb * 1e9
+    capacity = plan.hardware.capacity_bytes
     floor, why = _weights_floor(plan, parts)
     bound = floor / capacity
     mem = parts.memory if parts is not None else None
     est = mem.peak_fraction if mem is not None else None
     kind = _decide(True, target, est, bound)
-    detail = ""
-    if mem is not None:
-        r = mem.peak_rank
-        parts_text = ", ".join(
-            f"{name} {fmt(getattr(mem, name + '_bytes')[r] / 1e9)}"
-            for name in ("weights", "kv", "activation", "buffer")
-        )
-        detail = f" Fullest rank {r}: {parts_text} = {fmt(mem.total_bytes[r] / 1e9)} GB."
+    detail = f" Fullest {_breakdown(mem, mem.peak_rank)}." if mem is not None else ""
     text = (
-        f"memory ≥ the weights that must sit there: {why} ÷ {fmt(plan.hardware.memory_gb)} GB "
+        f"memory ≥ the weights that must sit there: {why} ÷ {_gib(capacity)} "
         f"= {fmt(bound)} of capacity; claimed ≤ {fmt(target)} → {kind.value}; "
         f"{_closing(kind, est, 'of capacity')}.{detail}"
     )
@@ -254,22 +275,49 @@ def _memory(plan: Plan, parts: EstimateParts | None, target: float) -> Verdict:
     )  # fmt: skip
 
 
+def _overflow(plan: Plan, mem: MemoryReport) -> tuple[float, str] | None:
+    """(GiB short, what overflows) on the worst rank, or None if every rank fits."""
+    r = mem.overflow_rank
+    if r is None:
+        return None
+    fw = mem.framework[0] if len(mem.framework) == 1 else "its framework"
+    pool = float(mem.kv_pool_bytes[r])
+    short = float(mem.kv_bytes[r]) - pool
+    if pool < 0:
+        what = (
+            f"the weights, activations and buffers alone overflow what {fw} leaves on "
+            f"rank {r} (its KV pool would be {_gib(pool)})"
+        )
+    else:
+        fits = mem.max_sequences()
+        unit = "requests in flight" if plan.workload.serving else "sequences"
+        what = (
+            f"the KV cache overflows on rank {r}: it needs {_gib(float(mem.kv_bytes[r]))} "
+            f"({_gib(float(mem.kv_seq_bytes[r]))} per sequence), {fw}'s KV pool holds "
+            f"{_gib(pool)}; at most {fits:,} {unit} fit"
+        )
+    return short / GIB, f"{what}. {_breakdown(mem, r)}, of {_gib(float(mem.capacity_per_rank[r]))}"
+
+
 def _fits(plan: Plan, parts: EstimateParts | None) -> Verdict | None:
     """The implicit claim that the plan fits in memory (only reported when it can fail)."""
-    gb = plan.hardware.memory_gb
+    gib = plan.hardware.capacity_bytes / GIB
     floor, why = _weights_floor(plan, parts)
     mem = parts.memory if parts is not None else None
-    est = float(mem.total_bytes.max()) / 1e9 if mem is not None else None
-    kind = _decide(True, gb, est, floor / 1e9)
+    est: float | None = None
+    over = _overflow(plan, mem) if mem is not None else None
+    if mem is not None:
+        est = gib + over[0] if over is not None else float(mem.total_bytes.max()) / GIB
+    kind = _decide(True, gib, est, floor / GIB)
     if kind is VerdictKind.UNVERIFIED:
         return None
+    closing = over[1] if over is not None else _closing(kind, est, "GiB on the fullest rank")
     text = (
-        f"every GPU must hold its weights: {why} against {fmt(gb)} GB → {kind.value}; "
-        f"{_closing(kind, est, 'GB on the fullest rank')}."
+        f"every GPU must hold its weights: {why} against {fmt(gib)} GiB → {kind.value}; {closing}."
     )
     return Verdict(
-        claim=f"fits in {fmt(gb)} GB per GPU", path="hardware.memory_gb", unit="GB",
-        target=gb, estimate=est, bound=floor / 1e9, verdict=kind, arithmetic=text,
+        claim=f"fits in {fmt(gib)} GiB per GPU", path="hardware.memory_gib", unit="GiB",
+        target=gib, estimate=est, bound=floor / GIB, verdict=kind, arithmetic=text,
     )  # fmt: skip
 
 
@@ -323,7 +371,7 @@ _FIX = {
     Code.COST_THROUGHPUT_GPU: "lower targets.tokens_per_s_per_gpu to what the FLOPs per token allow, or use faster GPUs",
     Code.COST_THROUGHPUT: "add GPUs or lower targets.tokens_per_s",
     Code.COST_MEMORY: "shard more (tp, ep, pp), shorten the context or the batch, or relax targets.max_memory_fraction",
-    Code.COST_OOM: "shard the weights over more GPUs (tp, ep, pp) or shrink the batch or context",
+    Code.COST_OOM: "shard the weights over more GPUs (tp, ep, pp), quantise the KV cache (precision.kv_cache: fp8), or lower the batch/concurrency or context to what fits",
 }
 
 

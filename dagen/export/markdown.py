@@ -141,7 +141,7 @@ def _hardware_rows(plan: _Deployment) -> list[tuple[str, object]]:
     peak = ", ".join(f"{k} {v:g}" for k, v in sorted(h.peak_tflops.items()))
     return [
         ("preset", h.preset or "—"),
-        ("memory per GPU", f"{h.memory_gb:g} GB"),
+        ("memory per GPU", f"{h.capacity_bytes / 2**30:.4g} GiB"),
         ("peak TFLOP/s", peak),
         ("HBM", f"{h.hbm_tbps:g} TB/s"),
         ("GPUs per host", h.gpus_per_node),

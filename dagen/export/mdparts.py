@@ -13,7 +13,7 @@ import numpy as np
 from dagen.export.estimate import MEMORY_PARTS, memory_table
 from dagen.export.fold import fold_stages
 from dagen.export.overview import Block, BlockKind, Overview
-from dagen.export.summary import human_bytes, human_count
+from dagen.export.summary import human_bytes
 from dagen.graph.ir import Graph
 
 __all__ = ["estimate_part", "mermaid", "stage_rows"]
@@ -143,10 +143,10 @@ def _memory_rows(est: Any) -> tuple[str, list[tuple[str, str]]]:
     worst = table.get("max", {})
     cap = table["capacity_bytes"]
     names = {"routed": "of which routed experts", "kv": "KV cache"}
-    # Decimal units, as hardware.memory_gb: 1 GB = 1e9 bytes.
-    rows = [(names.get(p, p), human_count(worst[p], "B")) for p in MEMORY_PARTS if p in worst]
+    # Binary units, as nvidia-smi and the frameworks report memory: 1 GiB = 2^30 bytes.
+    rows = [(names.get(p, p), human_bytes(worst[p])) for p in MEMORY_PARTS if p in worst]
     if cap:
-        rows.append(("capacity", human_count(cap, "B")))
+        rows.append(("capacity", human_bytes(cap)))
         if "total" in worst:
             rows.append(("used", f"{100 * worst['total'] / cap:.1f} %"))
     return ("rank " + str(table["max_rank"])) if "max_rank" in table else "—", rows

@@ -111,7 +111,7 @@ def _pool(plan: Plan, name: str, ctx: StageContext, mesh: Mesh, sched: Schedule,
     phase = Phase.DECODE if plan.workload.decoding else Phase.PREFILL
     return Pool(
         name=name, phase=phase, mesh=mesh, parallel=plan.parallel, workload=plan.workload,
-        hardware=plan.hardware, dims=ctx.dims, stage_layers=tuple(ctx.layers), schedule=sched,
+        hardware=plan.hardware, runtime=plan.runtime, formats=plan.dtypes, dims=ctx.dims, stage_layers=tuple(ctx.layers), schedule=sched,
         residency=residency(sched, ctx.dims, plan.workload, replicas=mesh.sizes["dp"],
                             tied=plan.model.tied_embeddings),
         **at,

@@ -7,13 +7,23 @@ from a :class:`Dims`; ``docs/graph.md`` ("Sizes") writes every formula out.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from dagen.graph.codes import Phase
+from dagen.graph.serving import SteadyState, steady_state
 from dagen.mesh import Mesh
-from dagen.plan.model import Mla, Plan
+from dagen.plan.model import Mla, Plan, Workload
 
-__all__ = ["Cost", "Dims", "derive_dims"]
+__all__ = ["Cost", "Dims", "derive_dims", "steady"]
+
+
+def steady(w: Workload, replicas: int) -> SteadyState:
+    """The serving iteration of one of ``replicas`` attention replicas."""
+    return steady_state(
+        concurrency=w.batch, prompt=w.prompt_len, gen=w.gen_len, chunk=w.prefill_chunk,
+        replicas=replicas, draft=w.speculative_tokens, step_tokens=w.tokens_per_step,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -22,8 +32,18 @@ class Dims:
 
     phase: Phase
     """The phase priced: prefill (the prompt) or decode (one token per sequence)."""
-    e: int
-    """Bytes per element of the model dtype."""
+    e: float
+    """Bytes per element of the activations (``precision.activations``)."""
+    ew: float
+    """Bytes per element of the matmul weights (``precision.weights``; norms, router,
+    embeddings and LM head stay in the activations' format, as quantised checkpoints
+    keep them)."""
+    ekv: float
+    """Bytes per element of the KV cache (``precision.kv_cache``)."""
+    edisp: float
+    """Bytes per element of the MoE dispatch payload (``precision.dispatch``)."""
+    ecomb: float
+    """Bytes per element of the MoE combine payload (``precision.combine``)."""
     h: int
     tp: int
     cp: int
@@ -47,6 +67,10 @@ class Dims:
     """Vocabulary rows per rank: ceil(vocab_size / tp)."""
     gated: bool
     mla: Mla | None
+    pf_tokens: float = 0.0
+    """Serving: prompt tokens of the iteration's prefill chunks (part of ``tokens``)."""
+    pf_pairs: float = 0.0
+    """Serving: query-key pairs of those chunks (part of ``pairs``; priced in prefill form)."""
     experts: int = 0
     top_k: int = 0
     slots: int = 0
@@ -85,20 +109,33 @@ def derive_dims(plan: Plan, mesh: Mesh) -> Dims:
     The plan must pass its rules (:func:`dagen.plan.rules.plan_findings`): the sizes
     assume heads, KV heads, batch and prompt split over the mesh.
     """
-    m, w = plan.model, plan.workload
+    m, w, pr = plan.model, plan.workload, plan.dtypes
     tp, cp = mesh.sizes["tp"], mesh.sizes["cp"]
     prefill = not w.decoding
     seqs = w.batch // (mesh.sizes["dp"] * w.micro_batches)
-    tokens = seqs * (w.prompt_len // cp if prefill else 1)
+    verify = 1 + w.speculative_tokens
+    tokens = seqs * (w.prompt_len // cp if prefill else verify)
     kv_len = w.prompt_len + w.gen_len
-    pairs = seqs * w.prompt_len**2 / (2 * cp) if prefill else seqs * kv_len / cp
+    pairs = seqs * w.prompt_len**2 / (2 * cp) if prefill else seqs * verify * kv_len / cp
+    pf_tokens = pf_pairs = 0.0
+    if w.serving:
+        ss = steady(w, mesh.sizes["dp"])
+        mb = w.micro_batches
+        seqs = max(1, math.ceil(ss.decode_seqs / mb))
+        pf_tokens = ss.prefill_tokens / (mb * cp)
+        tokens = math.ceil(seqs * verify + pf_tokens)
+        pf_pairs = pf_tokens * ss.chunk_context
+        pairs = seqs * verify * ss.context / cp + pf_pairs
     base = Dims(
-        phase=Phase.PREFILL if prefill else Phase.DECODE, e=m.dtype.nbytes, h=m.hidden_size,
+        phase=Phase.PREFILL if prefill else Phase.DECODE, e=pr.activations.nbytes,
+        ew=pr.weights.nbytes, ekv=pr.kv_cache.nbytes, edisp=pr.dispatch.nbytes,
+        ecomb=pr.combine.nbytes, h=m.hidden_size,
         tp=tp, cp=cp, seqs=seqs, tokens=tokens,
         stream=_cdiv(tokens, tp) if plan.parallel.sp_active else tokens, pairs=pairs,
         prompt=w.prompt_len, heads=m.heads // tp,
         kv_heads=m.kv_heads // tp if m.kv_heads % tp == 0 else 1, head_dim=m.head_dim,
         ffn=_cdiv(m.ffn_size, tp), vocab=_cdiv(m.vocab_size, tp), gated=m.gated_ffn, mla=m.mla,
+        pf_tokens=pf_tokens, pf_pairs=pf_pairs,
     )  # fmt: skip
     return _with_moe(plan, mesh, base)
 

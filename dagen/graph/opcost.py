@@ -14,7 +14,9 @@ Conventions:
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
+from dagen.graph.codes import Phase
 from dagen.graph.dims import Cost, Dims
 from dagen.plan.model import Mla
 
@@ -47,9 +49,9 @@ __all__ = [
 ]
 
 
-def _act(rows: float, cols: int, d: Dims, flops: float = 0.0, elem: int = 0) -> Cost:
+def _act(rows: float, cols: int, d: Dims, flops: float = 0.0, elem: float = 0.0) -> Cost:
     r = math.ceil(rows)
-    return Cost((r, cols), r * cols * (elem or d.e), flops)
+    return Cost((r, cols), math.ceil(r * cols * (elem or d.e)), flops)
 
 
 def norm(d: Dims) -> Cost:
@@ -99,7 +101,11 @@ def core_dims(d: Dims) -> tuple[int, int]:
 
 def core(d: Dims) -> Cost:
     dqk, dv = core_dims(d)
-    return _act(d.tokens, d.heads * dv, d, 2.0 * d.pairs * d.heads * (dqk + dv))
+    flops = 2.0 * (d.pairs - d.pf_pairs) * d.heads * (dqk + dv)
+    if d.pf_pairs:  # serving: the prefill chunks attend in prefill form (MLA not absorbed)
+        pqk, pv = core_dims(replace(d, phase=Phase.PREFILL))
+        flops += 2.0 * d.pf_pairs * d.heads * (pqk + pv)
+    return _act(d.tokens, d.heads * dv, d, flops)
 
 
 def cp_gather(d: Dims) -> Cost:
@@ -144,7 +150,7 @@ def topk(d: Dims) -> Cost:
 
 
 def dispatch(d: Dims) -> Cost:
-    return _act(d.dispatch_tokens * d.top_k, d.h, d)
+    return _act(d.dispatch_tokens * d.top_k, d.h, d, elem=d.edisp)
 
 
 def expert(d: Dims) -> Cost:
@@ -159,7 +165,7 @@ def etp_reduce(d: Dims) -> Cost:
 def combine(d: Dims) -> Cost:
     # The mirror of the dispatch: each rank gets back exactly the expert outputs of the
     # token copies it sent (docs/graph.md, "MoE token model").
-    return _act(d.dispatch_tokens * d.top_k, d.h, d)
+    return _act(d.dispatch_tokens * d.top_k, d.h, d, elem=d.ecomb)
 
 
 def shared(d: Dims) -> Cost:

@@ -32,7 +32,7 @@ from dagen.graph.dims import Dims
 from dagen.graph.residency import Residency
 from dagen.graph.schedule import Schedule
 from dagen.mesh import GROUP_DIMS, Mesh
-from dagen.plan.model import Hardware, Parallel, Workload
+from dagen.plan.model import Formats, Hardware, Parallel, Runtime, Workload
 
 __all__ = ["Pool", "RankTable", "rank_table"]
 
@@ -62,6 +62,10 @@ class Pool:
     parallel: Parallel
     workload: Workload
     hardware: Hardware
+    runtime: Runtime
+    """The serving runtime (its memory rules; whether decode replays CUDA graphs)."""
+    formats: Formats
+    """Every tensor's number format."""
     dims: Dims
     """Per-rank sizes of one micro-batch (what every template was priced from)."""
     stage_layers: tuple[range, ...]

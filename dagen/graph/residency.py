@@ -49,6 +49,8 @@ class Residency:
     """The residual stream plus the largest op's inputs and outputs, one micro-batch."""
     message_bytes: I64
     """The largest message the rank sends or receives (its staging buffers hold two)."""
+    kv_seq_bytes: I64
+    """The KV cache one sequence holds on the rank (``kv_bytes`` per sequence)."""
 
 
 def _per_op(d: Dims, present: set[int]) -> tuple[I64, I64, I64]:
@@ -79,7 +81,7 @@ def _stage(t: Template, d: Dims, tables: tuple[I64, I64, I64], tied: bool) -> tu
         held -= int(weights[Op.LM_HEAD])  # a tied head shares the embedding's weights
     routed = int(weights[Op.MOE_EXPERT]) * int(np.count_nonzero(ops == Op.MOE_EXPERT))
     compute = ops[t.kind == Kind.COMPUTE]
-    act = d.stream * d.h * d.e + int(live[compute].max(initial=0))
+    act = round(d.stream * d.h * d.e) + int(live[compute].max(initial=0))
     comm = ops[t.kind != Kind.COMPUTE]
     layers = int(np.count_nonzero(ops == Op.ATTN_CORE))
     return held, routed, act, int(message[comm].max(initial=0)), layers
@@ -98,20 +100,23 @@ def residency(sched: Schedule, d: Dims, w: Workload, *, replicas: int, tied: boo
     firsts = [sched.templates[int(st.template[0])] for st in sched.stages]
     tables = _per_op(d, {int(o) for t in firsts for o in np.unique(t.op)})
     seqs = w.batch // replicas
-    tokens = (w.prompt_len + w.gen_len) / d.cp
+    # A serving request holds, on average over its life, its prompt and half its output
+    # (paged KV: blocks are taken as tokens arrive); a static batch holds all of it.
+    tokens = (w.prompt_len + (w.gen_len / 2 if w.serving else w.gen_len)) / d.cp
     rows = []
     for st in sched.stages:
         held, routed, act, message, layers = _stage(
             sched.templates[int(st.template[0])], d, tables, tied
         )
-        kv = int(seqs * tokens * layers * kv_token_bytes(d))
-        rows.append((held, routed, kv, act, message))
-    table: I64 = np.asarray(rows, dtype=np.int64).reshape(-1, 5)
-    cols = [np.ascontiguousarray(table[:, i]) for i in range(5)]
+        per_seq = round(tokens * layers * kv_token_bytes(d))
+        rows.append((held, routed, seqs * per_seq, act, message, per_seq))
+    table: I64 = np.asarray(rows, dtype=np.int64).reshape(-1, 6)
+    cols = [np.ascontiguousarray(table[:, i]) for i in range(6)]
     return Residency(
         weights_bytes=cols[0],
         routed_bytes=cols[1],
         kv_bytes=cols[2],
         activation_bytes=cols[3],
         message_bytes=cols[4],
+        kv_seq_bytes=cols[5],
     )

@@ -65,12 +65,12 @@ def _nbytes(cost: Callable[[Dims], Cost], d: Dims) -> float:
 
 def kv_token_bytes(d: Dims) -> float:
     """KV-cache bytes one token adds to one layer on one rank (MLA: the shared latent)."""
-    return float(kv_entry(d.kv_heads, d.head_dim, d.mla) * d.e)
+    return float(kv_entry(d.kv_heads, d.head_dim, d.mla) * d.ekv)
 
 
 def _qkv_weights(d: Dims) -> float:
     if d.mla is None:
-        return float(d.h * (d.heads + 2 * d.kv_heads) * d.head_dim * d.e)
+        return float(d.h * (d.heads + 2 * d.kv_heads) * d.head_dim * d.ew)
     a = d.mla
     dqk = a.qk_nope_head_dim + a.qk_rope_head_dim
     q = (
@@ -81,7 +81,7 @@ def _qkv_weights(d: Dims) -> float:
     kv_down = d.h * (a.kv_lora_rank + a.qk_rope_head_dim)
     # prefill up-projects K and V per head; decode absorbs W_UK into the query
     up = a.qk_nope_head_dim + a.v_head_dim if d.prefill else a.qk_nope_head_dim
-    return float((q + kv_down + a.kv_lora_rank * d.heads * up) * d.e)
+    return float((q + kv_down + a.kv_lora_rank * d.heads * up) * d.ew)
 
 
 def _value_dim(d: Dims) -> int:
@@ -113,8 +113,10 @@ def attn_core(d: Dims) -> Traffic:
         if d.cp > 1:  # the other shards' keys and values, gathered
             read += _nbytes(opcost.cp_gather, d) * (d.cp - 1) / d.cp
         kv = d.tokens * kv_token_bytes(d)  # write the prompt's cache
-    else:  # read the whole context, write the new token's entry
-        kv = (d.pairs + d.seqs / d.cp) * kv_token_bytes(d)
+    else:  # read the whole context, write the new tokens' entries
+        # (serving: a prefill chunk reads its prompt's earlier chunks and writes its own)
+        kv = (d.pairs - d.pf_pairs + d.tokens / d.cp) * kv_token_bytes(d)
+        kv += 2 * d.pf_pairs / max(d.prompt, 1) * kv_token_bytes(d)
     return Traffic(0.0, read, _nbytes(opcost.core, d), kv)
 
 
@@ -123,7 +125,7 @@ def attn_out(d: Dims) -> Traffic:
     w = d.heads * dv * d.h
     if d.mla is not None and not d.prefill:  # W_UV: latent back to per-head values
         w += d.heads * d.mla.kv_lora_rank * dv
-    return Traffic(float(w * d.e), float(d.tokens * d.heads * dv * d.e), _nbytes(opcost.out, d))
+    return Traffic(float(w * d.ew), float(d.tokens * d.heads * dv * d.e), _nbytes(opcost.out, d))
 
 
 def moe_router(d: Dims) -> Traffic:
@@ -140,20 +142,20 @@ def moe_expert(d: Dims) -> Traffic:
     # A slot's weights are read only if at least one token reaches it: with Poisson
     # arrivals of mean slot_tokens, that happens with probability 1 − e^(−slot_tokens).
     p_used = -math.expm1(-d.slot_tokens) if d.slot_tokens > 0 else 0.0
-    w = ffn_matrices(d.gated) * d.h * d.expert_ffn * d.e * p_used
+    w = ffn_matrices(d.gated) * d.h * d.expert_ffn * d.ew * p_used
     inter = d.slot_tokens * d.expert_ffn * d.e  # the activated intermediate, written then read
     return Traffic(w, d.slot_tokens * d.h * d.e + inter, _nbytes(opcost.expert, d) + inter)
 
 
 def moe_shared(d: Dims) -> Traffic:
-    w = ffn_matrices(d.gated) * d.h * d.shared_ffn * d.e
+    w = ffn_matrices(d.gated) * d.h * d.shared_ffn * d.ew
     inter = d.tokens * d.shared_ffn * d.e
     return Traffic(float(w), d.tokens * d.h * d.e + inter, _nbytes(opcost.shared, d) + inter)
 
 
 def ffn_up(d: Dims) -> Traffic:
     return Traffic(
-        float((ffn_matrices(d.gated) - 1) * d.h * d.ffn * d.e),
+        float((ffn_matrices(d.gated) - 1) * d.h * d.ffn * d.ew),
         float(d.tokens * d.h * d.e),
         _nbytes(opcost.ffn_up, d),
     )
@@ -161,7 +163,7 @@ def ffn_up(d: Dims) -> Traffic:
 
 def ffn_down(d: Dims) -> Traffic:
     return Traffic(
-        float(d.ffn * d.h * d.e), float(d.tokens * d.ffn * d.e), _nbytes(opcost.ffn_down, d)
+        float(d.ffn * d.h * d.ew), float(d.tokens * d.ffn * d.e), _nbytes(opcost.ffn_down, d)
     )
 
 

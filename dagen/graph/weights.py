@@ -37,50 +37,50 @@ def _value_dim(d: Dims) -> int:
 
 def norm(d: Dims) -> int:
     """An RMSNorm weight vector."""
-    return d.h * d.e
+    return round(d.h * d.e)
 
 
 def attn_out(d: Dims) -> int:
     """The output projection of the rank's heads."""
-    return d.heads * _value_dim(d) * d.h * d.e
+    return round(d.heads * _value_dim(d) * d.h * d.ew)
 
 
 def attn_qkv(d: Dims) -> int:
     """The rest of the rank's attention: Q, K, V (or MLA's projections and their norms)."""
     whole = attention_params(d.h, d.heads, d.kv_heads, d.head_dim, d.mla)
-    return whole * d.e - attn_out(d)
+    return round(whole * d.ew) - attn_out(d)
 
 
 def ffn_up(d: Dims) -> int:
     """The dense FFN's up (and gate) columns of the rank."""
-    return (ffn_matrices(d.gated) - 1) * d.h * d.ffn * d.e
+    return round((ffn_matrices(d.gated) - 1) * d.h * d.ffn * d.ew)
 
 
 def ffn_down(d: Dims) -> int:
     """The dense FFN's down rows of the rank."""
-    return d.ffn * d.h * d.e
+    return round(d.ffn * d.h * d.ew)
 
 
 def moe_router(d: Dims) -> int:
     """The router (replicated on every rank)."""
-    return d.h * d.experts * d.e
+    return round(d.h * d.experts * d.e)
 
 
 def moe_expert(d: Dims) -> int:
     """One expert slot: the rank's 1/etp shard of one routed expert."""
-    return ffn_matrices(d.gated) * d.h * d.expert_ffn * d.e
+    return round(ffn_matrices(d.gated) * d.h * d.expert_ffn * d.ew)
 
 
 def moe_shared(d: Dims) -> int:
     """The rank's TP shard of the shared experts."""
-    return ffn_matrices(d.gated) * d.h * d.shared_ffn * d.e
+    return round(ffn_matrices(d.gated) * d.h * d.shared_ffn * d.ew)
 
 
 def embed(d: Dims) -> int:
     """The rank's vocabulary shard of the input embedding."""
-    return d.vocab * d.h * d.e
+    return round(d.vocab * d.h * d.e)
 
 
 def lm_head(d: Dims) -> int:
     """The rank's vocabulary shard of the LM head (a tied head shares the embedding's)."""
-    return d.vocab * d.h * d.e
+    return round(d.vocab * d.h * d.e)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dagen.findings import Code, Finding, Origin, problem
-from dagen.plan.model import DType, Model, Plan
+from dagen.plan.model import RATE_KEYS, Hardware, Mode, Model, Phase, Plan, Workload
 from dagen.plan.params import parse_count
 from dagen.plan.schema import FieldInfo, FKind, record_fields
 from dagen.plan.ynode import Kind, YNode
@@ -245,7 +245,7 @@ def _dtype_map(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
     if node.kind is not Kind.MAPPING:
         msg = f"found {node.describe()}; expected a mapping of dtype to {info.unit}"
         return ctx.bad(Code.P_TYPE, path, node, msg, "write e.g. {bf16: 989, fp8: 1979}")
-    names = [d.value for d in DType]
+    names = list(RATE_KEYS)
     if not node.entries:
         return ctx.bad(Code.P_MISSING, path, node, "found no entry", "give at least bf16")
     out: dict[str, Any] = {}
@@ -352,6 +352,48 @@ def _derive(cls: type[Any], values: dict[str, Any], node: YNode, path: str, ctx:
         values.setdefault("name", ctx.stem)
     if cls is Model:
         return _derive_model(values, node, path, ctx)
+    if cls is Workload:
+        return _derive_workload(values, node, path, ctx)
+    if cls is Hardware:
+        return _derive_hardware(values, node, path, ctx)
+    return True
+
+
+def _derive_hardware(values: dict[str, Any], node: YNode, path: str, ctx: Context) -> bool:
+    """Capacity in GiB from ``memory_gb`` (decimal) when only that is written."""
+    if values.get("memory_gb") is not None:
+        values["memory_gib"] = values["memory_gb"] * 1e9 / 2**30
+    if "memory_gib" not in values:
+        info = next(f for f in record_fields(Hardware) if f.name == "memory_gib")
+        _missing(dataclasses.replace(info, derived=False, required=True), node, path, ctx)
+        return False
+    return True
+
+
+def _derive_workload(values: dict[str, Any], node: YNode, path: str, ctx: Context) -> bool:
+    """Serving: batch is the concurrency and the step is a decode iteration; static:
+    batch is required and concurrency meaningless."""
+    if values.get("mode", Mode.STATIC) is Mode.SERVING:
+        conc = values.get("concurrency")
+        if conc is None:
+            conc = values.get("batch")
+        if conc is None:
+            msg = "workload.mode is serving but has no 'concurrency' (requests in flight)"
+            fix = "add 'concurrency: …' under workload (a benchmark's max concurrency)"
+            ctx.bad(Code.P_MISSING, join(path, "concurrency"), node, msg, fix)
+            return False
+        values.update(concurrency=conc, batch=conc, phase=Phase.DECODE)
+        return True
+    if "batch" not in values:
+        info = next(f for f in record_fields(Workload) if f.name == "batch")
+        _missing(dataclasses.replace(info, derived=False, required=True), node, path, ctx)
+        return False
+    if values.get("concurrency") is not None or values.get("prefill_chunk") is not None:
+        key = "concurrency" if values.get("concurrency") is not None else "prefill_chunk"
+        at = node.get(key) or node
+        msg = f"{key} applies to serving workloads only; workload.mode is static"
+        ctx.bad(Code.P_TYPE, join(path, key), at, msg, "set 'mode: serving' or delete the key")
+        return False
     return True
 
 

@@ -19,15 +19,23 @@ from dagen.findings import Origin
 from dagen.plan.fields import spec
 
 __all__ = [
+    "RATE_KEYS",
     "Convention",
+    "Cost",
+    "CostModelName",
     "DType",
+    "Formats",
+    "Framework",
     "Hardware",
     "Mla",
+    "Mode",
     "Model",
     "Moe",
     "Parallel",
     "Phase",
     "Plan",
+    "Precision",
+    "Runtime",
     "Targets",
     "Workload",
     "spec",
@@ -35,17 +43,39 @@ __all__ = [
 
 
 class DType(enum.StrEnum):
-    """Numeric format of weights and activations."""
+    """Numeric format of a tensor (weights, activations, KV cache, messages)."""
 
     BF16 = "bf16"
     FP16 = "fp16"
     FP8 = "fp8"
     FP32 = "fp32"
+    FP8_BLOCK = "fp8_block"
+    """fp8 e4m3 with one fp32 scale per 128 × 128 block (DeepSeek-V3's weights)."""
+    NVFP4 = "nvfp4"
+    """4-bit e2m1 with one fp8 scale per 16 elements (NVIDIA Blackwell)."""
+    MXFP4 = "mxfp4"
+    """4-bit e2m1 with one e8m0 scale per 32 elements (OCP Microscaling)."""
 
     @property
-    def nbytes(self) -> int:
-        """Bytes per element."""
-        return {"bf16": 2, "fp16": 2, "fp8": 1, "fp32": 4}[self.value]
+    def nbytes(self) -> float:
+        """Bytes per element, block scales included (docs/cost-model.md, "Precision")."""
+        return _NBYTES[self.value]
+
+    @property
+    def math(self) -> str:
+        """The ``peak_tflops`` key a matmul in this format runs at (fp8_block: fp8)."""
+        return {"fp8_block": "fp8", "mxfp4": "fp4", "nvfp4": "fp4"}.get(self.value, self.value)
+
+
+_NBYTES = {
+    "bf16": 2.0,
+    "fp16": 2.0,
+    "fp8": 1.0,
+    "fp32": 4.0,
+    "fp8_block": 1.0 + 4 / (128 * 128),
+    "nvfp4": 0.5 + 1 / 16,
+    "mxfp4": 0.5 + 1 / 32,
+}
 
 
 class Phase(enum.StrEnum):
@@ -53,6 +83,34 @@ class Phase(enum.StrEnum):
 
     PREFILL = "prefill"
     DECODE = "decode"
+
+
+class Mode(enum.StrEnum):
+    """What the workload models."""
+
+    STATIC = "static"
+    """One phase of a fixed batch: a prefill of every prompt, or decode steps."""
+    SERVING = "serving"
+    """The steady state of a continuously batching server: each iteration decodes one
+    token of every running request and prefills a chunk of new prompts."""
+
+
+class Framework(enum.StrEnum):
+    """The serving framework whose memory rules apply (docs/cost-model.md, "Memory")."""
+
+    NONE = "none"
+    VLLM = "vllm"
+    SGLANG = "sglang"
+    TRTLLM = "trtllm"
+
+
+class CostModelName(enum.StrEnum):
+    """Which cost model prices the nodes (docs/cost-model.md)."""
+
+    ROOFLINE = "roofline"
+    MEASURED = "measured"
+    TABLE = "table"
+    AUTO = "auto"
 
 
 class Convention(enum.StrEnum):
@@ -67,6 +125,18 @@ class Convention(enum.StrEnum):
     MEGATRON = "megatron"
     ORTHOGONAL = "orthogonal"
 
+
+_WIDER = {
+    "fp4": ("fp4", "fp8", "bf16", "fp16"),
+    "fp8": ("fp8", "bf16", "fp16"),
+    "bf16": ("bf16", "fp16"),
+    "fp16": ("fp16", "bf16"),
+    "fp32": ("fp32",),
+}
+"""Matmul formats from narrowest to widest: where a GPU lacks a rate, the next wider."""
+
+RATE_KEYS = ("bf16", "fp16", "fp8", "fp4", "fp32")
+"""Keys of ``hardware.peak_tflops``: the formats tensor cores have a rate for."""
 
 _BIG = 1 << 24  # a size past this is a typo, not a model
 _RECORD = {"frozen": True, "slots": True, "kw_only": True}
@@ -228,15 +298,50 @@ class Parallel:
 class Workload:
     """What the deployment serves in the modelled step."""
 
+    mode: Mode = spec(
+        "static (one phase of a fixed batch) or serving (continuous batching, steady state).",
+        default=Mode.STATIC,
+    )
     phase: Phase = spec(
-        "prefill (the prompt) or decode (one token per step).", default=Phase.PREFILL
+        "prefill (the prompt) or decode (one token per step); serving: decode (derived).",
+        default=Phase.PREFILL,
     )
     batch: int = spec(
-        "Global batch, in sequences, over all DP replicas.", minimum=1, maximum=1 << 30
+        "Global batch, in sequences, over all DP replicas; serving: the concurrency.",
+        minimum=1,
+        maximum=1 << 30,
+        derived=True,
+    )
+    concurrency: int | None = spec(
+        "Serving: requests in flight over the whole deployment (a benchmark's max concurrency).",
+        default=None,
+        minimum=1,
+        maximum=1 << 30,
     )
     prompt_len: int = spec("Prompt length.", unit="tokens", minimum=1, maximum=1 << 26)
     gen_len: int = spec(
         "Tokens generated per sequence.", default=1, unit="tokens", minimum=0, maximum=1 << 26
+    )
+    prefill_chunk: int | None = spec(
+        "Serving: chunked-prefill token budget of one iteration (vLLM max_num_batched_tokens, "
+        "SGLang chunked_prefill_size, TRT-LLM max_num_tokens); default: one whole prompt.",
+        default=None,
+        unit="tokens",
+        minimum=1,
+        maximum=1 << 26,
+    )
+    speculative_tokens: int = spec(
+        "Draft tokens verified per decode step (MTP or speculative decoding); 0: none.",
+        default=0,
+        minimum=0,
+        maximum=64,
+    )
+    acceptance: float = spec(
+        "Probability each draft token is accepted, given the previous one was "
+        "(DeepSeek-V3 MTP: 0.85-0.9).",
+        default=0.0,
+        minimum=0,
+        maximum=1,
     )
     micro_batches: int = spec(
         "Micro-batches per DP replica.", default=1, minimum=1, maximum=1 << 20
@@ -254,9 +359,119 @@ class Workload:
         return self.phase is Phase.DECODE
 
     @property
+    def serving(self) -> bool:
+        """Whether the workload is a serving steady state."""
+        return self.mode is Mode.SERVING
+
+    @property
     def unrolled_steps(self) -> int:
         """Steps the graph unrolls: ``decode_steps`` in decode, 1 in prefill."""
         return self.decode_steps if self.decoding else 1
+
+    @property
+    def tokens_per_step(self) -> float:
+        """Tokens each sequence gains per decode step: 1 + a + a² + … + aⁿ for n draft
+        tokens accepted with probability a each (a draft counts only if every earlier
+        one was accepted)."""
+        a = self.acceptance
+        return 1.0 + sum(a**i for i in range(1, self.speculative_tokens + 1))
+
+
+@dataclass(**_RECORD)
+class Precision:
+    """Number formats per tensor; each defaults from ``model.dtype`` (see :meth:`resolve`)."""
+
+    weights: DType | None = spec("Weights; default model.dtype.", default=None)
+    activations: DType | None = spec(
+        "Activations between ops; default model.dtype when 16-bit, else bf16 (fp8 and fp4 "
+        "checkpoints compute on bf16 activations).",
+        default=None,
+    )
+    kv_cache: DType | None = spec(
+        "KV cache; default the activations' format (vLLM kv_cache_dtype=auto).", default=None
+    )
+    dispatch: DType | None = spec(
+        "MoE all-to-all dispatch payload; default the activations' format.", default=None
+    )
+    combine: DType | None = spec(
+        "MoE all-to-all combine payload; default the activations' format.", default=None
+    )
+
+    def resolve(self, model_dtype: DType) -> Formats:
+        """Every format filled in from ``model_dtype`` (the defaults above).
+
+        >>> Precision(kv_cache=DType.FP8).resolve(DType.FP8).activations.value
+        'bf16'
+        """
+        weights = self.weights or model_dtype
+        wide = model_dtype if model_dtype.nbytes >= 2 else DType.BF16
+        act = self.activations or wide
+        return Formats(
+            weights=weights, activations=act, kv_cache=self.kv_cache or act,
+            dispatch=self.dispatch or act, combine=self.combine or act,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Formats:
+    """The resolved format of every tensor (:meth:`Precision.resolve`)."""
+
+    weights: DType
+    activations: DType
+    kv_cache: DType
+    dispatch: DType
+    combine: DType
+
+    @property
+    def math(self) -> DType:
+        """The format matmuls run in: the weights', unless the activations are wider and
+        the weights are 4-bit (W4A16 widens the weights before the multiply); W8A8 and
+        W4A4 checkpoints quantise the activations on the fly to the weights' format."""
+        if self.weights.nbytes < 1 and self.activations.nbytes >= 2:
+            return self.activations
+        return self.weights
+
+
+@dataclass(**_RECORD)
+class Runtime:
+    """The serving runtime: whose memory rules apply, and how kernels are launched."""
+
+    framework: Framework = spec(
+        "Serving framework whose memory accounting applies (none: the whole GPU).",
+        default=Framework.NONE,
+    )
+    memory_fraction: float | None = spec(
+        "vLLM gpu_memory_utilization (of total), SGLang mem_fraction_static (of total), "
+        "TRT-LLM kv_cache_free_gpu_memory_fraction (of what is free after weights); "
+        "default the framework's own.",
+        default=None,
+        minimum=0,
+        maximum=1,
+        exclusive_minimum=True,
+    )
+    cuda_graphs: bool = spec(
+        "Decode steps replay CUDA graphs (no per-kernel CPU launch).", default=True
+    )
+
+
+@dataclass(**_RECORD)
+class Cost:
+    """Which cost model prices the nodes."""
+
+    model: CostModelName = spec(
+        "roofline, measured (aiconfigurator-core kernel tables), table (a CSV/Parquet of "
+        "your own), or auto (measured where the tables cover an op, else roofline).",
+        default=CostModelName.ROOFLINE,
+    )
+    table: str | None = spec(
+        "cost.model table: path of a CSV or Parquet file with columns op, shape, dtype, "
+        "seconds (relative to the plan file).",
+        default=None,
+    )
+    backend: str = spec(
+        "cost.model measured/auto: the aiconfigurator backend whose kernels were measured.",
+        default="trtllm",
+    )
 
 
 @dataclass(**_RECORD)
@@ -264,11 +479,24 @@ class Hardware:
     """The GPUs and their links. A preset fills every field; any field may be overridden."""
 
     preset: str | None = spec("Hardware preset name (see docs/hardware.md).", default=None)
-    memory_gb: float = spec(
-        "Memory per GPU.", unit="GB (1e9 bytes)", minimum=0, exclusive_minimum=True
+    memory_gib: float = spec(
+        "Memory per GPU as the driver reports it (nvidia-smi memory.total); derived from "
+        "memory_gb when only that is given.",
+        default=0.0,
+        unit="GiB (2^30 bytes)",
+        minimum=0,
+        exclusive_minimum=True,
+        derived=True,
+    )
+    memory_gb: float | None = spec(
+        "Memory per GPU in decimal GB (1e9 bytes); when given, overrides memory_gib.",
+        default=None,
+        unit="GB (1e9 bytes)",
+        minimum=0,
+        exclusive_minimum=True,
     )
     peak_tflops: Mapping[str, float] = spec(
-        "Peak dense FLOP/s per dtype (keys bf16, fp16, fp8, fp32).", unit="TFLOP/s"
+        "Peak dense FLOP/s per format (keys bf16, fp16, fp8, fp4, fp32).", unit="TFLOP/s"
     )
     hbm_tbps: float = spec("HBM bandwidth per GPU.", unit="TB/s", minimum=0, exclusive_minimum=True)
     gpus_per_node: int = spec("GPUs per host.", minimum=1, maximum=1024)
@@ -312,12 +540,22 @@ class Hardware:
         exclusive_minimum=True,
     )
 
+    @property
+    def capacity_bytes(self) -> int:
+        """Bytes of memory per GPU: ``memory_gb`` · 10⁹ when given, else ``memory_gib`` · 2³⁰."""
+        if self.memory_gb is not None:
+            return round(self.memory_gb * 1e9)
+        return round(self.memory_gib * 2**30)
+
     def tflops(self, dtype: DType) -> float:
-        """Peak TFLOP/s for ``dtype``: fp8 falls back to bf16's if not given."""
+        """Peak dense TFLOP/s of a matmul in ``dtype``; a format the GPU has no tensor-core
+        rate for (fp8 on A100, fp4 before Blackwell) runs at the next wider one it has
+        (weight-only quantisation: the weights are widened before the multiply)."""
         table = self.peak_tflops
-        if dtype.value in table:
-            return table[dtype.value]
-        return table.get("bf16", table.get("fp16", 0.0))
+        for key in _WIDER[dtype.math]:
+            if key in table:
+                return table[key]
+        return 0.0
 
 
 @dataclass(**_RECORD)
@@ -362,6 +600,14 @@ class Plan:
     parallel: Parallel = spec("Parallel degrees and layout.")
     workload: Workload = spec("The served workload.")
     hardware: Hardware = spec("The GPUs and links.")
+    precision: Precision = spec(
+        "Number formats per tensor (weights, activations, KV cache, MoE messages).",
+        default=Precision(),
+    )
+    runtime: Runtime = spec(
+        "The serving runtime (memory accounting, CUDA graphs).", default=Runtime()
+    )
+    cost: Cost = spec("Which cost model prices the nodes.", default=Cost())
     targets: Targets = spec("Claims to verify.", default=Targets())
     source: str = field(
         default="", metadata={"doc": "File the plan was read from.", "internal": True}
@@ -373,6 +619,11 @@ class Plan:
             "internal": True,
         },
     )
+
+    @property
+    def dtypes(self) -> Formats:
+        """Every tensor's format, defaults filled from ``model.dtype``."""
+        return self.precision.resolve(self.model.dtype)
 
     def where(self, path: str) -> Origin | None:
         """Where the value at dotted ``path`` was written, or its nearest present parent."""

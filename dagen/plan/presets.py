@@ -15,7 +15,7 @@ __all__ = ["PRESETS"]
 
 _PRESETS: dict[str, dict[str, Any]] = {
     "H100-SXM-80GB": {
-        "memory_gb": 80.0,
+        "memory_gib": 81559 / 1024,  # nvidia-smi memory.total 81,559 MiB
         "peak_tflops": {"fp32": 66.9, "bf16": 989.4, "fp16": 989.4, "fp8": 1978.9},
         "hbm_tbps": 3.35,
         "gpus_per_node": 8,
@@ -25,7 +25,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
         "inter_node_latency_us": 10.0,
     },
     "H200": {
-        "memory_gb": 141.0,
+        "memory_gib": 143771 / 1024,  # nvidia-smi memory.total 143,771 MiB
         "peak_tflops": {"fp32": 66.9, "bf16": 989.4, "fp16": 989.4, "fp8": 1978.9},
         "hbm_tbps": 4.8,
         "gpus_per_node": 8,
@@ -35,7 +35,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
         "inter_node_latency_us": 10.0,
     },
     "A100-80GB": {
-        "memory_gb": 80.0,
+        "memory_gib": 81920 / 1024,  # nvidia-smi memory.total 81,920 MiB
         "peak_tflops": {"fp32": 19.5, "bf16": 312.0, "fp16": 312.0},
         "hbm_tbps": 2.039,
         "gpus_per_node": 8,
@@ -45,8 +45,8 @@ _PRESETS: dict[str, dict[str, Any]] = {
         "inter_node_latency_us": 10.0,
     },
     "B200": {
-        "memory_gb": 180.0,
-        "peak_tflops": {"fp32": 75.0, "bf16": 2250.0, "fp16": 2250.0, "fp8": 4500.0},
+        "memory_gib": 183359 / 1024,  # nvidia-smi memory.total 183,359 MiB
+        "peak_tflops": {"fp32": 75.0, "bf16": 2250.0, "fp16": 2250.0, "fp8": 4500.0, "fp4": 9000.0},
         "hbm_tbps": 7.7,
         "gpus_per_node": 8,
         "intra_node_gbps": 900.0,
@@ -55,7 +55,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
         "inter_node_latency_us": 10.0,
     },
     "MI300X": {
-        "memory_gb": 192.0,
+        "memory_gib": 192.0,  # 8 HBM3 stacks x 24 GiB
         "peak_tflops": {"fp32": 163.4, "bf16": 1307.4, "fp16": 1307.4, "fp8": 2614.9},
         "hbm_tbps": 5.3,
         "gpus_per_node": 8,

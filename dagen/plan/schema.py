@@ -24,7 +24,20 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass
 from typing import Any
 
-from dagen.plan.model import DType, Hardware, Mla, Model, Moe, Parallel, Plan, Targets, Workload
+from dagen.plan.model import (
+    RATE_KEYS,
+    Cost,
+    Hardware,
+    Mla,
+    Model,
+    Moe,
+    Parallel,
+    Plan,
+    Precision,
+    Runtime,
+    Targets,
+    Workload,
+)
 
 __all__ = [
     "COUNT_PATTERN",
@@ -49,6 +62,9 @@ SECTIONS: tuple[tuple[str, type[Any]], ...] = (
     ("parallel", Parallel),
     ("workload", Workload),
     ("hardware", Hardware),
+    ("precision", Precision),
+    ("runtime", Runtime),
+    ("cost", Cost),
     ("targets", Targets),
 )
 """Every record of a plan and the YAML path where it sits."""
@@ -224,7 +240,7 @@ def _value_schema(info: FieldInfo) -> dict[str, Any]:
         number = {"type": "number", "exclusiveMinimum": 0}
         return {
             "type": "object",
-            "properties": {d.value: number for d in DType},
+            "properties": {k: number for k in RATE_KEYS},
             "additionalProperties": False,
         }
     if info.kind is FKind.COUNT:
