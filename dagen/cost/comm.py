@@ -30,11 +30,23 @@ from dagen.graph.ir import Coll, Graph, Kind
 from dagen.mesh import spans_hosts
 from dagen.plan.model import Hardware
 
-__all__ = ["bus_factor", "bus_factors", "comm_durations", "group_crosses_hosts", "group_sizes"]
+__all__ = [
+    "ONESHOT_LATENCY_S",
+    "bus_factor",
+    "bus_factors",
+    "comm_durations",
+    "group_crosses_hosts",
+    "group_sizes",
+]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 Bool = npt.NDArray[np.bool_]
+
+
+ONESHOT_LATENCY_S = 3.0e-6
+"""Fixed time of a one-shot custom all-reduce (aiconfigurator-core's measured TensorRT-LLM
+custom all-reduce on H100: 2.8–3.6 µs at 16 KB on 2–8 GPUs; docs/cost-model.md)."""
 
 
 def bus_factor(coll: Coll, n: int) -> float:
@@ -80,8 +92,15 @@ def _collectives(graph: Graph, hw: Hardware, idx: I64, nbytes: F64, crosses: Boo
     group = graph.aux[idx].astype(np.int64)
     n = group_sizes(graph)[group]
     coll = graph.inst_coll[graph.inst[idx]]
-    bw, alpha = _link(hw, crosses[group])
+    inter = crosses[group]
+    bw, alpha = _link(hw, inter)
     seconds: F64 = alpha * _steps(n) + bus_factors(coll, n) * nbytes / bw
+    # Inside one host the frameworks' one-shot all-reduce (TensorRT-LLM, vLLM and SGLang
+    # custom all-reduce) reads every peer's buffer over NVLink in one step: it wins for
+    # small messages, where NCCL pays its ⌈log₂ n⌉ latency steps.
+    oneshot = ONESHOT_LATENCY_S + (n - 1) * nbytes / bw
+    small = (coll == Coll.ALL_REDUCE) & ~inter
+    seconds = np.where(small, np.minimum(seconds, oneshot), seconds)
     seconds[n <= 1] = 0.0
     return seconds
 

@@ -1,10 +1,29 @@
-"""The default cost model: roofline compute times and alpha-beta communication times.
+"""The default cost model: a kernel-aware roofline and alpha-beta communication.
 
-Compute nodes take ``max(FLOPs / achievable FLOP/s, HBM bytes / achievable HBM)`` with the
-FLOPs and HBM bytes of the node's template (``tmpl_flops``, ``tmpl_hbm``), which the op
-registry priced when the graph was built (:mod:`dagen.graph.ops`; formulas in
-docs/graph.md and docs/cost-model.md, "Compute nodes"); communication nodes take the
-alpha-beta time of :mod:`dagen.cost.comm`. Each pool is priced on its own hardware.
+A compute node of engine ``E`` (:class:`dagen.graph.codes.Engine`) takes
+
+    t = t₀(E, format) + max(FLOPs / (P · η_f), bytes / (B · η_m)) + quant / (B · η_m)
+
+with ``P`` the datasheet FLOP/s of the format the op multiplies in (matmuls: the
+weights' format; attention and elementwise ops: the activations'), ``B`` the datasheet
+HBM bandwidth, and:
+
+* **GEMM**: ``t₀`` the fixed time of one framework matmul call, ``η_f`` its large-shape
+  fraction of peak, ``η_m = 0.90`` when it streams its weights (small m). A W8A8 / W4A4
+  matmul also quantises its input on the fly: ``quant = 1.5 ×`` its input bytes (read in
+  the activations' format, written in 8 bits), a separate pass.
+* **ATTENTION**: decode reads the KV cache at ``η_m = 0.85 · u / (u + 32)``, where
+  ``u`` = sequences × KV heads on the rank is the kernel's parallelism (a batch of one
+  cannot fill the GPU); prefill runs at ``η_f = 0.6`` of the activations' peak.
+* **ELEMENTWISE**: ``t₀ = 2 µs``, ``η_m = 0.8``.
+
+The constants are fitted to NVIDIA aiconfigurator-core 0.12.0's kernel tables measured
+on H100 SXM under TensorRT-LLM 1.3.0rc20 (``gemm_perf``, ``generation_attention_perf``),
+and hold as fractions of each GPU's datasheet elsewhere. The fits and their
+residuals are in docs/cost-model.md ("Compute nodes"). Without CUDA graphs
+(``runtime.cuda_graphs: false``) a node takes at least the CPU's launch time, 10 µs.
+``hardware.flops_efficiency`` and ``hbm_efficiency`` scale ``η_f`` and ``η_m`` relative
+to their defaults (0.6, 0.8). Communication: :mod:`dagen.cost.comm`.
 
 Example:
     >>> from dagen.cost.roofline import Roofline
@@ -13,41 +32,117 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 
-from dagen.cost.bounds import flop_rate, hbm_rate
 from dagen.cost.comm import comm_durations
+from dagen.graph.codes import Engine
 from dagen.graph.ir import Graph, Kind
+from dagen.graph.ops import OP_ENGINE, OPS
+from dagen.graph.pool import Pool
+from dagen.plan.model import DType, Hardware
 
-__all__ = ["Roofline", "compute_durations"]
+__all__ = ["GEMM", "KernelConstants", "Roofline", "compute_durations"]
 
 F64 = npt.NDArray[np.float64]
 
 
-def compute_durations(graph: Graph) -> F64:
-    """Seconds of every node on the compute stream; 0 for communication nodes.
+@dataclass(frozen=True, slots=True)
+class KernelConstants:
+    """``t₀`` seconds, ``η_f`` and ``η_m`` of one engine in one format."""
 
-    ``max(FLOPs / (peak · flops_efficiency), bytes / (HBM · hbm_efficiency))`` with the
-    FLOPs and HBM bytes of the node's template, on its pool's hardware.
-    """
+    t0: float
+    eta_f: float
+    eta_m: float
+
+
+GEMM: dict[str, KernelConstants] = {
+    "bf16": KernelConstants(5.7e-6, 0.80, 0.90),
+    "fp16": KernelConstants(5.7e-6, 0.80, 0.90),
+    "fp32": KernelConstants(5.7e-6, 0.80, 0.90),
+    "fp8": KernelConstants(12.0e-6, 0.68, 0.90),
+    "fp8_block": KernelConstants(5.7e-6, 0.61, 0.90),
+    "nvfp4": KernelConstants(8.0e-6, 0.55, 0.85),
+    "mxfp4": KernelConstants(8.0e-6, 0.55, 0.85),
+}
+"""Matmul constants by the weights' format (docs/cost-model.md has each fit)."""
+
+ATTENTION = KernelConstants(5.0e-6, 0.60, 0.85)
+ATTENTION_HALF_PARALLELISM = 32.0
+"""Sequences × KV heads at which decode attention reaches half its ``η_m``."""
+ELEMENTWISE = KernelConstants(2.0e-6, 0.60, 0.80)
+EAGER_LAUNCH_S = 10e-6
+"""Without CUDA graphs: a node takes at least one CPU launch (PyTorch eager dispatch)."""
+
+_DEFAULT_FLOPS_EFF = 0.6
+_DEFAULT_HBM_EFF = 0.8
+
+
+def _rate(hw: Hardware, fmt: DType) -> float:
+    return hw.tflops(fmt) * 1e12
+
+
+def _pool_tables(pool: Pool) -> tuple[F64, F64, F64, F64, F64]:
+    """Per op code: t₀, FLOP/s, HBM bytes/s, quantisation bytes, and the time floor."""
+    hw, f, d = pool.hardware, pool.formats, pool.dims
+    n = len(OPS)
+    t0, flops, hbm, quant = (np.zeros(n) for _ in range(4))
+    scale_f = hw.flops_efficiency / _DEFAULT_FLOPS_EFF
+    scale_m = hw.hbm_efficiency / _DEFAULT_HBM_EFF
+    mm = GEMM[f.weights.value]
+    u = d.seqs * max(d.kv_heads, d.heads // 8 if d.mla is not None else d.kv_heads)
+    attn_m = ATTENTION.eta_m * (u / (u + ATTENTION_HALF_PARALLELISM) if not d.prefill else 1.0)
+    quantised = f.math.nbytes < 2 <= f.activations.nbytes
+    for op in OPS:
+        engine = Engine(int(OP_ENGINE[int(op)]))
+        if engine is Engine.GEMM and op.spec.resident is not None and op.label != "moe.router":
+            c, rate = mm, _rate(hw, f.math)
+            if quantised and op.spec.traffic is not None:
+                quant[int(op)] = 1.5 * op.spec.traffic(d).act_in
+        elif engine is Engine.GEMM:  # the router stays in the activations' format
+            c, rate = GEMM[f.activations.value], _rate(hw, f.activations)
+        elif engine is Engine.ATTENTION:
+            c = KernelConstants(ATTENTION.t0, ATTENTION.eta_f, attn_m)
+            rate = _rate(hw, f.activations)
+        elif engine is Engine.ELEMENTWISE:
+            c, rate = ELEMENTWISE, _rate(hw, f.activations)
+        else:
+            continue
+        t0[int(op)] = c.t0
+        flops[int(op)] = rate * min(1.0, c.eta_f * scale_f)
+        hbm[int(op)] = hw.hbm_tbps * 1e12 * min(1.0, c.eta_m * scale_m)
+    floor = np.where(t0 > 0, 0.0 if pool.runtime.cuda_graphs else EAGER_LAUNCH_S, 0.0)
+    return t0, flops, hbm, quant, floor
+
+
+def compute_durations(graph: Graph) -> F64:
+    """Seconds of every node on the compute stream; 0 for communication nodes (the
+    module docstring's formula, each pool on its own hardware)."""
     out = np.zeros(graph.n_nodes, dtype=np.float64)
     for p, pool in enumerate(graph.pools):
         at = graph.node_slice(p)
-        tmpl = graph.tmpl[at]
-        flops = graph.tmpl_flops[tmpl] / flop_rate(pool.hardware, graph.model.dtype)[0]
-        traffic = graph.tmpl_hbm[tmpl] / hbm_rate(pool.hardware)[0]
-        out[at] = np.maximum(flops, traffic)
+        tmpl, op = graph.tmpl[at], graph.op[at].astype(np.int64)
+        t0, flops, hbm, quant, floor = _pool_tables(pool)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            work = np.maximum(
+                np.where(flops[op] > 0, graph.tmpl_flops[tmpl] / flops[op], 0.0),
+                np.where(hbm[op] > 0, graph.tmpl_hbm[tmpl] / hbm[op], 0.0),
+            )
+            work += np.where(hbm[op] > 0, quant[op] / hbm[op], 0.0)
+        out[at] = np.maximum(t0[op] + work, floor[op])
     out[graph.kind != Kind.COMPUTE] = 0.0
     return out
 
 
 class Roofline:
-    """Roofline compute and alpha-beta communication (the module docstring)."""
+    """Kernel-aware roofline compute and alpha-beta communication (the module docstring)."""
 
     name = "roofline"
 
     def node_seconds(self, graph: Graph) -> F64:
-        """Each node's own time: roofline for compute nodes, alpha-beta for communication."""
+        """Each node's own time: the roofline for compute nodes, alpha-beta for
+        communication."""
         result: F64 = compute_durations(graph) + comm_durations(graph)
         return result

@@ -78,6 +78,19 @@ class Phase(_Coded):
     DECODE = 1
 
 
+class Engine(_Coded):
+    """The kind of kernel a compute op runs, which sets its cost model's constants."""
+
+    NONE = 0
+    """Not a kernel (communication)."""
+    GEMM = 1
+    """A matmul against weights: streams its weights at small m, compute-bound at large."""
+    ATTENTION = 2
+    """The attention core: reads the KV cache in decode, compute-bound in prefill."""
+    ELEMENTWISE = 3
+    """Norms, residual adds, top-k, sampling, lookups: memory-bound and small."""
+
+
 class Block(_Coded):
     """The part of the model an op belongs to (what the overview groups by)."""
 

@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dagen.graph import opcost, traffic, weights
-from dagen.graph.codes import Block, Coll, GroupKind, Kind
+from dagen.graph.codes import Block, Coll, Engine, GroupKind, Kind
 from dagen.graph.dims import Cost, Dims
 from dagen.graph.traffic import Traffic
 
@@ -45,6 +45,7 @@ __all__ = [
     "OP_BLOCK",
     "OP_COLL",
     "OP_DIM",
+    "OP_ENGINE",
     "OP_KIND",
     "OP_LABELS",
     "P2P_OPS",
@@ -72,6 +73,8 @@ class OpSpec:
     """HBM traffic on one rank for one micro-batch (compute ops only)."""
     resident: Callable[[Dims], int] | None = None
     """Weight bytes one node holds resident on its rank (None: none)."""
+    engine: Engine = Engine.NONE
+    """The kernel a compute op runs (a communication op's is NONE)."""
     coll: Coll | None = None
     """The collective (collective ops only)."""
     dim: GroupKind | None = None
@@ -80,6 +83,8 @@ class OpSpec:
     def __post_init__(self) -> None:
         compute = self.kind is Kind.COMPUTE
         collective = self.kind is Kind.COLLECTIVE
+        if compute != (self.engine is not Engine.NONE):
+            raise TypeError(f"op {self.label}: a compute op, and only one, needs an engine")
         if compute != (self.traffic is not None):
             raise TypeError(
                 f"op {self.label}: a compute op, and only one, needs a traffic function"
@@ -94,10 +99,12 @@ def _compute(
     cost: Callable[[Dims], Cost],
     hbm: Callable[[Dims], Traffic],
     resident: Callable[[Dims], int] | None = None,
+    engine: Engine = Engine.ELEMENTWISE,
 ) -> OpSpec:
     return OpSpec(
-        label=label, kind=Kind.COMPUTE, block=block, cost=cost, traffic=hbm, resident=resident
-    )
+        label=label, kind=Kind.COMPUTE, block=block, cost=cost, traffic=hbm, resident=resident,
+        engine=engine,
+    )  # fmt: skip
 
 
 def _coll(
@@ -110,6 +117,7 @@ _E, _A, _F, _M, _H, _P = (Block.EMBEDDING, Block.ATTENTION, Block.FFN, Block.MOE
                           Block.PIPELINE)  # fmt: skip
 _AR, _AG, _RS, _A2A = Coll.ALL_REDUCE, Coll.ALL_GATHER, Coll.REDUCE_SCATTER, Coll.ALL_TO_ALL
 _TP, _CP, _EP, _ETP = GroupKind.TP, GroupKind.CP, GroupKind.EP, GroupKind.ETP
+_MM, _ATT = Engine.GEMM, Engine.ATTENTION
 
 
 class Op(enum.IntEnum):
@@ -130,33 +138,39 @@ class Op(enum.IntEnum):
     EMBED = _compute("embed", _E, opcost.embed, traffic.embed, weights.embed)
     EMBED_ALLREDUCE = _coll("embed.allreduce", _E, _AR, _TP, opcost.hidden)
     ATTN_NORM = _compute("attn.norm", _A, opcost.norm, traffic.norm, weights.norm)
-    ATTN_QKV = _compute("attn.qkv", _A, opcost.qkv, traffic.attn_qkv, weights.attn_qkv)
+    ATTN_QKV = _compute("attn.qkv", _A, opcost.qkv, traffic.attn_qkv, weights.attn_qkv, _MM)
     ATTN_CP_ALLGATHER = _coll("attn.cp_allgather", _A, _AG, _CP, opcost.cp_gather)
-    ATTN_CORE = _compute("attn.core", _A, opcost.core, traffic.attn_core)
-    ATTN_OUT = _compute("attn.out", _A, opcost.out, traffic.attn_out, weights.attn_out)
+    ATTN_CORE = _compute("attn.core", _A, opcost.core, traffic.attn_core, engine=_ATT)
+    ATTN_OUT = _compute("attn.out", _A, opcost.out, traffic.attn_out, weights.attn_out, _MM)
     ATTN_ALLREDUCE = _coll("attn.allreduce", _A, _AR, _TP, opcost.hidden)
     ATTN_REDUCESCATTER = _coll("attn.reducescatter", _A, _RS, _TP, opcost.hidden)
     ATTN_ALLGATHER = _coll("attn.allgather", _A, _AG, _TP, opcost.hidden)
     ATTN_RESIDUAL = _compute("attn.residual", _A, opcost.residual, traffic.residual)
     MOE_NORM = _compute("moe.norm", _M, opcost.norm, traffic.norm, weights.norm)
-    MOE_ROUTER = _compute("moe.router", _M, opcost.router, traffic.moe_router, weights.moe_router)
+    MOE_ROUTER = _compute(
+        "moe.router", _M, opcost.router, traffic.moe_router, weights.moe_router, _MM
+    )
     MOE_TOPK = _compute("moe.topk", _M, opcost.topk, traffic.moe_topk)
     MOE_DISPATCH = _coll("moe.dispatch", _M, _A2A, _EP, opcost.dispatch)
-    MOE_EXPERT = _compute("moe.expert", _M, opcost.expert, traffic.moe_expert, weights.moe_expert)
+    MOE_EXPERT = _compute(
+        "moe.expert", _M, opcost.expert, traffic.moe_expert, weights.moe_expert, _MM
+    )
     MOE_ETP_REDUCE = _coll("moe.etp_reduce", _M, _AR, _ETP, opcost.etp_reduce)
     MOE_COMBINE = _coll("moe.combine", _M, _A2A, _EP, opcost.combine)
-    MOE_SHARED = _compute("moe.shared", _M, opcost.shared, traffic.moe_shared, weights.moe_shared)
+    MOE_SHARED = _compute(
+        "moe.shared", _M, opcost.shared, traffic.moe_shared, weights.moe_shared, _MM
+    )
     MOE_SHARED_ALLREDUCE = _coll("moe.shared_allreduce", _M, _AR, _TP, opcost.hidden)
     MOE_RESIDUAL = _compute("moe.residual", _M, opcost.residual, traffic.residual)
     FFN_NORM = _compute("ffn.norm", _F, opcost.norm, traffic.norm, weights.norm)
-    FFN_UP = _compute("ffn.up", _F, opcost.ffn_up, traffic.ffn_up, weights.ffn_up)
-    FFN_DOWN = _compute("ffn.down", _F, opcost.ffn_down, traffic.ffn_down, weights.ffn_down)
+    FFN_UP = _compute("ffn.up", _F, opcost.ffn_up, traffic.ffn_up, weights.ffn_up, _MM)
+    FFN_DOWN = _compute("ffn.down", _F, opcost.ffn_down, traffic.ffn_down, weights.ffn_down, _MM)
     FFN_ALLREDUCE = _coll("ffn.allreduce", _F, _AR, _TP, opcost.hidden)
     FFN_REDUCESCATTER = _coll("ffn.reducescatter", _F, _RS, _TP, opcost.hidden)
     FFN_ALLGATHER = _coll("ffn.allgather", _F, _AG, _TP, opcost.hidden)
     FFN_RESIDUAL = _compute("ffn.residual", _F, opcost.residual, traffic.residual)
     FINAL_NORM = _compute("final.norm", _H, opcost.final_norm, traffic.norm, weights.norm)
-    LM_HEAD = _compute("lm.head", _H, opcost.lm_head, traffic.lm_head, weights.lm_head)
+    LM_HEAD = _compute("lm.head", _H, opcost.lm_head, traffic.lm_head, weights.lm_head, _MM)
     LOGITS_ALLGATHER = _coll("logits.allgather", _H, _AG, _TP, opcost.logits)
     SAMPLE = _compute("sample", _H, opcost.sample, traffic.sample)
     PP_SEND = OpSpec(label="pp.send", kind=Kind.SEND, block=_P, cost=opcost.p2p)
@@ -197,6 +211,9 @@ OP_DIM = _table([NONE if op.spec.dim is None else int(op.spec.dim) for op in OPS
 """int8 ``[ops]``: the group dimension of each collective op (-1: none)."""
 OP_BLOCK = _table([int(op.spec.block) for op in OPS], np.uint8)
 """uint8 ``[ops]``: the block of each op."""
+
+OP_ENGINE = _table([int(op.spec.engine) for op in OPS], np.uint8)
+"""uint8 ``[ops]``: the kernel kind of each op (:class:`Engine`)."""
 
 COLLECTIVE_OPS: Mapping[Op, tuple[GroupKind, Coll]] = MappingProxyType(
     {
