@@ -121,12 +121,24 @@ class KernelTables:
     version: str
     source: str
     """e.g. ``aiconfigurator-core 0.12.0 h100_sxm/trtllm/1.3.0rc20``."""
+    monotone: bool = False
+    """Make latency non-decreasing in every work axis (see :class:`SlicedTable`)."""
     _tables: dict[Spec, SlicedTable] = field(default_factory=dict, repr=False)
     _paths: dict[str, Path] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def load(cls, system: str, backend: str = "trtllm", version: str | None = None) -> KernelTables:
+    def load(
+        cls,
+        system: str,
+        backend: str = "trtllm",
+        version: str | None = None,
+        *,
+        monotone: bool = False,
+    ) -> KernelTables:
         """The tables of ``system`` (a directory name or a :data:`SYSTEMS` preset).
+
+        ``version`` defaults to the backend's current one; ``monotone`` takes, for every
+        shape, the least latency measured at an equal or larger shape.
 
         Raises:
             KernelDataError: the package, system, backend or version does not exist;
@@ -149,7 +161,7 @@ class KernelTables:
                 f"{system}/{backend} has no version {version!r}; available: {', '.join(versions[backend])}"
             )
         label = f"aiconfigurator-core {package_version()} {system}/{backend}/{version}"
-        return cls(system=system, backend=backend, version=version, source=label)
+        return cls(system=system, backend=backend, version=version, source=label, monotone=monotone)
 
     def table_path(self, table: str) -> Path | None:
         """Parquet file a table (e.g. ``gemm_perf``) was read from, once it has been queried."""
@@ -159,7 +171,7 @@ class KernelTables:
         if spec not in self._tables:
             path = self._resolve(spec)
             self._paths[spec.table] = path
-            self._tables[spec] = load_table(path, spec)
+            self._tables[spec] = load_table(path, spec, monotone=self.monotone)
         return self._tables[spec]
 
     def _resolve(self, spec: Spec) -> Path:

@@ -26,6 +26,7 @@ import re
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -166,5 +167,16 @@ def read_columns(path: Path, columns: list[str]) -> dict[str, npt.NDArray[np.gen
 
     present = [c for c in columns if c in pq.read_schema(path).names]
     table = pq.read_table(path, columns=present)
-    out = {c: np.asarray(table.column(c).to_numpy()) for c in present}
-    return {c: a.astype(np.str_) if a.dtype == object else a for c, a in out.items()}
+    return {c: _numpy(table.column(c)) for c in present}
+
+
+def _numpy(column: Any) -> npt.NDArray[np.generic]:
+    """A pyarrow column as numpy; strings as a fixed-width unicode array, via a dictionary."""
+    import pyarrow as pa
+
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return np.asarray(column.to_numpy())
+    coded = column.combine_chunks().dictionary_encode()
+    words = np.asarray(coded.dictionary.to_pylist(), dtype=np.str_)
+    out: npt.NDArray[np.generic] = words[np.asarray(coded.indices.to_numpy(zero_copy_only=False))]
+    return out

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Axis", "Coverage", "Grid", "SlicedTable"]
+__all__ = ["Axis", "Coverage", "Grid", "SlicedTable", "factorize"]
 
 F64 = npt.NDArray[np.float64]
 I8 = npt.NDArray[np.int8]
@@ -84,8 +84,14 @@ class Grid:
     """Cells that were not measured."""
 
     @classmethod
-    def build(cls, axes: tuple[Axis, ...], points: Sequence[Arr], seconds: F64) -> Grid:
-        """Grid of measured ``seconds`` at ``points`` (one array per axis, distinct rows)."""
+    def build(
+        cls, axes: tuple[Axis, ...], points: Sequence[Arr], seconds: F64, *, monotone: bool = False
+    ) -> Grid:
+        """Grid of measured ``seconds`` at ``points`` (one array per axis, distinct rows).
+
+        ``monotone``: replace each cell by the least latency at any cell at least as large
+        along every axis that has a power (see :class:`SlicedTable`).
+        """
         values = [np.unique(np.asarray(p, dtype=np.float64)) for p in points]
         idx = tuple(np.searchsorted(v, p) for v, p in zip(values, points, strict=True))
         logt = np.full([len(v) for v in values], np.nan)
@@ -93,6 +99,9 @@ class Grid:
         filled = np.isnan(logt)
         logx = tuple(np.log(v) for v in values)
         _fill(logt, logx, axes)
+        for a, axis in enumerate(axes):
+            if monotone and axis.power is not None:
+                logt = np.flip(np.minimum.accumulate(np.flip(logt, a), axis=a), a)
         return cls(axes=axes, logx=logx, logt=logt, filled=filled)
 
     def eval(self, xs: Sequence[F64]) -> tuple[F64, I8]:
@@ -163,7 +172,11 @@ def _fill_line(line: F64, lx: F64, power: float) -> F64:
 class SlicedTable:
     """A measured table: categorical key columns select a slice, each slice a :class:`Grid`.
 
-    Rows must be distinct on keys + axes. Grids are built on first use.
+    Rows must be distinct on keys + axes; ``keys`` must not be empty. Grids are built on
+    first use. With ``monotone`` the latency never falls as an axis with a power grows: a
+    smaller problem could run the kernel measured for a larger one (padded), so each cell
+    takes the least latency measured at or above it. The measured tables are not monotone
+    on their own (kernel selection, tile quantisation, noise).
     """
 
     def __init__(
@@ -173,8 +186,10 @@ class SlicedTable:
         axes: tuple[Axis, ...],
         columns: Mapping[str, Arr],
         seconds: F64,
+        monotone: bool = False,
     ) -> None:
         self.keys = keys
+        self.monotone = monotone
         self.axes = axes
         self._columns = columns
         self._seconds = seconds
@@ -191,7 +206,9 @@ class SlicedTable:
         if key not in self._grids and key in self._rows:
             rows = self._rows[key]
             points = [self._columns[a.column][rows] for a in self.axes]
-            self._grids[key] = Grid.build(self.axes, points, self._seconds[rows])
+            self._grids[key] = Grid.build(
+                self.axes, points, self._seconds[rows], monotone=self.monotone
+            )
         return self._grids.get(key)
 
     def query(self, keys: Sequence[Arr], xs: Sequence[npt.ArrayLike]) -> tuple[F64, I8]:
@@ -210,20 +227,36 @@ class SlicedTable:
         return seconds.reshape(shape), cover.reshape(shape)
 
 
+def factorize(columns: Sequence[Arr]) -> tuple[I64, list[Arr], I64]:
+    """Codes of the distinct value combinations of equally long columns.
+
+    Returns the combination of each row, each column's sorted distinct values, and for
+    each combination the index of its value in every column (``[combinations, columns]``).
+    """
+    uniques: list[Arr] = []
+    key = np.zeros(len(columns[0]), dtype=np.int64)
+    for col in columns:
+        uniq, inv = np.unique(col, return_inverse=True)
+        uniques.append(uniq)
+        key = key * len(uniq) + inv.ravel()
+    if np.prod([float(len(u)) for u in uniques]) >= 2.0**62:
+        raise ValueError("too many distinct key combinations to code in int64")
+    combos, row = np.unique(key, return_inverse=True)
+    digits = []
+    for uniq in reversed(uniques):
+        digits.append(combos % len(uniq))
+        combos = combos // len(uniq)
+    return row.ravel(), uniques, np.stack(digits[::-1], 1)
+
+
 def _group_rows(columns: Sequence[Arr]) -> dict[tuple[Hashable, ...], I64]:
     """Row indices of each distinct combination of the columns' values."""
     if not columns:
         return {}
-    codes, firsts = [], []
-    for col in columns:
-        uniq, inv = np.unique(col, return_inverse=True)
-        codes.append(inv.ravel())
-        firsts.append(uniq)
-    combo, inv = np.unique(np.stack(codes, 1), axis=0, return_inverse=True)
-    inv = inv.ravel()
+    inv, uniques, combo = factorize(columns)
     order = np.argsort(inv, kind="stable")
     bounds = np.searchsorted(inv[order], np.arange(len(combo) + 1))
     return {
-        tuple(u[c].item() for u, c in zip(firsts, row, strict=True)): order[b:e]
+        tuple(u[c].item() for u, c in zip(uniques, row, strict=True)): order[b:e]
         for row, b, e in zip(combo, bounds[:-1], bounds[1:], strict=True)
     }

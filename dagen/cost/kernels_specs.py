@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dagen.cost.kernels_data import read_columns
-from dagen.cost.kernels_grid import Axis, SlicedTable
+from dagen.cost.kernels_grid import Axis, SlicedTable, factorize
 from dagen.graph.codes import Coll
 
 __all__ = [
@@ -144,7 +144,7 @@ NCCL_DTYPES |= {a: NCCL_DTYPES["half"] for a in ("bfloat16", "float16", "bf16", 
 NCCL_DTYPES |= {"fp8": NCCL_DTYPES["int8"]}
 
 
-def load_table(path: Path, spec: Spec) -> SlicedTable:
+def load_table(path: Path, spec: Spec, *, monotone: bool = False) -> SlicedTable:
     """Read a table, keep one latency per distinct key + axis point, and slice it.
 
     Where several kernel sources measured a point (vLLM's and SGLang's attention lanes,
@@ -166,7 +166,9 @@ def load_table(path: Path, spec: Spec) -> SlicedTable:
     source = cols.get("kernel_source", np.zeros(n, dtype=np.int64))
     rows, seconds = _distinct([cols[c][keep] for c in names], source[keep], seconds[keep])
     picked = {c: cols[c][keep][rows] for c in names}
-    return SlicedTable(keys=spec.keys, axes=spec.axes, columns=picked, seconds=seconds)
+    return SlicedTable(
+        keys=spec.keys, axes=spec.axes, columns=picked, seconds=seconds, monotone=monotone
+    )
 
 
 def gqa_group(heads: Like, kv_heads: Like) -> F64:
@@ -177,8 +179,7 @@ def gqa_group(heads: Like, kv_heads: Like) -> F64:
 
 def _distinct(columns: list[Arr], source: Arr, seconds: F64) -> tuple[npt.NDArray[np.intp], F64]:
     """One row per distinct point: (representative rows, mean seconds of the best source)."""
-    codes = np.stack([np.unique(c, return_inverse=True)[1].ravel() for c in columns], 1)
-    point = np.unique(codes, axis=0, return_inverse=True)[1].ravel()
+    point = factorize(columns)[0]
     names, inv, counts = np.unique(source, return_inverse=True, return_counts=True)
     order = sorted(range(len(names)), key=lambda i: (-counts[i], "eager" in str(names[i]).lower()))
     rank = np.argsort(order)[inv.ravel()]
