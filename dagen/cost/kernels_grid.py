@@ -257,6 +257,11 @@ def _group_rows(columns: Sequence[Arr]) -> dict[tuple[Hashable, ...], I64]:
     order = np.argsort(inv, kind="stable")
     bounds = np.searchsorted(inv[order], np.arange(len(combo) + 1))
     return {
-        tuple(u[c].item() for u, c in zip(uniques, row, strict=True)): order[b:e]
+        tuple(_scalar(u[c]) for u, c in zip(uniques, row, strict=True)): order[b:e]
         for row, b, e in zip(combo, bounds[:-1], bounds[1:], strict=True)
     }
+
+
+def _scalar(value: object) -> Hashable:
+    """A numpy scalar as the Python value it equals (so keys of any array dtype match)."""
+    return value.item() if isinstance(value, np.generic) else value
