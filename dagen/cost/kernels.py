@@ -6,24 +6,26 @@ vLLM or SGLang) from the ``aiconfigurator-core`` package (optional extra
 answers vectorised queries in seconds: GEMM, context and generation attention, MLA,
 fused MoE, NCCL collectives, the backend's custom all-reduce and DeepEP dispatch/combine.
 
-What was measured (aiconfigurator's collector, ``collector/helper.py``
-``benchmark_with_power`` and ``collector/<backend>/collect_*.py`` in ai-dynamo/aiconfigurator;
-the installed wheel ships only the tables):
+What was measured. The wheel ships the tables, not the collector; its own summary is
+"Silicon benchmarks measure isolated kernel time" (``aiconfigurator_core/sdk/backends/
+base_backend.py``, ``_prefill_dispatch_overhead_ms``). The collector
+(``collector/helper.py`` ``benchmark_with_power`` and ``collector/<backend>/collect_*.py``
+in the ai-dynamo/aiconfigurator repository) shows what that means:
 
 - GEMM, attention, MLA, MoE and custom all-reduce: one framework module call
   (e.g. TensorRT-LLM's ``Linear.forward``, which for fp8 includes the dynamic
-  activation quantisation) captured in a CUDA graph, warmed up, then replayed and timed
-  with CUDA events: GPU time per call, every kernel of the call and the gaps between
-  them, without CPU launch overhead. GEMM weights are cycled through up to five copies
-  so they do not sit in L2. MoE times one rank's routed expert compute for the
-  distribution of tokens named (no all-to-all).
+  activation quantisation) captured in a CUDA graph, warmed up, replayed and timed with
+  CUDA events: GPU time per call, all kernels of the call and the gaps between them,
+  without CPU launch overhead. GEMM weights cycle through up to five copies so they do
+  not sit in L2. MoE times one rank's routing and expert compute for the token
+  distribution named (no all-to-all). Tables are in ms.
 - NCCL: nccl-tests' out-of-place "time" (``collector/network/collect_nccl.py``): wall
-  time per collective over back-to-back eager launches, one node of 2–8 GPUs; the
-  table's ``message_size`` counts elements of the nccl-tests size (2-byte ``half``
-  or 1-byte ``int8``).
-- DeepEP (``collector/wideep/sglang``): DeepEP's own intranode benchmarks, in µs;
-  low-latency mode by kernel profile. The tables live under SGLang and serve every
-  backend here.
+  time per collective over back-to-back eager launches (launch cost included), one node
+  of 2–8 GPUs. ``message_size`` counts elements of the nccl-tests size (2-byte ``half``
+  or 1-byte ``int8``); :meth:`KernelTables.nccl` takes bytes.
+- DeepEP (``collector/wideep/sglang``): DeepEP's intranode benchmarks, in µs; the
+  low-latency kernels timed by kernel profile. The tables live under SGLang and serve
+  every backend here.
 
 Version: the backend's "current" version from the package's
 ``systems/query_versions.yaml``, each table from the newest directory at or below it.
@@ -32,10 +34,13 @@ Interpolation and extrapolation: :mod:`dagen.cost.kernels_grid` (piecewise power
 between measured points; clamped below the grid, proportional to the work above it).
 Pass an int8 array as ``coverage=`` to any query to receive its :class:`Coverage` codes.
 
-Example:
-    >>> t = KernelTables.load("h100_sxm")  # doctest: +SKIP
-    >>> t.gemm([1, 4096], 4096, 4096, "fp8")  # doctest: +SKIP
-    array([1.17e-05, 2.05e-04])
+Example (m = 65536 is twice the largest measured m, so it is extrapolated):
+    >>> t = KernelTables.load("H100-SXM-80GB")  # doctest: +SKIP
+    >>> cover = np.empty(3, dtype=np.int8)
+    >>> t.gemm([1, 4096, 65536], 4096, 4096, "fp8", coverage=cover).round(7)  # doctest: +SKIP
+    array([1.8500e-05, 1.5070e-04, 2.1828e-03])
+    >>> cover  # doctest: +SKIP
+    array([0, 0, 1], dtype=int8)
 """
 
 from __future__ import annotations
@@ -123,8 +128,8 @@ class KernelTables:
     """e.g. ``aiconfigurator-core 0.12.0 h100_sxm/trtllm/1.3.0rc20``."""
     monotone: bool = False
     """Make latency non-decreasing in every work axis (see :class:`SlicedTable`)."""
-    _tables: dict[Spec, SlicedTable] = field(default_factory=dict, repr=False)
-    _paths: dict[str, Path] = field(default_factory=dict, repr=False)
+    _tables: dict[Spec, SlicedTable] = field(default_factory=dict, init=False, repr=False)
+    _paths: dict[str, Path] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def load(
@@ -216,7 +221,9 @@ class KernelTables:
     ) -> F64:
         """Causal prefill attention of ``batch`` sequences of ``seq`` tokens (heads per rank).
 
-        Looked up at the GQA ratio ``heads / kv_heads``, interpolated over kv_heads.
+        Looked up at the GQA ratio ``heads / kv_heads``, interpolated over kv_heads;
+        ``head_dim`` must be measured (64, 128, 192, 256 on H100; 64 carries gpt-oss's
+        attention sinks). ``window`` is a sliding-window size, 0 for full attention.
         """
         keys = [dtype, kv_dtype, head_dim, window, gqa_group(heads, kv_heads)]
         return self._ask(CONTEXT_ATTENTION, keys, [batch, seq, kv_heads], coverage)
@@ -234,7 +241,10 @@ class KernelTables:
         window: Like = 0,
         coverage: I8 | None = None,
     ) -> F64:
-        """One decode step: ``batch`` new tokens, each attending ``ctx`` cached tokens + itself."""
+        """One decode step: ``batch`` new tokens, each attending ``ctx`` cached tokens + itself.
+
+        ``ctx`` is the tables' ``step`` (the collector's cached prompt length).
+        """
         keys = [dtype, kv_dtype, head_dim, window, gqa_group(heads, kv_heads)]
         return self._ask(GENERATION_ATTENTION, keys, [batch, ctx, kv_heads], coverage)
 
