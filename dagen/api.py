@@ -29,6 +29,7 @@ from dagen.cost import (
     estimate,
     judge_estimate,
     judge_plan_bounds,
+    model_for,
     verdict_findings,
 )
 from dagen.errors import PlanInfeasible
@@ -155,7 +156,8 @@ def analyse(
     )
     if simulate and not graph_broken:
         say("estimating memory and simulating the schedule")
-        est = estimate(graph, cost_model=cost_model, meter=_phase(meter, "simulating"))
+        model = cost_model or model_for(plan)
+        est = estimate(graph, cost_model=model, meter=_phase(meter, "simulating"))
         est = dataclasses.replace(est, verdicts=judge_estimate(plan, est))
         findings += verdict_findings(plan, est.verdicts)
     return Analysis(plan=plan, findings=tuple(findings), graph=graph, estimate=est)

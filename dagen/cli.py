@@ -7,6 +7,7 @@ Exit status: 0 clean, 1 error-level findings, 2 bad input or usage. A
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -22,6 +23,7 @@ from dagen.errors import DagenError, PlanError
 from dagen.findings import Finding, Severity
 from dagen.graph.ir import INT16_MAX
 from dagen.mesh import MAX_WORLD, mesh_of
+from dagen.plan.model import CostModelName
 
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
@@ -179,19 +181,32 @@ _format_opt = click.option(
 )
 
 
-def _analyse(state: _State, path: Path) -> api.Analysis:
+def _analyse(state: _State, path: Path, cost: str | None = None) -> api.Analysis:
     plan = api.load_plan(path)
+    if cost is not None:  # --cost overrides the plan's cost.model
+        plan = dataclasses.replace(
+            plan, cost=dataclasses.replace(plan.cost, model=CostModelName(cost))
+        )
     return api.analyse(plan, progress=state.progress, meter=state.bars)
+
+
+_cost_opt = click.option(
+    "--cost",
+    type=click.Choice([m.value for m in CostModelName]),
+    default=None,
+    help="Cost model, overriding the plan's cost.model (auto: measured where covered).",
+)
 
 
 @main.command(epilog=_EPILOG_CHECK)
 @_plan_arg
 @_format_opt
+@_cost_opt
 @click.pass_obj
-def check(state: _State, plan: Path, fmt: str) -> None:
+def check(state: _State, plan: Path, fmt: str, cost: str | None) -> None:
     """Check a plan: its rules, its graph (deadlock, completeness, comms) and its claims."""
     with _user_errors(state):
-        analysis = _analyse(state, plan)
+        analysis = _analyse(state, plan, cost)
     _print_findings(analysis.findings, str(plan), fmt, state.quiet)
     if fmt == "text" and not state.quiet:
         for line in analysis.summary():
@@ -240,6 +255,7 @@ def check(state: _State, plan: Path, fmt: str) -> None:
 )
 @click.option("--force", is_flag=True, help="Replace an output directory dagen did not write.")
 @_format_opt
+@_cost_opt
 @click.pass_obj
 def build(
     state: _State,
@@ -250,6 +266,7 @@ def build(
     strict: bool,
     force: bool,
     fmt: str,
+    cost: str | None,
     **view: Any,
 ) -> None:
     """Build the per-GPU graph, check it, and write DOT, SVG, JSON, Markdown, timeline."""
@@ -257,7 +274,7 @@ def build(
 
     with _user_errors(state):
         targets = [(p, format_for(p, to)) for p in outputs]
-        analysis = _analyse(state, plan)
+        analysis = _analyse(state, plan, cost)
         _print_findings(analysis.findings, str(plan), fmt, state.quiet)
         if analysis.graph is None or (strict and not analysis.ok):
             click.echo("error: not writing outputs: the plan has error-level findings", err=True)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import make_plan
 
-from dagen.cost.comm import bus_factor, comm_durations, group_crosses_hosts
+from dagen.cost.comm import ONESHOT_LATENCY_S, bus_factor, comm_durations, group_crosses_hosts
 from dagen.graph.build import build_graph
 from dagen.graph.ir import Coll, Graph, Kind, Op
 from dagen.plan.model import Plan
@@ -29,11 +29,16 @@ def _first(graph: Graph, op: Op) -> int:
     return int(np.flatnonzero(graph.op == op)[0])
 
 
-def _expected(plan: Plan, n: int, nbytes: int, factor: float, inter: bool) -> float:
+def _expected(
+    plan: Plan, n: int, nbytes: int, factor: float, inter: bool, oneshot: bool = False
+) -> float:
     hw = plan.hardware
     bw = (hw.inter_node_gbps if inter else hw.intra_node_gbps) * 1e9 * hw.net_efficiency
     alpha = (hw.inter_node_latency_us if inter else hw.intra_node_latency_us) * 1e-6
-    return alpha * math.ceil(math.log2(n)) + factor * nbytes / bw
+    nccl = alpha * math.ceil(math.log2(n)) + factor * nbytes / bw
+    if inter or not oneshot:
+        return nccl
+    return min(nccl, ONESHOT_LATENCY_S + (n - 1) * nbytes / bw)  # the one-shot all-reduce
 
 
 @pytest.mark.parametrize(("tp", "per_node", "inter"), [(2, 8, False), (8, 8, False), (4, 2, True)])
@@ -43,7 +48,7 @@ def test_tp_all_reduce_uses_the_link_of_its_group(tp: int, per_node: int, inter:
     i = _first(graph, Op.ATTN_ALLREDUCE)
     assert bool(group_crosses_hosts(graph)[graph.aux[i]]) is inter
     nbytes = int(graph.tmpl_bytes[graph.tmpl[i]])
-    expect = _expected(plan, tp, nbytes, 2 * (tp - 1) / tp, inter)
+    expect = _expected(plan, tp, nbytes, 2 * (tp - 1) / tp, inter, oneshot=True)
     assert comm_durations(graph)[i] == pytest.approx(expect, rel=1e-12)
 
 

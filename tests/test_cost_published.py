@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dagen.cost import estimate
+from dagen.cost import CostModel, estimate
 from dagen.graph.build import build_graph
 from dagen.plan.loader import load_plan
 from dagen.plan.model import Phase, Plan
@@ -26,33 +26,42 @@ WORST = 1.5
 """The largest relative error the table admits (+144%, long-context decode)."""
 
 
-def static_batch_tokens_per_gpu(plan: Plan) -> float:
+def static_batch_tokens_per_gpu(plan: Plan, model: CostModel | None = None) -> float:
     """Output tokens/s per GPU of a static batch: one prefill, then gen_len decode steps,
     each priced at the mean context prompt + gen/2 (the decode twin of the plan)."""
     w = plan.workload
-    prefill = estimate(build_graph(plan)).makespan_s
+    prefill = estimate(build_graph(plan), cost_model=model).makespan_s
     twin = dataclasses.replace(
         w, phase=Phase.DECODE, prompt_len=w.prompt_len + w.gen_len // 2 - 1, gen_len=1
     )
-    step = estimate(build_graph(dataclasses.replace(plan, workload=twin))).tpot_s
+    step = estimate(build_graph(dataclasses.replace(plan, workload=twin)), cost_model=model).tpot_s
     assert step is not None
     return w.batch * w.gen_len / (prefill + w.gen_len * step) / plan.parallel.world()
 
 
-def dagen_figure(plan: Plan) -> float:
+def dagen_figure(plan: Plan, model: CostModel | None = None) -> float:
     """dagen's figure for the plan's one target, in the target's unit."""
     t, w = plan.targets, plan.workload
-    if t.tokens_per_s_per_gpu is not None and w.phase is Phase.PREFILL and w.gen_len > 1:
-        return static_batch_tokens_per_gpu(plan)
-    est = estimate(build_graph(plan))
+    static_run = not w.serving and w.phase is Phase.PREFILL and w.gen_len > 1
+    if t.tokens_per_s_per_gpu is not None and static_run:
+        return static_batch_tokens_per_gpu(plan, model)
+    if t.tokens_per_s is not None and static_run:
+        return static_batch_tokens_per_gpu(plan, model) * plan.parallel.world()
+    est = estimate(build_graph(plan), cost_model=model)
     if t.tokens_per_s_per_gpu is not None:
         return est.tokens_per_s_per_gpu
+    if t.tokens_per_s is not None:
+        return est.tokens_per_s
+    if t.tpot_ms is not None:
+        assert est.tpot_s is not None
+        return est.tpot_s * 1e3
     assert t.ttft_s is not None and est.ttft_s is not None
     return est.ttft_s
 
 
 def measured(plan: Plan) -> float:
-    value = plan.targets.tokens_per_s_per_gpu or plan.targets.ttft_s
+    t = plan.targets
+    value = t.tokens_per_s_per_gpu or t.tokens_per_s or t.tpot_ms or t.ttft_s
     assert value is not None
     return value
 

@@ -22,7 +22,14 @@ from __future__ import annotations
 from dagen.cost.engine import Meter
 from dagen.cost.estimator import Estimate, PoolFigures, estimate, judge_estimate
 from dagen.cost.memory import MemoryReport, memory_report
-from dagen.cost.model import CostModel, CostModelError, Scaled, TableModel, default_cost_model
+from dagen.cost.model import (
+    CostModel,
+    CostModelError,
+    Scaled,
+    TableModel,
+    default_cost_model,
+    model_for,
+)
 from dagen.cost.roofline import Roofline
 from dagen.cost.simulate import Schedule
 from dagen.cost.verdicts import (
@@ -54,5 +61,6 @@ __all__ = [
     "judge_estimate",
     "judge_plan_bounds",
     "memory_report",
+    "model_for",
     "verdict_findings",
 ]

@@ -27,7 +27,7 @@ from dagen.cost.simulate import Schedule, simulate
 from dagen.cost.usage import utilisation
 from dagen.cost.verdicts import EstimateParts, Verdict, judge
 from dagen.graph.dims import steady
-from dagen.graph.ir import Graph
+from dagen.graph.ir import Graph, Kind
 from dagen.graph.pool import Pool
 from dagen.plan.model import Hardware, Plan
 
@@ -73,6 +73,11 @@ class Estimate:
     """Each pool's figures (one for a single-pool graph, equal to the fields above)."""
     cost_model: str = "roofline"
     """The name of the cost model that priced the nodes."""
+    priced_by: dict[str, float] = field(default_factory=dict)
+    """Share of compute nodes each source priced (a model with ``node_sources``: e.g.
+    ``{"measured": 0.83, "roofline": 0.17}``); empty for a single-source model."""
+    cost_notes: tuple[str, ...] = ()
+    """What the cost model fell back on (a GPU or op its data lack)."""
     verdicts: tuple[Verdict, ...] = ()
     """The plan's claims weighed against this estimate (:func:`judge_estimate`; set by
     :func:`dagen.analyse`)."""
@@ -195,7 +200,10 @@ def estimate(
         "simulated %s nodes in %.3f s (%.0f nodes/s)", f"{graph.n_nodes:,}", sched.wall_s, rate
     )
     total = sum(p.tokens_per_s for p in pools)
+    priced_by, notes = _sources(model, graph)
     return Estimate(
+        priced_by=priced_by,
+        cost_notes=notes,
         memory=memory,
         start_s=sched.start_s,
         duration_s=sched.end_s - sched.start_s,
@@ -214,6 +222,21 @@ def estimate(
         cost_model=model.name,
         sim={"levels": sched.levels, "wall_s": sched.wall_s, "nodes_per_s": rate},
     )
+
+
+def _sources(model: CostModel, graph: Graph) -> tuple[dict[str, float], tuple[str, ...]]:
+    """Share of compute nodes per pricing source, and the model's fallback notes."""
+    fn = getattr(model, "node_sources", None)
+    notes = tuple(dict.fromkeys(getattr(model, "notes", ())))
+    if fn is None:
+        return {}, notes
+    from dagen.cost.measured import SOURCES
+
+    compute = graph.kind == Kind.COMPUTE
+    codes = np.asarray(fn(graph))[compute]
+    total = max(int(compute.sum()), 1)
+    shares = {SOURCES[i]: round(int((codes == i).sum()) / total, 4) for i in range(len(SOURCES))}
+    return shares, notes
 
 
 def judge_estimate(plan: Plan, est: Estimate) -> tuple[Verdict, ...]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -31,6 +32,7 @@ import numpy.typing as npt
 from dagen.errors import DagenError
 from dagen.graph.ir import Graph, Op
 from dagen.graph.ops import OPS
+from dagen.plan.model import CostModelName, Plan
 
 __all__ = [
     "CostModel",
@@ -38,6 +40,7 @@ __all__ = [
     "Scaled",
     "TableModel",
     "default_cost_model",
+    "model_for",
     "node_seconds",
 ]
 
@@ -135,3 +138,37 @@ class TableModel:
         known = ~np.isnan(given)
         out[known] = given[known]
         return out
+
+
+def model_for(plan: Plan) -> CostModel:
+    """The cost model ``plan.cost`` names (``cost.model``; ``cost.table`` for ``table``).
+
+    Raises:
+        CostModelError: ``table`` without a readable, valid ``cost.table`` file.
+    """
+    from dagen.cost.roofline import Roofline
+
+    name = plan.cost.model
+    if name is CostModelName.ROOFLINE:
+        return Roofline()
+    if name is CostModelName.TABLE:
+        from dagen.cost.table import load_table_model
+
+        if not plan.cost.table:
+            raise CostModelError(
+                f"{_at(plan, 'cost.model')}cost.model is table but cost.table is not set. "
+                "Fix: set cost.table to a CSV or Parquet file with columns op, seconds "
+                "(and optionally shape, dtype)"
+            )
+        base = Path(plan.source).parent if plan.source else Path(".")
+        return load_table_model(base / plan.cost.table, Roofline())
+    from dagen.cost.measured import Measured
+
+    return Measured(plan.cost.backend, auto=name is CostModelName.AUTO)
+
+
+def _at(plan: Plan, path: str) -> str:
+    loc = plan.where(path)
+    if loc is None or loc.line is None:
+        return ""
+    return f"{plan.source}:{loc.line}:{loc.column}: "

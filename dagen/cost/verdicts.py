@@ -135,7 +135,7 @@ def _ttft(plan: Plan, parts: EstimateParts | None, target: float) -> Verdict:
     est = parts.ttft_s if parts is not None else None
     kind = _decide(True, target, est, bound)
     text = (
-        f"TTFT ≥ prompt FLOPs ÷ (GPUs × achievable FLOP/s) = {w.batch} prompts × "
+        f"TTFT ≥ prompt FLOPs ÷ (GPUs × peak FLOP/s) = {w.batch} prompts × "
         f"{w.prompt_len} tokens × {fmt(tf.per_token)} FLOP/token = {fmt(total)} FLOP ÷ "
         f"({world_text} × {rate_text}) = {fmt(bound)} s; claimed ≤ {fmt(target)} s → "
         f"{kind.value}; {_closing(kind, est, 's')}.{_needs(True, target, est, bound)} {tf.text}"
@@ -180,7 +180,7 @@ def _per_gpu_ceiling(plan: Plan, parts: EstimateParts | None) -> tuple[float, st
     rate, rate_text = peak_flops(plan)
     ceiling = rate / tf.per_token
     text = (
-        f"tokens/s per GPU ≤ achievable FLOP/s ÷ FLOPs per token = {rate_text} ÷ "
+        f"tokens/s per GPU ≤ peak FLOP/s ÷ FLOPs per token = {rate_text} ÷ "
         f"{fmt(tf.per_token)} FLOP/token = {fmt(ceiling)}"
     )
     if plan.workload.phase is Phase.DECODE:
