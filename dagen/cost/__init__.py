@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+from dagen.cost.claims import verdict_findings
 from dagen.cost.engine import Meter
 from dagen.cost.estimator import Estimate, PoolFigures, estimate, judge_estimate
 from dagen.cost.memory import MemoryReport, memory_report
@@ -38,7 +39,6 @@ from dagen.cost.verdicts import (
     VerdictKind,
     judge,
     judge_plan_bounds,
-    verdict_findings,
 )
 
 __all__ = [

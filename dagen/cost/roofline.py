@@ -92,7 +92,9 @@ def _pool_tables(pool: Pool) -> tuple[F64, F64, F64, F64, F64]:
     scale_f = hw.flops_efficiency / _DEFAULT_FLOPS_EFF
     scale_m = hw.hbm_efficiency / _DEFAULT_HBM_EFF
     mm = GEMM[f.weights.value]
-    u = d.seqs * max(d.kv_heads, d.heads // 8 if d.mla is not None else d.kv_heads)
+    # decode attention's parallelism: sequences × KV heads (MLA's one latent head is
+    # split over query-head groups of 8 by FlashMLA-style kernels)
+    u = d.seqs * (max(d.kv_heads, d.heads // 8) if d.mla is not None else d.kv_heads)
     attn_m = ATTENTION.eta_m * (u / (u + ATTENTION_HALF_PARALLELISM) if not d.prefill else 1.0)
     quantised = f.math.nbytes < 2 <= f.activations.nbytes
     for op in OPS:

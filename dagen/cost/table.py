@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from dagen.cost.model import CostModel, CostModelError
+from dagen.cost.model import CostModel, CostModelError, TableModel
 from dagen.graph.ir import Graph
-from dagen.graph.ops import OPS
+from dagen.graph.ops import OPS, Op
 
 __all__ = ["TableRows", "load_table_model"]
 
@@ -46,14 +46,16 @@ class TableRows:
         return f"table+{self.fallback.name}"
 
     def node_seconds(self, graph: Graph) -> F64:
-        out = np.asarray(self.fallback.node_seconds(graph), dtype=np.float64).copy()
-        shapes = ["x".join(str(v) for v in s) for s in graph.tmpl_shape]
-        ops = np.zeros(len(shapes), dtype=np.int64)
+        by_op = {Op.of(code): v for (code, shape), v in self.seconds.items() if not shape}
+        out = TableModel(by_op, self.fallback).node_seconds(graph)
+        shaped = {key: v for key, v in self.seconds.items() if key[1]}
+        if not shaped:
+            return out
+        ops = np.zeros(len(graph.tmpl_shape), dtype=np.int64)
         ops[graph.tmpl] = graph.op
-        per_tmpl = np.full(len(shapes), np.nan)
-        for t, shape in enumerate(shapes):
-            key = (int(ops[t]), shape)
-            value = self.seconds.get(key, self.seconds.get((key[0], "")))
+        per_tmpl = np.full(len(graph.tmpl_shape), np.nan)
+        for t, shape in enumerate(graph.tmpl_shape):
+            value = shaped.get((int(ops[t]), "x".join(map(str, shape))))
             if value is not None:
                 per_tmpl[t] = value
         given = per_tmpl[graph.tmpl]

@@ -21,9 +21,7 @@ from dataclasses import dataclass
 from dagen.cost.bounds import bound_world, fmt, peak_flops, token_flops, total_weight_bytes
 from dagen.cost.hbm import step_bytes_bound
 from dagen.cost.memory import MemoryReport
-from dagen.findings import Code, Finding, Severity
 from dagen.plan.model import Phase, Plan
-from dagen.plan.world import finding
 
 __all__ = [
     "EstimateParts",
@@ -31,7 +29,6 @@ __all__ = [
     "VerdictKind",
     "judge",
     "judge_plan_bounds",
-    "verdict_findings",
 ]
 
 
@@ -75,16 +72,6 @@ class EstimateParts:
     tokens_per_s: float | None = None
     tokens_per_s_per_gpu: float | None = None
     memory: MemoryReport | None = None
-
-
-_CODES = {
-    "targets.ttft_s": Code.COST_TTFT,
-    "targets.tpot_ms": Code.COST_TPOT,
-    "targets.tokens_per_s_per_gpu": Code.COST_THROUGHPUT_GPU,
-    "targets.tokens_per_s": Code.COST_THROUGHPUT,
-    "targets.max_memory_fraction": Code.COST_MEMORY,
-    "hardware.memory_gib": Code.COST_OOM,
-}
 
 
 def _decide(
@@ -356,49 +343,3 @@ def judge_plan_bounds(plan: Plan) -> tuple[Verdict, ...]:
         ['unverified', 'impossible', 'unverified']
     """
     return judge(plan, None)
-
-
-_SEVERITY = {
-    VerdictKind.HOLDS: Severity.INFO,
-    VerdictKind.UNVERIFIED: Severity.INFO,
-    VerdictKind.FAILS: Severity.WARNING,
-    VerdictKind.IMPOSSIBLE: Severity.ERROR,
-}
-
-_FIX = {
-    Code.COST_TTFT: "give each prompt more GPUs (tp, cp) or fewer prompt tokens per replica, or relax targets.ttft_s",
-    Code.COST_TPOT: "shrink the per-step work per GPU (more tp/ep, a smaller batch per replica) or relax targets.tpot_ms",
-    Code.COST_THROUGHPUT_GPU: "lower targets.tokens_per_s_per_gpu to what the FLOPs per token allow, or use faster GPUs",
-    Code.COST_THROUGHPUT: "add GPUs or lower targets.tokens_per_s",
-    Code.COST_MEMORY: "shard more (tp, ep, pp), shorten the context or the batch, or relax targets.max_memory_fraction",
-    Code.COST_OOM: "shard the weights over more GPUs (tp, ep, pp), quantise the KV cache (precision.kv_cache: fp8), or lower the batch/concurrency or context to what fits",
-}
-
-
-def verdict_findings(plan: Plan, verdicts: tuple[Verdict, ...] | list[Verdict]) -> list[Finding]:
-    """One finding per verdict: ``impossible`` is an error, ``fails`` a warning (it rests
-    on the estimate), ``holds``/``unverified`` are information; COST-OOM that fails is an
-    error. Line and column point at the target in the plan file."""
-    out = []
-    for v in verdicts:
-        code = _CODES[v.path]
-        severity = _SEVERITY[v.verdict]
-        if code is Code.COST_OOM and v.verdict is VerdictKind.FAILS:
-            severity = Severity.ERROR
-        quiet = v.verdict in (VerdictKind.HOLDS, VerdictKind.UNVERIFIED)
-        out.append(
-            finding(
-                plan,
-                code,
-                severity,
-                v.path,
-                f"{v.claim}: {v.verdict.value}. {v.arithmetic}",
-                "" if quiet else _FIX[code],
-                target=v.target,
-                estimate=v.estimate,
-                bound=v.bound,
-                unit=v.unit,
-                verdict=v.verdict.value,
-            )
-        )
-    return out

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dagen.findings import Code, Finding, Origin, problem
+from dagen.plan.aliases import ALIASES
 from dagen.plan.model import RATE_KEYS, Hardware, Mode, Model, Phase, Plan, Workload
 from dagen.plan.params import parse_count
 from dagen.plan.schema import FieldInfo, FKind, record_fields
@@ -41,40 +42,6 @@ class _Bad:
 
 
 BAD: Any = _Bad()
-
-_ALIASES = {
-    "num_layers": "layers",
-    "num_hidden_layers": "layers",
-    "n_layers": "layers",
-    "hidden": "hidden_size",
-    "d_model": "hidden_size",
-    "num_attention_heads": "heads",
-    "num_heads": "heads",
-    "num_key_value_heads": "kv_heads",
-    "num_kv_heads": "kv_heads",
-    "intermediate_size": "ffn_size",
-    "ffn_hidden_size": "ffn_size",
-    "num_experts": "experts",
-    "n_routed_experts": "experts",
-    "num_local_experts": "experts",
-    "num_experts_per_tok": "top_k",
-    "moe_intermediate_size": "expert_ffn_size",
-    "tensor_parallel": "tp",
-    "tensor_parallel_size": "tp",
-    "pipeline_parallel": "pp",
-    "pipeline_parallel_size": "pp",
-    "data_parallel": "dp",
-    "data_parallel_size": "dp",
-    "expert_parallel": "ep",
-    "expert_parallel_size": "ep",
-    "ep_size": "ep",
-    "context_parallel": "cp",
-    "gpus": "world_size",
-    "num_gpus": "world_size",
-    "seq_len": "prompt_len",
-    "batch_size": "batch",
-}
-"""Names other tools use for a field → dagen's name (for "did you mean")."""
 
 _ORDER_NAMES = ("tp", "cp", "ep", "dp", "pp")
 
@@ -199,7 +166,7 @@ def _str(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
 
 
 def _suggest(word: str, choices: list[str]) -> str:
-    alias = _ALIASES.get(word)
+    alias = ALIASES.get(word)
     if alias in choices:
         return f"did you mean '{alias}'?"
     folded = {c.lower(): c for c in choices}
@@ -364,10 +331,15 @@ def _derive_hardware(values: dict[str, Any], node: YNode, path: str, ctx: Contex
     if values.get("memory_gb") is not None:
         values["memory_gib"] = values["memory_gb"] * 1e9 / 2**30
     if "memory_gib" not in values:
-        info = next(f for f in record_fields(Hardware) if f.name == "memory_gib")
-        _missing(dataclasses.replace(info, derived=False, required=True), node, path, ctx)
-        return False
+        return _required(Hardware, "memory_gib", node, path, ctx)
     return True
+
+
+def _required(cls: type[Any], name: str, node: YNode, path: str, ctx: Context) -> bool:
+    """Report a derived field that nothing could derive as missing (always False)."""
+    info = next(f for f in record_fields(cls) if f.name == name)
+    _missing(dataclasses.replace(info, derived=False, required=True), node, path, ctx)
+    return False
 
 
 def _derive_workload(values: dict[str, Any], node: YNode, path: str, ctx: Context) -> bool:
@@ -385,9 +357,7 @@ def _derive_workload(values: dict[str, Any], node: YNode, path: str, ctx: Contex
         values.update(concurrency=conc, batch=conc, phase=Phase.DECODE)
         return True
     if "batch" not in values:
-        info = next(f for f in record_fields(Workload) if f.name == "batch")
-        _missing(dataclasses.replace(info, derived=False, required=True), node, path, ctx)
-        return False
+        return _required(Workload, "batch", node, path, ctx)
     if values.get("concurrency") is not None or values.get("prefill_chunk") is not None:
         key = "concurrency" if values.get("concurrency") is not None else "prefill_chunk"
         at = node.get(key) or node

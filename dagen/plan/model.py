@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 
 from dagen.findings import Origin
 from dagen.plan.fields import spec
+from dagen.plan.formats import RATE_KEYS, WIDER, DType, Formats, Precision
+from dagen.plan.runtime import Cost, CostModelName, Framework, Runtime
+from dagen.plan.workload import Mode, Phase, Workload
 
 __all__ = [
     "RATE_KEYS",
@@ -42,77 +45,6 @@ __all__ = [
 ]
 
 
-class DType(enum.StrEnum):
-    """Numeric format of a tensor (weights, activations, KV cache, messages)."""
-
-    BF16 = "bf16"
-    FP16 = "fp16"
-    FP8 = "fp8"
-    FP32 = "fp32"
-    FP8_BLOCK = "fp8_block"
-    """fp8 e4m3 with one fp32 scale per 128 × 128 block (DeepSeek-V3's weights)."""
-    NVFP4 = "nvfp4"
-    """4-bit e2m1 with one fp8 scale per 16 elements (NVIDIA Blackwell)."""
-    MXFP4 = "mxfp4"
-    """4-bit e2m1 with one e8m0 scale per 32 elements (OCP Microscaling)."""
-
-    @property
-    def nbytes(self) -> float:
-        """Bytes per element, block scales included (docs/cost-model.md, "Precision")."""
-        return _NBYTES[self.value]
-
-    @property
-    def math(self) -> str:
-        """The ``peak_tflops`` key a matmul in this format runs at (fp8_block: fp8)."""
-        return {"fp8_block": "fp8", "mxfp4": "fp4", "nvfp4": "fp4"}.get(self.value, self.value)
-
-
-_NBYTES = {
-    "bf16": 2.0,
-    "fp16": 2.0,
-    "fp8": 1.0,
-    "fp32": 4.0,
-    "fp8_block": 1.0 + 4 / (128 * 128),
-    "nvfp4": 0.5 + 1 / 16,
-    "mxfp4": 0.5 + 1 / 32,
-}
-
-
-class Phase(enum.StrEnum):
-    """Inference phase the graph models."""
-
-    PREFILL = "prefill"
-    DECODE = "decode"
-
-
-class Mode(enum.StrEnum):
-    """What the workload models."""
-
-    STATIC = "static"
-    """One phase of a fixed batch: a prefill of every prompt, or decode steps."""
-    SERVING = "serving"
-    """The steady state of a continuously batching server: each iteration decodes one
-    token of every running request and prefills a chunk of new prompts."""
-
-
-class Framework(enum.StrEnum):
-    """The serving framework whose memory rules apply (docs/cost-model.md, "Memory")."""
-
-    NONE = "none"
-    VLLM = "vllm"
-    SGLANG = "sglang"
-    TRTLLM = "trtllm"
-
-
-class CostModelName(enum.StrEnum):
-    """Which cost model prices the nodes (docs/cost-model.md)."""
-
-    ROOFLINE = "roofline"
-    MEASURED = "measured"
-    TABLE = "table"
-    AUTO = "auto"
-
-
 class Convention(enum.StrEnum):
     """How the parallel degrees are read.
 
@@ -125,18 +57,6 @@ class Convention(enum.StrEnum):
     MEGATRON = "megatron"
     ORTHOGONAL = "orthogonal"
 
-
-_WIDER = {
-    "fp4": ("fp4", "fp8", "bf16", "fp16"),
-    "fp8": ("fp8", "bf16", "fp16"),
-    "bf16": ("bf16", "fp16"),
-    "fp16": ("fp16", "bf16"),
-    "fp32": ("fp32",),
-}
-"""Matmul formats from narrowest to widest: where a GPU lacks a rate, the next wider."""
-
-RATE_KEYS = ("bf16", "fp16", "fp8", "fp4", "fp32")
-"""Keys of ``hardware.peak_tflops``: the formats tensor cores have a rate for."""
 
 _BIG = 1 << 24  # a size past this is a typo, not a model
 _RECORD = {"frozen": True, "slots": True, "kw_only": True}
@@ -295,186 +215,6 @@ class Parallel:
 
 
 @dataclass(**_RECORD)
-class Workload:
-    """What the deployment serves in the modelled step."""
-
-    mode: Mode = spec(
-        "static (one phase of a fixed batch) or serving (continuous batching, steady state).",
-        default=Mode.STATIC,
-    )
-    phase: Phase = spec(
-        "prefill (the prompt) or decode (one token per step); serving: decode (derived).",
-        default=Phase.PREFILL,
-    )
-    batch: int = spec(
-        "Global batch, in sequences, over all DP replicas; serving: the concurrency.",
-        minimum=1,
-        maximum=1 << 30,
-        derived=True,
-    )
-    concurrency: int | None = spec(
-        "Serving: requests in flight over the whole deployment (a benchmark's max concurrency).",
-        default=None,
-        minimum=1,
-        maximum=1 << 30,
-    )
-    prompt_len: int = spec("Prompt length.", unit="tokens", minimum=1, maximum=1 << 26)
-    gen_len: int = spec(
-        "Tokens generated per sequence.", default=1, unit="tokens", minimum=0, maximum=1 << 26
-    )
-    prefill_chunk: int | None = spec(
-        "Serving: chunked-prefill token budget of one iteration (vLLM max_num_batched_tokens, "
-        "SGLang chunked_prefill_size, TRT-LLM max_num_tokens); default: one whole prompt.",
-        default=None,
-        unit="tokens",
-        minimum=1,
-        maximum=1 << 26,
-    )
-    speculative_tokens: int = spec(
-        "Draft tokens verified per decode step (MTP or speculative decoding); 0: none.",
-        default=0,
-        minimum=0,
-        maximum=64,
-    )
-    acceptance: float = spec(
-        "Probability each draft token is accepted, given the previous one was "
-        "(DeepSeek-V3 MTP: 0.85-0.9).",
-        default=0.0,
-        minimum=0,
-        maximum=1,
-    )
-    micro_batches: int = spec(
-        "Micro-batches per DP replica.", default=1, minimum=1, maximum=1 << 20
-    )
-    decode_steps: int = spec(
-        "Decode steps the graph unrolls (decode only), chained last stage → first.",
-        default=1,
-        minimum=1,
-        maximum=4096,
-    )
-
-    @property
-    def decoding(self) -> bool:
-        """Whether the modelled step is decode (else prefill)."""
-        return self.phase is Phase.DECODE
-
-    @property
-    def serving(self) -> bool:
-        """Whether the workload is a serving steady state."""
-        return self.mode is Mode.SERVING
-
-    @property
-    def unrolled_steps(self) -> int:
-        """Steps the graph unrolls: ``decode_steps`` in decode, 1 in prefill."""
-        return self.decode_steps if self.decoding else 1
-
-    @property
-    def tokens_per_step(self) -> float:
-        """Tokens each sequence gains per decode step: 1 + a + a² + … + aⁿ for n draft
-        tokens accepted with probability a each (a draft counts only if every earlier
-        one was accepted)."""
-        a = self.acceptance
-        return 1.0 + sum(a**i for i in range(1, self.speculative_tokens + 1))
-
-
-@dataclass(**_RECORD)
-class Precision:
-    """Number formats per tensor; each defaults from ``model.dtype`` (see :meth:`resolve`)."""
-
-    weights: DType | None = spec("Weights; default model.dtype.", default=None)
-    activations: DType | None = spec(
-        "Activations between ops; default model.dtype when 16-bit, else bf16 (fp8 and fp4 "
-        "checkpoints compute on bf16 activations).",
-        default=None,
-    )
-    kv_cache: DType | None = spec(
-        "KV cache; default the activations' format (vLLM kv_cache_dtype=auto).", default=None
-    )
-    dispatch: DType | None = spec(
-        "MoE all-to-all dispatch payload; default the activations' format.", default=None
-    )
-    combine: DType | None = spec(
-        "MoE all-to-all combine payload; default the activations' format.", default=None
-    )
-
-    def resolve(self, model_dtype: DType) -> Formats:
-        """Every format filled in from ``model_dtype`` (the defaults above).
-
-        >>> Precision(kv_cache=DType.FP8).resolve(DType.FP8).activations.value
-        'bf16'
-        """
-        weights = self.weights or model_dtype
-        wide = model_dtype if model_dtype.nbytes >= 2 else DType.BF16
-        act = self.activations or wide
-        return Formats(
-            weights=weights, activations=act, kv_cache=self.kv_cache or act,
-            dispatch=self.dispatch or act, combine=self.combine or act,
-        )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Formats:
-    """The resolved format of every tensor (:meth:`Precision.resolve`)."""
-
-    weights: DType
-    activations: DType
-    kv_cache: DType
-    dispatch: DType
-    combine: DType
-
-    @property
-    def math(self) -> DType:
-        """The format matmuls run in: the weights', unless the activations are wider and
-        the weights are 4-bit (W4A16 widens the weights before the multiply); W8A8 and
-        W4A4 checkpoints quantise the activations on the fly to the weights' format."""
-        if self.weights.nbytes < 1 and self.activations.nbytes >= 2:
-            return self.activations
-        return self.weights
-
-
-@dataclass(**_RECORD)
-class Runtime:
-    """The serving runtime: whose memory rules apply, and how kernels are launched."""
-
-    framework: Framework = spec(
-        "Serving framework whose memory accounting applies (none: the whole GPU).",
-        default=Framework.NONE,
-    )
-    memory_fraction: float | None = spec(
-        "vLLM gpu_memory_utilization (of total), SGLang mem_fraction_static (of total), "
-        "TRT-LLM kv_cache_free_gpu_memory_fraction (of what is free after weights); "
-        "default the framework's own.",
-        default=None,
-        minimum=0,
-        maximum=1,
-        exclusive_minimum=True,
-    )
-    cuda_graphs: bool = spec(
-        "Decode steps replay CUDA graphs (no per-kernel CPU launch).", default=True
-    )
-
-
-@dataclass(**_RECORD)
-class Cost:
-    """Which cost model prices the nodes."""
-
-    model: CostModelName = spec(
-        "roofline, measured (aiconfigurator-core kernel tables), table (a CSV/Parquet of "
-        "your own), or auto (measured where the tables cover an op, else roofline).",
-        default=CostModelName.ROOFLINE,
-    )
-    table: str | None = spec(
-        "cost.model table: path of a CSV or Parquet file with columns op, shape, dtype, "
-        "seconds (relative to the plan file).",
-        default=None,
-    )
-    backend: str = spec(
-        "cost.model measured/auto: the aiconfigurator backend whose kernels were measured.",
-        default="trtllm",
-    )
-
-
-@dataclass(**_RECORD)
 class Hardware:
     """The GPUs and their links. A preset fills every field; any field may be overridden."""
 
@@ -552,7 +292,7 @@ class Hardware:
         rate for (fp8 on A100, fp4 before Blackwell) runs at the next wider one it has
         (weight-only quantisation: the weights are widened before the multiply)."""
         table = self.peak_tflops
-        for key in _WIDER[dtype.math]:
+        for key in WIDER[dtype.math]:
             if key in table:
                 return table[key]
         return 0.0

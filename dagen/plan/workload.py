@@ -1,0 +1,116 @@
+"""What a deployment serves: the phase, the batch or the serving concurrency, lengths.
+
+:class:`Workload` is the plan's ``workload`` section; :mod:`dagen.graph.serving` turns a
+serving one into the steady-state iteration the graph prices.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from dagen.plan.fields import spec
+
+__all__ = ["Mode", "Phase", "Workload"]
+
+_RECORD = {"frozen": True, "slots": True, "kw_only": True}
+
+
+class Phase(enum.StrEnum):
+    """Inference phase the graph models."""
+
+    PREFILL = "prefill"
+    DECODE = "decode"
+
+
+class Mode(enum.StrEnum):
+    """What the workload models."""
+
+    STATIC = "static"
+    """One phase of a fixed batch: a prefill of every prompt, or decode steps."""
+    SERVING = "serving"
+    """The steady state of a continuously batching server: each iteration decodes one
+    token of every running request and prefills a chunk of new prompts."""
+
+
+@dataclass(**_RECORD)
+class Workload:
+    """What the deployment serves in the modelled step."""
+
+    mode: Mode = spec(
+        "static (one phase of a fixed batch) or serving (continuous batching, steady state).",
+        default=Mode.STATIC,
+    )
+    phase: Phase = spec(
+        "prefill (the prompt) or decode (one token per step); serving: decode (derived).",
+        default=Phase.PREFILL,
+    )
+    batch: int = spec(
+        "Global batch, in sequences, over all DP replicas; serving: the concurrency.",
+        minimum=1,
+        maximum=1 << 30,
+        derived=True,
+    )
+    concurrency: int | None = spec(
+        "Serving: requests in flight over the whole deployment (a benchmark's max concurrency).",
+        default=None,
+        minimum=1,
+        maximum=1 << 30,
+    )
+    prompt_len: int = spec("Prompt length.", unit="tokens", minimum=1, maximum=1 << 26)
+    gen_len: int = spec(
+        "Tokens generated per sequence.", default=1, unit="tokens", minimum=0, maximum=1 << 26
+    )
+    prefill_chunk: int | None = spec(
+        "Serving: chunked-prefill token budget of one iteration (vLLM max_num_batched_tokens, "
+        "SGLang chunked_prefill_size, TRT-LLM max_num_tokens); default: one whole prompt.",
+        default=None,
+        unit="tokens",
+        minimum=1,
+        maximum=1 << 26,
+    )
+    speculative_tokens: int = spec(
+        "Draft tokens verified per decode step (MTP or speculative decoding); 0: none.",
+        default=0,
+        minimum=0,
+        maximum=64,
+    )
+    acceptance: float = spec(
+        "Probability each draft token is accepted, given the previous one was "
+        "(DeepSeek-V3 MTP: 0.85-0.9).",
+        default=0.0,
+        minimum=0,
+        maximum=1,
+    )
+    micro_batches: int = spec(
+        "Micro-batches per DP replica.", default=1, minimum=1, maximum=1 << 20
+    )
+    decode_steps: int = spec(
+        "Decode steps the graph unrolls (decode only), chained last stage → first.",
+        default=1,
+        minimum=1,
+        maximum=4096,
+    )
+
+    @property
+    def decoding(self) -> bool:
+        """Whether the modelled step is decode (else prefill)."""
+        return self.phase is Phase.DECODE
+
+    @property
+    def serving(self) -> bool:
+        """Whether the workload is a serving steady state."""
+        return self.mode is Mode.SERVING
+
+    @property
+    def unrolled_steps(self) -> int:
+        """Steps the graph unrolls: ``decode_steps`` in decode, 1 in prefill."""
+        return self.decode_steps if self.decoding else 1
+
+    @property
+    def tokens_per_step(self) -> float:
+        """Tokens each sequence gains per decode step: 1 + a + a² + … + aⁿ for n draft
+        tokens accepted with probability a each (a draft counts only if every earlier
+        one was accepted)."""
+        a = self.acceptance
+        return 1.0 + sum(a**i for i in range(1, self.speculative_tokens + 1))
