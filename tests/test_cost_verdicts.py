@@ -76,7 +76,7 @@ def test_seed_ttft_and_memory_claims_are_within_their_bounds_but_unverified() ->
     weights = (EMBEDDINGS + 16 * per_layer + 2048) * 2
     assert weights == 20_127_551_488
     assert memory.bound == pytest.approx(weights / 256 / 64e9, rel=1e-12)
-    assert "hardware.memory_gib" not in verdicts  # nothing to report when it cannot fail
+    assert "hardware.memory_gb" not in verdicts  # nothing to report when it cannot fail
 
 
 def test_seed_fixed_verdicts_from_the_simulation() -> None:
@@ -91,7 +91,7 @@ def test_seed_fixed_verdicts_from_the_simulation() -> None:
     assert ttft.bound <= est.ttft_s <= 10
     assert verdicts["targets.max_memory_fraction"].verdict is VerdictKind.HOLDS
     assert verdicts["targets.max_memory_fraction"].estimate == est.memory.peak_fraction
-    assert verdicts["hardware.memory_gib"].verdict is VerdictKind.HOLDS
+    assert verdicts["hardware.memory_gb"].verdict is VerdictKind.HOLDS
 
 
 def test_findings_carry_codes_severities_and_the_target_line() -> None:
@@ -117,7 +117,7 @@ def test_a_claim_within_the_bound_but_beyond_the_estimate_fails() -> None:
     ttft = estimate(graph).ttft_s
     assert ttft is not None
     bound = _by_path(judge_estimate(plan, estimate(graph)))  # no targets: only the fit
-    assert set(bound) == {"hardware.memory_gib"}
+    assert set(bound) == {"hardware.memory_gb"}
     tight = _with_targets(plan, ttft_s=ttft * 0.9)
     v = _by_path(judged(tight))["targets.ttft_s"]
     assert v.bound is not None and v.bound < ttft * 0.9 < v.estimate  # type: ignore[operator]
@@ -142,7 +142,7 @@ def test_a_claim_for_another_phase_is_judged_by_its_bound_only() -> None:
 def test_a_plan_that_does_not_fit_fails_with_cost_oom() -> None:
     # the weights fit in 0.5 GB, but not with the runtime reserve and buffers
     plan = make_plan(memory_gb=0.5)
-    v = _by_path(judged(plan))["hardware.memory_gib"]
+    v = _by_path(judged(plan))["hardware.memory_gb"]
     assert v.verdict is VerdictKind.FAILS
     (finding,) = verdict_findings(plan, (v,))
     assert finding.code == "COST-OOM" and finding.severity is Severity.ERROR
@@ -150,7 +150,7 @@ def test_a_plan_that_does_not_fit_fails_with_cost_oom() -> None:
 
 def test_weights_larger_than_the_gpu_are_impossible() -> None:
     plan = make_plan(memory_gb=1e-6)  # 1,000 bytes: less than one layer's weights
-    v = _by_path(judged(plan))["hardware.memory_gib"]
+    v = _by_path(judged(plan))["hardware.memory_gb"]
     assert v.verdict is VerdictKind.IMPOSSIBLE
-    plan_only = _by_path(judge_plan_bounds(plan))["hardware.memory_gib"]
+    plan_only = _by_path(judge_plan_bounds(plan))["hardware.memory_gb"]
     assert plan_only.verdict is VerdictKind.IMPOSSIBLE

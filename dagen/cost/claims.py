@@ -22,6 +22,7 @@ _CODES = {
     "targets.tokens_per_s": Code.COST_THROUGHPUT,
     "targets.max_memory_fraction": Code.COST_MEMORY,
     "hardware.memory_gib": Code.COST_OOM,
+    "hardware.memory_gb": Code.COST_OOM,
 }
 
 

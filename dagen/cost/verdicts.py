@@ -286,6 +286,11 @@ def _overflow(plan: Plan, mem: MemoryReport) -> tuple[float, str] | None:
     return short / GIB, f"{what}. {_breakdown(mem, r)}, of {_gib(float(mem.capacity_per_rank[r]))}"
 
 
+def _capacity_path(plan: Plan) -> str:
+    """The field the capacity was written in: ``memory_gb`` when given, else ``memory_gib``."""
+    return "hardware.memory_gb" if plan.hardware.memory_gb is not None else "hardware.memory_gib"
+
+
 def _fits(plan: Plan, parts: EstimateParts | None) -> Verdict | None:
     """The implicit claim that the plan fits in memory (only reported when it can fail)."""
     gib = plan.hardware.capacity_bytes / GIB
@@ -303,7 +308,7 @@ def _fits(plan: Plan, parts: EstimateParts | None) -> Verdict | None:
         f"every GPU must hold its weights: {why} against {fmt(gib)} GiB → {kind.value}; {closing}."
     )
     return Verdict(
-        claim=f"fits in {fmt(gib)} GiB per GPU", path="hardware.memory_gib", unit="GiB",
+        claim=f"fits in {fmt(gib)} GiB per GPU", path=_capacity_path(plan), unit="GiB",
         target=gib, estimate=est, bound=floor / GIB, verdict=kind, arithmetic=text,
     )  # fmt: skip
 
