@@ -26,7 +26,10 @@ from dagen.checks import check_graph
 from dagen.cost import (
     CostModel,
     Estimate,
+    Verdict,
     estimate,
+    figures,
+    judge_comparison,
     judge_estimate,
     judge_plan_bounds,
     model_for,
@@ -143,7 +146,7 @@ def analyse(
     findings = list(plan_findings(plan))
     if blocking(findings):
         say("judging claims against first-principles bounds")
-        bounds = judge_plan_bounds(plan)
+        bounds = judge_plan_bounds(plan) + _comparisons(plan, None, cost_model, say)
         findings += verdict_findings(plan, bounds)
         return Analysis(plan=plan, findings=tuple(findings))
     say("building the graph")
@@ -158,9 +161,37 @@ def analyse(
         say("estimating memory and simulating the schedule")
         model = cost_model or model_for(plan)
         est = estimate(graph, cost_model=model, meter=_phase(meter, "simulating"))
-        est = dataclasses.replace(est, verdicts=judge_estimate(plan, est))
+        verdicts = judge_estimate(plan, est) + _comparisons(plan, est, cost_model, say)
+        est = dataclasses.replace(est, verdicts=verdicts)
         findings += verdict_findings(plan, est.verdicts)
     return Analysis(plan=plan, findings=tuple(findings), graph=graph, estimate=est)
+
+
+def _comparisons(
+    plan: Plan, est: Estimate | None, model: CostModel | None, say: Progress
+) -> tuple[Verdict, ...]:
+    """Each comparative claim judged: the alternative analysed like any plan (its own
+    rules, graph checks and estimate), then both plans' figures compared."""
+    out = []
+    this = figures(plan, est) if est is not None else None
+    for i, alt in enumerate(plan.alternatives):
+        if alt is None:
+            continue
+        why = "" if est is not None else "this plan does not build, so it has no figures"
+        other = None
+        if est is not None:
+            say(f"analysing the alternative of claims.{i}")
+            result = analyse(alt, cost_model=model)
+            if result.estimate is None:
+                errors = [f for f in result.findings if f.severity is Severity.ERROR]
+                first = errors[0] if errors else None
+                why = "the alternative does not build" + (
+                    f": {first.code} {first.path}: {first.message}" if first else ""
+                )
+            else:
+                other = figures(alt, result.estimate)
+        out.append(judge_comparison(plan, i, this, other, why))
+    return tuple(out)
 
 
 def _phase(meter: Phases | None, phase: str) -> Callable[[int, int], None] | None:

@@ -355,6 +355,32 @@ class Code(enum.StrEnum):
         "The peak-memory claim, against the estimate and the weights floor.",
     )
     COST_OOM = "COST-OOM", _E, _COST, "The plan does not fit in GPU memory."
+    COST_UTILIZATION = (
+        "COST-UTILIZATION",
+        _I,
+        _COST,
+        "The GPU-utilisation claim: mean compute busy time over the makespan.",
+    )
+    COST_MFU = "COST-MFU", _I, _COST, "The model-FLOPs-utilisation claim."
+    COST_COMM = (
+        "COST-COMM",
+        _I,
+        _COST,
+        "The claim on the communication share of the step (critical path).",
+    )
+    COST_MEMORY_FIGURE = (
+        "COST-MEMORY-FIGURE",
+        _I,
+        _COST,
+        "A stated memory figure per GPU, against the estimate within a tolerance.",
+    )
+    COST_CLAIM = "COST-CLAIM", _I, _COST, "An absolute claim of the claims list, on any metric."
+    COST_COMPARE = (
+        "COST-COMPARE",
+        _I,
+        _COST,
+        "A comparative claim: this plan against an alternative, on one metric.",
+    )
 
 
 _BY_VALUE: dict[str, Code] = {c.value: c for c in Code}

@@ -175,10 +175,14 @@ def test_output_that_is_not_a_regular_file_is_refused(runner: CliRunner, tmp_pat
 
 def test_check_prints_estimates_and_the_seed_fixed_verdicts(runner: CliRunner) -> None:
     result = runner.invoke(main, ["check", str(SAMPLES / "seed-moe-10b-fixed.yaml")])
-    # The layout is fixed; the report's 100 tokens/ms per GPU is still impossible.
+    # The layout is fixed; the report's 100 tokens/ms per GPU (12,800 tokens/ms in all)
+    # is still impossible, and every other claim of the report is judged.
     assert result.exit_code == 1
     errors = [line for line in result.stdout.splitlines() if line.startswith("error ")]
-    assert len(errors) == 1 and "COST-THROUGHPUT-GPU" in errors[0] and "impossible" in errors[0]
+    assert [e.split()[1] for e in errors] == ["COST-THROUGHPUT-GPU", "COST-THROUGHPUT"]
+    assert all("impossible" in e for e in errors)
+    judged = {line.split()[1] for line in result.stdout.splitlines() if " COST-" in line}
+    assert {"COST-UTILIZATION", "COST-MEMORY-FIGURE", "COST-CLAIM", "COST-COMPARE"} <= judged
     assert "graph: 28,160 nodes" in result.stdout
     assert "memory: fullest rank" in result.stdout and "TTFT (prefill makespan)" in result.stdout
     assert "tokens/s per GPU" in result.stdout

@@ -97,7 +97,10 @@ def test_seed_fixed_verdicts_from_the_simulation() -> None:
 def test_findings_carry_codes_severities_and_the_target_line() -> None:
     plan = load_plan(SAMPLES / "seed-moe-10b-fixed.yaml")
     findings = {f.code: f for f in verdict_findings(plan, judged(plan))}
-    assert set(findings) == {"COST-TTFT", "COST-THROUGHPUT-GPU", "COST-MEMORY", "COST-OOM"}
+    assert set(findings) == {
+        "COST-TTFT", "COST-THROUGHPUT-GPU", "COST-THROUGHPUT", "COST-MEMORY", "COST-OOM",
+        "COST-UTILIZATION", "COST-MEMORY-FIGURE", "COST-CLAIM",
+    }  # fmt: skip
     impossible = findings["COST-THROUGHPUT-GPU"]
     assert impossible.severity is Severity.ERROR and impossible.fix
     assert impossible.path == "targets.tokens_per_s_per_gpu"

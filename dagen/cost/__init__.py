@@ -3,7 +3,8 @@
 - :func:`estimate` prices a built graph with a cost model (:class:`CostModel`; the
   roofline and alpha-beta model by default, :func:`default_cost_model`), simulates its
   two-stream schedule and reports memory per rank, latency and throughput;
-  :func:`judge_estimate` weighs a plan's targets against it.
+  :func:`judge_estimate` weighs a plan's targets and claims against it, and
+  :func:`judge_comparison` a comparative claim against its alternative's figures.
 - :func:`judge_plan_bounds` judges a plan's claims against first-principles bounds
   alone, without a graph (for plans that cannot be built).
 - :func:`verdict_findings` turns verdicts into findings (``COST-*`` codes).
@@ -21,8 +22,10 @@ from __future__ import annotations
 
 from dagen.cost.claims import verdict_findings
 from dagen.cost.engine import Meter
-from dagen.cost.estimator import Estimate, PoolFigures, estimate, judge_estimate
+from dagen.cost.estimator import Estimate, PoolFigures, estimate
+from dagen.cost.judge import judge_comparison, judge_estimate, judge_plan_bounds
 from dagen.cost.memory import MemoryReport, memory_report
+from dagen.cost.metrics import Figures, figures
 from dagen.cost.model import (
     CostModel,
     CostModelError,
@@ -37,8 +40,7 @@ from dagen.cost.verdicts import (
     EstimateParts,
     Verdict,
     VerdictKind,
-    judge,
-    judge_plan_bounds,
+    judge_targets,
 )
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "CostModelError",
     "Estimate",
     "EstimateParts",
+    "Figures",
     "MemoryReport",
     "Meter",
     "PoolFigures",
@@ -57,9 +60,11 @@ __all__ = [
     "VerdictKind",
     "default_cost_model",
     "estimate",
-    "judge",
+    "figures",
+    "judge_comparison",
     "judge_estimate",
     "judge_plan_bounds",
+    "judge_targets",
     "memory_report",
     "model_for",
     "verdict_findings",

@@ -39,6 +39,12 @@ _FIX = {
     Code.COST_THROUGHPUT_GPU: "lower targets.tokens_per_s_per_gpu to what the FLOPs per token allow, or use faster GPUs",
     Code.COST_THROUGHPUT: "add GPUs or lower targets.tokens_per_s",
     Code.COST_MEMORY: "shard more (tp, ep, pp), shorten the context or the batch, or relax targets.max_memory_fraction",
+    Code.COST_UTILIZATION: "raise the busy time: more micro-batches (smaller bubble), overlap communication, or relax targets.gpu_utilization",
+    Code.COST_MFU: "the claim counts more FLOPs per second than the estimate gives; relax targets.mfu or change the layout (dagen search)",
+    Code.COST_COMM: "shrink the exposed communication (less tp across nodes, fewer all-to-alls) or relax targets.max_comm_share",
+    Code.COST_MEMORY_FIGURE: "state the figure the estimate gives (or the framework's measured one), or widen targets.memory_tolerance",
+    Code.COST_CLAIM: "correct the claim to the estimate's figure, or change the plan until it holds",
+    Code.COST_COMPARE: "correct the claimed change to the estimated one (dagen compare shows both plans side by side)",
     Code.COST_OOM: "shard the weights over more GPUs (tp, ep, pp), quantise the KV cache (precision.kv_cache: fp8), or lower the batch/concurrency or context to what fits",
 }
 
@@ -49,7 +55,7 @@ def verdict_findings(plan: Plan, verdicts: tuple[Verdict, ...] | list[Verdict]) 
     error. Line and column point at the target in the plan file."""
     out = []
     for v in verdicts:
-        code = _CODES[v.path]
+        code = v.code or _CODES[v.path]
         severity = _SEVERITY[v.verdict]
         if code is Code.COST_OOM and v.verdict is VerdictKind.FAILS:
             severity = Severity.ERROR

@@ -25,13 +25,13 @@ from dagen.cost.memory import MemoryReport, memory_report
 from dagen.cost.model import CostModel, default_cost_model, node_seconds
 from dagen.cost.simulate import Schedule, simulate
 from dagen.cost.usage import utilisation
-from dagen.cost.verdicts import EstimateParts, Verdict, judge
+from dagen.cost.verdicts import Verdict
 from dagen.graph.dims import steady
 from dagen.graph.ir import Graph, Kind
 from dagen.graph.pool import Pool
-from dagen.plan.model import Hardware, Plan
+from dagen.plan.model import Hardware
 
-__all__ = ["Estimate", "PoolFigures", "estimate", "judge_estimate"]
+__all__ = ["Estimate", "PoolFigures", "estimate"]
 
 log = logging.getLogger(__name__)
 
@@ -237,13 +237,3 @@ def _sources(model: CostModel, graph: Graph) -> tuple[dict[str, float], tuple[st
     total = max(int(compute.sum()), 1)
     shares = {SOURCES[i]: round(int((codes == i).sum()) / total, 4) for i in range(len(SOURCES))}
     return shares, notes
-
-
-def judge_estimate(plan: Plan, est: Estimate) -> tuple[Verdict, ...]:
-    """The verdicts on ``plan``'s claims against ``est`` and the first-principles bounds."""
-    parts = EstimateParts(
-        world=est.memory.total_bytes.shape[0], memory=est.memory, ttft_s=est.ttft_s,
-        tpot_s=est.tpot_s, tokens_per_s=est.tokens_per_s,
-        tokens_per_s_per_gpu=est.tokens_per_s_per_gpu,
-    )  # fmt: skip
-    return judge(plan, parts)

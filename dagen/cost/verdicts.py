@@ -18,6 +18,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dagen.codes import Code
 from dagen.cost.bounds import bound_world, fmt, peak_flops, token_flops, total_weight_bytes
 from dagen.cost.hbm import step_bytes_bound
 from dagen.cost.memory import MemoryReport
@@ -27,8 +28,9 @@ __all__ = [
     "EstimateParts",
     "Verdict",
     "VerdictKind",
-    "judge",
-    "judge_plan_bounds",
+    "decide",
+    "judge_targets",
+    "target_functions",
 ]
 
 
@@ -60,6 +62,8 @@ class Verdict:
     for throughput)."""
     verdict: VerdictKind
     arithmetic: str
+    code: Code | None = None
+    """The finding code, when the path alone does not tell it (a ``claims`` entry)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,7 +78,7 @@ class EstimateParts:
     memory: MemoryReport | None = None
 
 
-def _decide(
+def decide(
     at_most: bool, target: float, estimate: float | None, bound: float | None
 ) -> VerdictKind:
     """``at_most``: the claim is ``value ≤ target`` (bound is a floor), else ``≥`` (ceiling)."""
@@ -120,7 +124,7 @@ def _ttft(plan: Plan, parts: EstimateParts | None, target: float) -> Verdict:
     total = w.batch * w.prompt_len * tf.per_token
     bound = total / (world * rate)
     est = parts.ttft_s if parts is not None else None
-    kind = _decide(True, target, est, bound)
+    kind = decide(True, target, est, bound)
     text = (
         f"TTFT ≥ prompt FLOPs ÷ (GPUs × peak FLOP/s) = {w.batch} prompts × "
         f"{w.prompt_len} tokens × {fmt(tf.per_token)} FLOP/token = {fmt(total)} FLOP ÷ "
@@ -153,7 +157,7 @@ def _tpot(plan: Plan, parts: EstimateParts | None, target: float) -> Verdict:
     floor, why = _decode_floor(plan, parts)
     bound = floor * 1e3
     est = parts.tpot_s * 1e3 if parts is not None and parts.tpot_s is not None else None
-    kind = _decide(True, target, est, bound)
+    kind = decide(True, target, est, bound)
     text = f"TPOT ≥ one decode step: {why} Claimed ≤ {fmt(target)} ms → {kind.value}; "
     return Verdict(
         claim=f"time per output token ≤ {fmt(target)} ms", path="targets.tpot_ms", unit="ms",
@@ -182,7 +186,7 @@ def _per_gpu_ceiling(plan: Plan, parts: EstimateParts | None) -> tuple[float, st
 def _throughput_gpu(plan: Plan, parts: EstimateParts | None, target: float) -> Verdict:
     ceiling, why = _per_gpu_ceiling(plan, parts)
     est = parts.tokens_per_s_per_gpu if parts is not None else None
-    kind = _decide(False, target, est, ceiling)
+    kind = decide(False, target, est, ceiling)
     need = peak_flops(plan)[0] / target
     text = (
         f"{why}. Claimed ≥ {fmt(target)} tokens/s per GPU, which needs ≤ {fmt(need)} "
@@ -201,7 +205,7 @@ def _throughput(plan: Plan, parts: EstimateParts | None, target: float) -> Verdi
     world, world_text = _world(plan, parts)
     ceiling = per_gpu * world
     est = parts.tokens_per_s if parts is not None else None
-    kind = _decide(False, target, est, ceiling)
+    kind = decide(False, target, est, ceiling)
     text = (
         f"tokens/s ≤ {world_text} × {fmt(per_gpu)} per GPU = {fmt(ceiling)}, where {why}. "
         f"Claimed ≥ {fmt(target)} → {kind.value}; {_closing(kind, est, 'tokens/s')}."
@@ -248,7 +252,7 @@ def _memory(plan: Plan, parts: EstimateParts | None, target: float) -> Verdict:
     bound = floor / capacity
     mem = parts.memory if parts is not None else None
     est = mem.peak_fraction if mem is not None else None
-    kind = _decide(True, target, est, bound)
+    kind = decide(True, target, est, bound)
     detail = f" Fullest {_breakdown(mem, mem.peak_rank)}." if mem is not None else ""
     text = (
         f"memory ≥ the weights that must sit there: {why} ÷ {_gib(capacity)} "
@@ -300,7 +304,7 @@ def _fits(plan: Plan, parts: EstimateParts | None) -> Verdict | None:
     over = _overflow(plan, mem) if mem is not None else None
     if mem is not None:
         est = gib + over[0] if over is not None else float(mem.total_bytes.max()) / GIB
-    kind = _decide(True, gib, est, floor / GIB)
+    kind = decide(True, gib, est, floor / GIB)
     if kind is VerdictKind.UNVERIFIED:
         return None
     closing = over[1] if over is not None else _closing(kind, est, "GiB on the fullest rank")
@@ -322,8 +326,8 @@ _CLAIMS: tuple[tuple[str, Callable[[Plan, EstimateParts | None, float], Verdict]
 )
 
 
-def judge(plan: Plan, parts: EstimateParts | None) -> tuple[Verdict, ...]:
-    """Weigh every target of ``plan`` (and whether it fits in memory).
+def judge_targets(plan: Plan, parts: EstimateParts | None) -> tuple[Verdict, ...]:
+    """Weigh the time, throughput and memory targets of ``plan`` (and whether it fits).
 
     ``parts`` carries the simulated figures; with None only the bounds judge.
     """
@@ -338,13 +342,6 @@ def judge(plan: Plan, parts: EstimateParts | None) -> tuple[Verdict, ...]:
     return tuple(out)
 
 
-def judge_plan_bounds(plan: Plan) -> tuple[Verdict, ...]:
-    """Weigh the plan's claims against the first-principles bounds alone (no graph).
-
-    Example:
-        >>> from dagen.plan.loader import load_plan
-        >>> seed = load_plan("samples/seed-moe-10b.yaml")  # doctest: +SKIP
-        >>> [v.verdict.value for v in judge_plan_bounds(seed)]  # doctest: +SKIP
-        ['unverified', 'impossible', 'unverified']
-    """
-    return judge(plan, None)
+def target_functions() -> dict[str, Callable[[Plan, EstimateParts | None, float], Verdict]]:
+    """The judge of each ``targets`` field this module owns, by field name."""
+    return dict(_CLAIMS)

@@ -26,6 +26,7 @@ from typing import Any
 
 from dagen.findings import Code, Finding, Origin, problem
 from dagen.plan.aliases import ALIASES
+from dagen.plan.claims import Claim
 from dagen.plan.model import RATE_KEYS, Hardware, Mode, Model, Phase, Plan, Workload
 from dagen.plan.params import parse_count
 from dagen.plan.schema import FieldInfo, FKind, record_fields
@@ -238,6 +239,40 @@ def _record(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
     return convert_record(info.record, node, path, ctx)
 
 
+def _record_list(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
+    assert info.record is not None
+    name = info.record.__name__
+    if node.kind is not Kind.SEQUENCE:
+        msg = f"found {node.describe()}; expected a list of {name} mappings"
+        return ctx.bad(Code.P_TYPE, path, node, msg, f"write {info.name}: then '- ' items")
+    out = []
+    for i, item in enumerate(node.items):
+        sub = join(path, str(i))
+        if item.kind is not Kind.MAPPING:
+            msg = f"found {item.describe()}; expected a mapping of {name} fields"
+            out.append(ctx.bad(Code.P_NOT_MAPPING, sub, item, msg, "write '- key: value'"))
+        else:
+            out.append(convert_record(info.record, item, sub, ctx))
+    return BAD if BAD in out else tuple(out)
+
+
+def _override(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
+    """A partial plan, kept as plain data; the loader builds and validates the plan it
+    makes (:mod:`dagen.plan.variant`)."""
+    if node.kind is not Kind.MAPPING or not node.entries:
+        msg = f"found {node.describe()}; expected a mapping of plan sections to change"
+        return ctx.bad(Code.P_NOT_MAPPING, path, node, msg, "write e.g. vs: {parallel: {pp: 2}}")
+    return _plain(node)
+
+
+def _plain(node: YNode) -> Any:
+    if node.kind is Kind.MAPPING:
+        return {k: _plain(v) for k, v in node.entries.items()}
+    if node.kind is Kind.SEQUENCE:
+        return [_plain(v) for v in node.items]
+    return node.value
+
+
 _CONVERT: dict[FKind, Callable[[FieldInfo, YNode, str, Context], Any]] = {
     FKind.INT: _int,
     FKind.FLOAT: _float,
@@ -248,6 +283,8 @@ _CONVERT: dict[FKind, Callable[[FieldInfo, YNode, str, Context], Any]] = {
     FKind.INT_TUPLE: _int_tuple,
     FKind.DTYPE_MAP: _dtype_map,
     FKind.COUNT: _count,
+    FKind.RECORD_LIST: _record_list,
+    FKind.OVERRIDE: _override,
 }
 
 
@@ -323,7 +360,27 @@ def _derive(cls: type[Any], values: dict[str, Any], node: YNode, path: str, ctx:
         return _derive_workload(values, node, path, ctx)
     if cls is Hardware:
         return _derive_hardware(values, node, path, ctx)
+    if cls is Claim:
+        return _claim_form(values, node, path, ctx)
     return True
+
+
+def _claim_form(values: dict[str, Any], node: YNode, path: str, ctx: Context) -> bool:
+    """A claim is absolute (``at_most`` or ``at_least``) or comparative (``vs`` with
+    ``change``), exactly one of the three."""
+    given = [k for k in ("at_most", "at_least", "vs") if values.get(k) is not None]
+    if len(given) == 1 and (values.get("change") is not None) == (given[0] == "vs"):
+        return True
+    if given == ["vs"]:
+        msg, fix = "the claim names an alternative (vs) but no change", "add 'change: -0.4'"
+    elif values.get("change") is not None and not given:
+        msg, fix = "the claim gives a change but no alternative", "add 'vs: {parallel: {pp: 2}}'"
+    else:
+        has = ", ".join(given + (["change"] if values.get("change") is not None else []))
+        msg = f"the claim needs exactly one of at_most, at_least or vs + change; it has {has or 'none'}"
+        fix = "keep one form per claim; write two claims for two statements"
+    ctx.bad(Code.P_TYPE, path, node, msg, fix)
+    return False
 
 
 def _derive_hardware(values: dict[str, Any], node: YNode, path: str, ctx: Context) -> bool:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +40,14 @@ from dagen.plan.convert import BAD, Context, convert_record, join
 from dagen.plan.hf import read_hf_config
 from dagen.plan.model import Plan
 from dagen.plan.presets import PRESETS
+from dagen.plan.variant import Override, flag_origins, overlay, override_node
 from dagen.plan.yamlsrc import compose_text, too_large
 from dagen.plan.ynode import Kind, YNode, plain
 
 __all__ = ["load_plan", "load_plan_text"]
 
 
-def load_plan(path: str | os.PathLike[str]) -> Plan:
+def load_plan(path: str | os.PathLike[str], overrides: Sequence[Override] | None = None) -> Plan:
     """Load and validate the plan file at ``path``.
 
     Raises:
@@ -70,14 +71,19 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
         raise PlanError(
             [_file_problem(msg, "check the path and its permissions")], source
         ) from None
-    return load_plan_text(text, source=source, base_dir=p.parent)
+    return load_plan_text(text, source=source, base_dir=p.parent, overrides=overrides)
 
 
 def _file_problem(message: str, fix: str) -> Finding:
     return problem(Code.P_FILE, message, fix)
 
 
-def load_plan_text(text: str, source: str = "<string>", base_dir: Path | None = None) -> Plan:
+def load_plan_text(
+    text: str,
+    source: str = "<string>",
+    base_dir: Path | None = None,
+    overrides: Sequence[Override] | None = None,
+) -> Plan:
     """Load and validate a plan from YAML ``text``.
 
     Args:
@@ -85,6 +91,8 @@ def load_plan_text(text: str, source: str = "<string>", base_dir: Path | None = 
         source: Name used in messages; its stem is the plan's default name.
         base_dir: Directory ``model.hf_config`` is relative to (default: the
             current directory).
+        overrides: Values written over the file's (``dagen compare --vary``), each
+            naming the flag that gave it.
 
     Raises:
         PlanError: with every problem found.
@@ -104,15 +112,47 @@ def load_plan_text(text: str, source: str = "<string>", base_dir: Path | None = 
         fix = "start the file with 'model:', 'parallel:', 'workload:' and 'hardware:' sections"
         problems.append(_at(Code.P_NOT_MAPPING, "", root, msg, fix))
         raise PlanError(problems, source)
+    if overrides:
+        root = overlay(root, override_node(overrides))
+    base = base_dir or Path.cwd()
     ctx = Context(problems=problems, stem=_stem(source))
-    _record_locations(root, "", ctx.locations, key_at=(root.line, root.column))
-    root = _with_sources(root, base_dir or Path.cwd(), ctx)
-    plan = convert_record(Plan, root, "", ctx)
+    plan = _convert(root, base, ctx)
+    if plan is not BAD and plan.claims:
+        plan = dataclasses.replace(plan, alternatives=_alternatives(root, plan, base, ctx))
     if ctx.problems or plan is BAD:
         raise PlanError(ctx.problems, source)
-    locations = dict(sorted(ctx.locations.items()))
+    locations = dict(sorted({**ctx.locations, **flag_origins(overrides or ())}.items()))
     out: Plan = dataclasses.replace(plan, source=source, locations=locations)
     return out
+
+
+def _convert(root: YNode, base_dir: Path, ctx: Context) -> Any:
+    """The plan ``root`` describes (sources filled in), or :data:`BAD`."""
+    _record_locations(root, "", ctx.locations, key_at=(root.line, root.column))
+    return convert_record(Plan, _with_sources(root, base_dir, ctx), "", ctx)
+
+
+def _alternatives(root: YNode, plan: Plan, base_dir: Path, ctx: Context) -> tuple[Any, ...]:
+    """For each claim, the plan its ``vs`` writes over this one (claims and targets
+    left out), or None; a problem in one is reported at its own line, naming the claim."""
+    items = root.entries["claims"].items
+    bare = dataclasses.replace(
+        root, entries={k: v for k, v in root.entries.items() if k not in ("claims", "targets")}
+    )
+    out: list[Any] = []
+    for i, claim in enumerate(plan.claims):
+        vs = items[i].get("vs")
+        if vs is None:
+            out.append(None)
+            continue
+        sub = Context(stem=f"{plan.name}.vs{i}")
+        alt = _convert(overlay(bare, vs), base_dir, sub)
+        what = f"claims.{i}" + (f" ({claim.says!r})" if claim.says else "")
+        for p in sub.problems:
+            message = f"{what}: the alternative plan: {p.message}"
+            ctx.problems.append(dataclasses.replace(p, message=message))
+        out.append(None if alt is BAD else alt)
+    return tuple(out)
 
 
 def _stem(source: str) -> str:
@@ -142,16 +182,6 @@ def _record_locations(
 
 
 # ------------------------------------------------------- hf_config and presets
-
-
-def _overlay(base: YNode, top: YNode) -> YNode:
-    """``top`` written over ``base``; mappings merge key by key."""
-    if base.kind is not Kind.MAPPING or top.kind is not Kind.MAPPING:
-        return top
-    entries = dict(base.entries)
-    for key, child in top.entries.items():
-        entries[key] = _overlay(base.entries[key], child) if key in base.entries else child
-    return dataclasses.replace(top, entries=entries, keys={**base.keys, **top.keys})
 
 
 def _synthetic(
@@ -202,7 +232,7 @@ def _model_from_hf(model: YNode, base_dir: Path, ctx: Context) -> YNode:
         return model
     base = _synthetic(hf.values, hf.origins, "", ref, "hf_config key")
     _locate_synthetic(base, "model", ctx, ref)
-    return _overlay(base, model)
+    return overlay(base, model)
 
 
 def _preset_problem(ref: YNode, name: str) -> Finding:
@@ -228,7 +258,7 @@ def _hardware_from_preset(hardware: YNode, ctx: Context) -> YNode:
     values = {k: dict(v) if isinstance(v, Mapping) else v for k, v in PRESETS[ref.value].items()}
     base = _synthetic(values, {}, "", ref, f"preset '{ref.value}'")
     _locate_synthetic(base, "hardware", ctx, ref)
-    return _overlay(base, hardware)
+    return overlay(base, hardware)
 
 
 def _with_sources(root: YNode, base_dir: Path, ctx: Context) -> YNode:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dagen.findings import Origin
+from dagen.plan.claims import Claim, Metric
 from dagen.plan.fields import spec
 from dagen.plan.formats import RATE_KEYS, WIDER, DType, Formats, Precision
 from dagen.plan.runtime import Cost, CostModelName, Framework, Runtime
@@ -23,6 +24,7 @@ from dagen.plan.workload import Mode, Phase, Workload
 
 __all__ = [
     "RATE_KEYS",
+    "Claim",
     "Convention",
     "Cost",
     "CostModelName",
@@ -30,6 +32,7 @@ __all__ = [
     "Formats",
     "Framework",
     "Hardware",
+    "Metric",
     "Mla",
     "Mode",
     "Model",
@@ -329,6 +332,30 @@ class Targets:
         maximum=1,
         exclusive_minimum=True,
     )
+    gpu_utilization: float | None = spec(
+        "GPU utilisation at least: compute-stream busy time over the makespan, mean over GPUs.",
+        default=None, minimum=0, maximum=1, exclusive_minimum=True,
+    )  # fmt: skip
+    mfu: float | None = spec(
+        "Model FLOPs utilisation at least: model FLOPs per second over every GPU's peak.",
+        default=None, minimum=0, maximum=1, exclusive_minimum=True,
+    )  # fmt: skip
+    max_comm_share: float | None = spec(
+        "Communication on the critical path at most this fraction of the step.",
+        default=None, minimum=0, maximum=1,
+    )  # fmt: skip
+    memory_per_gpu_gb: float | None = spec(
+        "A stated memory use per GPU (fullest GPU), in decimal GB, to agree with the estimate.",
+        default=None, unit="GB", minimum=0, exclusive_minimum=True,
+    )  # fmt: skip
+    memory_per_gpu_gib: float | None = spec(
+        "The same in GiB (2³⁰ bytes); give one of the two.",
+        default=None, unit="GiB", minimum=0, exclusive_minimum=True,
+    )  # fmt: skip
+    memory_tolerance: float = spec(
+        "How far the stated memory may be from the estimate and still agree (0.1 = 10 %).",
+        default=0.1, minimum=0, maximum=1,
+    )  # fmt: skip
 
 
 @dataclass(**_RECORD)
@@ -349,6 +376,17 @@ class Plan:
     )
     cost: Cost = spec("Which cost model prices the nodes.", default=Cost())
     targets: Targets = spec("Claims to verify.", default=Targets())
+    claims: tuple[Claim, ...] = spec(
+        "More claims: a bound on any metric, or a change against an alternative plan.",
+        default=(),
+    )
+    alternatives: tuple[Plan | None, ...] = field(
+        default=(),
+        metadata={
+            "doc": "For each claim, the plan its vs makes (None for an absolute claim).",
+            "internal": True,
+        },
+    )
     source: str = field(
         default="", metadata={"doc": "File the plan was read from.", "internal": True}
     )

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass
 from typing import Any
 
+from dagen.plan.claims import Claim
 from dagen.plan.model import (
     RATE_KEYS,
     Cost,
@@ -66,6 +67,7 @@ SECTIONS: tuple[tuple[str, type[Any]], ...] = (
     ("runtime", Runtime),
     ("cost", Cost),
     ("targets", Targets),
+    ("claims[]", Claim),
 )
 """Every record of a plan and the YAML path where it sits."""
 
@@ -82,6 +84,8 @@ class FKind(enum.StrEnum):
     INT_TUPLE = "list of integers"
     DTYPE_MAP = "dtype → number"
     COUNT = "count"
+    RECORD_LIST = "list of records"
+    OVERRIDE = "partial plan"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,6 +115,8 @@ class FieldInfo:
             text = " / ".join(f"`{m.value}`" for m in self.enum)
         elif self.kind is FKind.RECORD and self.record is not None:
             text = f"mapping ({self.record.__name__})"
+        elif self.kind is FKind.RECORD_LIST and self.record is not None:
+            text = f"list of mappings ({self.record.__name__})"
         elif self.kind is FKind.COUNT:
             text = "number or count text (`10B`)"
         else:
@@ -137,6 +143,8 @@ class FieldInfo:
             return "required"
         if self.default is None:
             return "none"
+        if self.default in ((), ""):
+            return "empty"
         if isinstance(self.default, enum.Enum):
             return f"`{self.default.value}`"
         if isinstance(self.default, bool):
@@ -171,9 +179,13 @@ def _kind_of(tp: Any) -> tuple[FKind, type[Any] | None]:
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return FKind.RECORD, tp
     if origin is tuple:
+        item = typing.get_args(tp)[0]
+        if isinstance(item, type) and dataclasses.is_dataclass(item):
+            return FKind.RECORD_LIST, item
         return FKind.INT_TUPLE, None
     if origin is Mapping:
-        return FKind.DTYPE_MAP, None
+        value = typing.get_args(tp)[1]
+        return (FKind.OVERRIDE if value is Any else FKind.DTYPE_MAP), None
     raise TypeError(f"no schema for field type {tp!r}")  # a model.py change needs one
 
 
@@ -220,7 +232,7 @@ def _read_fields(cls: type[Any]) -> tuple[FieldInfo, ...]:
                 exclusive_minimum=bool(meta.get("exclusive_minimum", False)),
                 derived=bool(meta.get("derived", False)),
                 enum=sub if kind is FKind.ENUM else None,
-                record=sub if kind is FKind.RECORD else None,
+                record=sub if kind in (FKind.RECORD, FKind.RECORD_LIST) else None,
             )
         )
     return tuple(out)
@@ -236,6 +248,10 @@ def _value_schema(info: FieldInfo) -> dict[str, Any]:
         return {"type": "string", "enum": [m.value for m in info.enum]}
     if info.kind is FKind.INT_TUPLE:
         return {"type": "array", "items": {"type": "integer", "minimum": 0}}
+    if info.kind is FKind.RECORD_LIST and info.record is not None:
+        return {"type": "array", "items": {"$ref": f"#/$defs/{info.record.__name__}"}}
+    if info.kind is FKind.OVERRIDE:
+        return {"type": "object", "description": "any subset of the plan's sections"}
     if info.kind is FKind.DTYPE_MAP:
         number = {"type": "number", "exclusiveMinimum": 0}
         return {
