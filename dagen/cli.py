@@ -23,7 +23,7 @@ from dagen.errors import DagenError, PlanError
 from dagen.findings import Finding, Severity
 from dagen.graph.ir import INT16_MAX
 from dagen.mesh import MAX_WORLD, mesh_of
-from dagen.plan.model import CostModelName
+from dagen.plan.model import CostModelName, Plan
 
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
@@ -50,6 +50,12 @@ Examples:
   dagen schema plan > plan.schema.json
   dagen schema dag > dag.schema.json
 """
+_EPILOG_COMPARE = """\b
+Examples:
+  dagen compare samples/seed-moe-10b-fixed.yaml samples/qwen3-moe-235b.yaml
+  dagen compare samples/seed-moe-10b-fixed.yaml --vary pp=2,4 --vary micro_batches=4,8 --format markdown
+"""
+
 _EPILOG_REPORT = """\b
 Examples:
   dagen report samples/seed-moe-10b-fixed.yaml > report.md
@@ -181,12 +187,15 @@ _format_opt = click.option(
 )
 
 
+def _costed(plan: Plan, cost: str | None) -> Plan:
+    """``--cost`` overrides the plan's ``cost.model``."""
+    if cost is None:
+        return plan
+    return dataclasses.replace(plan, cost=dataclasses.replace(plan.cost, model=CostModelName(cost)))
+
+
 def _analyse(state: _State, path: Path, cost: str | None = None) -> api.Analysis:
-    plan = api.load_plan(path)
-    if cost is not None:  # --cost overrides the plan's cost.model
-        plan = dataclasses.replace(
-            plan, cost=dataclasses.replace(plan.cost, model=CostModelName(cost))
-        )
+    plan = _costed(api.load_plan(path), cost)
     return api.analyse(plan, progress=state.progress, meter=state.bars)
 
 
@@ -317,6 +326,47 @@ def schema(which: str) -> None:
     else:
         from dagen.export.json_ import dag_schema as make
     click.echo(json.dumps(make(), indent=2, sort_keys=True))
+
+
+@main.command(epilog=_EPILOG_COMPARE)
+@click.argument("plans", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--vary",
+    "varies",
+    multiple=True,
+    metavar="KEY=V1,V2",
+    help="Write each value over the one plan given (repeatable: every combination).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
+@_cost_opt
+@click.pass_obj
+def compare(
+    state: _State, plans: tuple[Path, ...], varies: tuple[str, ...], fmt: str, cost: str | None
+) -> None:
+    """Compare plans side by side: size, memory, TTFT, TPOT, throughput, utilisation,
+    communication, bubble and verdicts, with each plan's changed fields as a diff."""
+    from dagen.study import compare as run
+    from dagen.study import vary_plans
+    from dagen.study.render import as_json, as_markdown, as_text
+
+    with _user_errors(state):
+        if varies and len(plans) != 1:
+            raise click.UsageError("--vary takes exactly one plan")
+        if not varies and len(plans) < 2:
+            raise click.UsageError("give two or more plans, or one plan with --vary")
+        given = (
+            vary_plans(plans[0], varies) if varies else [(str(p), api.load_plan(p)) for p in plans]
+        )
+        result = run([(label, _costed(p, cost)) for label, p in given], progress=state.progress)
+    render = {"json": as_json, "markdown": as_markdown}.get(fmt, as_text)
+    click.echo(render(result), nl=False)
 
 
 @main.command(epilog=_EPILOG_REPORT)
