@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from dagen.plan.presets import PRESETS
 from dagen.plan.yamlsrc import compose_text, too_large
 from dagen.plan.ynode import Kind, YNode, plain
 
-__all__ = ["load_plan", "load_plan_text"]
+__all__ = ["flag_comments", "load_plan", "load_plan_text"]
 
 
 def load_plan(path: str | os.PathLike[str]) -> Plan:
@@ -108,11 +109,45 @@ def load_plan_text(text: str, source: str = "<string>", base_dir: Path | None = 
     _record_locations(root, "", ctx.locations, key_at=(root.line, root.column))
     root = _with_sources(root, base_dir or Path.cwd(), ctx)
     plan = convert_record(Plan, root, "", ctx)
+    flags = flag_comments(text)
     if ctx.problems or plan is BAD:
-        raise PlanError(ctx.problems, source)
-    locations = dict(sorted(ctx.locations.items()))
+        raise PlanError([_flagged(p, flags) for p in ctx.problems], source)
+    locations = {k: _flag_origin(v, flags) for k, v in sorted(ctx.locations.items())}
     out: Plan = dataclasses.replace(plan, source=source, locations=locations)
     return out
+
+
+_FLAG_COMMENT = re.compile(r"(?:^|\s)#\s*flag:\s*(?P<flag>\S.*?)\s*$")
+
+
+def flag_comments(text: str) -> dict[int, str]:
+    """Line (1-based) → the flag a ``# flag: …`` comment at its end names.
+
+    ``dagen import`` writes one after every value it traced to a command-line flag, so
+    findings on the plan point at that flag as well as at the line.
+
+    >>> flag_comments("parallel:\\n  tp: 4  # flag: -tp 4\\n")
+    {2: '-tp 4'}
+    """
+    out: dict[int, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = _FLAG_COMMENT.search(line)
+        if match is not None and line.lstrip()[:1] != "#":
+            out[number] = match["flag"]
+    return out
+
+
+def _flag_origin(origin: Origin, flags: dict[int, str]) -> Origin:
+    flag = flags.get(origin.line or 0)
+    if flag is None or origin.flag:
+        return origin
+    return dataclasses.replace(origin, flag=flag)
+
+
+def _flagged(f: Finding, flags: dict[int, str]) -> Finding:
+    if f.origin is None or not flags:
+        return f
+    return dataclasses.replace(f, origin=_flag_origin(f.origin, flags))
 
 
 def _stem(source: str) -> str:
