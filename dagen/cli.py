@@ -50,6 +50,16 @@ Examples:
   dagen schema plan > plan.schema.json
   dagen schema dag > dag.schema.json
 """
+_EPILOG_IMPORT = """\b
+Examples:
+  dagen import vllm -tp 4 -dp 2 --enable-expert-parallel --model-config config.json -o plan.yaml
+  dagen import sglang --tp-size 8 --dp-size 8 --enable-dp-attention --moe-a2a-backend deepep \\
+      --model-config config.json -o plan.yaml
+  dagen import megatron --tensor-model-parallel-size 2 --pipeline-model-parallel-size 4 \\
+      --expert-model-parallel-size 8 --world-size 64 --model-config config.json -o plan.yaml
+Framework flags are read as the framework reads them; dagen's own --hardware, --phase,
+--batch, --prompt-len, --gen-len and --micro-batches say what the plan serves.
+"""
 _EPILOG_REPORT = """\b
 Examples:
   dagen report samples/seed-moe-10b-fixed.yaml > report.md
@@ -317,6 +327,42 @@ def schema(which: str) -> None:
     else:
         from dagen.export.json_ import dag_schema as make
     click.echo(json.dumps(make(), indent=2, sort_keys=True))
+
+
+@main.command(
+    "import",
+    epilog=_EPILOG_IMPORT,
+    context_settings={"ignore_unknown_options": True, "help_option_names": ["--help"]},
+)
+@click.argument("framework", type=click.Choice(["vllm", "sglang", "megatron"]))
+@click.argument("flags", nargs=-1, type=click.UNPROCESSED)
+@click.option(
+    "--model-config",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The model's Hugging Face config.json (read, never downloaded).",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The plan YAML to write.",
+)
+@click.pass_obj
+def import_(
+    state: _State, framework: str, flags: tuple[str, ...], model_config: Path, output: Path
+) -> None:
+    """Write a plan from a vLLM, SGLang or Megatron command line's parallel flags."""
+    from dagen.plan.importers import import_plan, write_plan
+
+    with _user_errors(state):
+        imported = import_plan(framework, flags, model_config=model_config, output=output)
+        write_plan(output, imported.text)
+    _print_findings(imported.findings, str(output), "text", state.quiet)
+    if not state.quiet:
+        click.echo(f"wrote {output} ({framework} flags)", err=True)
+    sys.exit(EXIT_FINDINGS if any(f.severity is Severity.ERROR for f in imported.findings) else 0)
 
 
 @main.command(epilog=_EPILOG_REPORT)

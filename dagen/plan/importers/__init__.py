@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ from dagen.plan.loader import load_plan_text
 from dagen.plan.model import Plan
 from dagen.plan.rules import plan_findings
 
-__all__ = ["FRAMEWORKS", "Framework", "Imported", "import_plan"]
+__all__ = ["FRAMEWORKS", "Framework", "Imported", "import_plan", "write_plan"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,3 +105,21 @@ def import_plan(
     except MeshError as err:
         raise FlagError(f"{fw.name}: dagen cannot lay these flags out: {err}") from None
     return Imported(text=text, plan=plan, findings=tuple(plan_findings(plan)))
+
+
+def write_plan(output: Path, text: str) -> None:
+    """Write ``text`` to ``output`` atomically: a temporary file beside it, then a rename,
+    so a failed write leaves nothing behind and an existing file untouched.
+
+    Raises:
+        FlagError: on ``-o``, when the file cannot be written.
+    """
+    fd, temp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(temp, 0o644)
+        os.replace(temp, output)
+    except OSError as exc:
+        Path(temp).unlink(missing_ok=True)
+        raise FlagError(f"-o {output}: cannot write: {exc.strerror or exc}.") from None
