@@ -354,10 +354,10 @@ def import_(
     state: _State, framework: str, flags: tuple[str, ...], model_config: Path, output: Path
 ) -> None:
     """Write a plan from a vLLM, SGLang or Megatron command line's parallel flags."""
-    from dagen.plan.importers import import_plan, write_plan
+    from dagen.plan.importers import write_plan
 
     with _user_errors(state):
-        imported = import_plan(framework, flags, model_config=model_config, output=output)
+        imported = api.import_flags(framework, flags, model_config=model_config, output=output)
         write_plan(output, imported.text)
     _print_findings(imported.findings, str(output), "text", state.quiet)
     if not state.quiet:

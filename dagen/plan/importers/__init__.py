@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from dagen.errors import FlagError, MeshError
+from dagen.errors import FlagError
 from dagen.findings import Finding
-from dagen.mesh import mesh_of
 from dagen.plan.importers import megatron, sglang, vllm
 from dagen.plan.importers.draft import Draft, Facts, Traced, model_facts, render
 from dagen.plan.importers.flags import Flag, Given, parse
@@ -84,7 +83,9 @@ def import_plan(
     """
     fw = FRAMEWORKS.get(framework)
     if fw is None:
-        raise FlagError(f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}.")
+        raise FlagError(
+            f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}."
+        )
     given = parse(fw.name, fw.flags, argv)
     config_flag = f"--model-config {model_config}"
     if not output.parent.resolve().is_dir():
@@ -100,10 +101,6 @@ def import_plan(
         draft=draft,
     )
     plan = load_plan_text(text, source=str(output), base_dir=output.parent)
-    try:
-        mesh_of(plan)
-    except MeshError as err:
-        raise FlagError(f"{fw.name}: dagen cannot lay these flags out: {err}") from None
     return Imported(text=text, plan=plan, findings=tuple(plan_findings(plan)))
 
 

@@ -178,7 +178,10 @@ def parse(prog: str, flags: Sequence[Flag], argv: Sequence[str]) -> Given:
             twice with different values.
     """
     parser = _parser(prog, flags)
-    namespace, extra = parser.parse_known_args(list(argv))
+    try:
+        namespace, extra = parser.parse_known_args(list(argv))
+    except argparse.ArgumentError as exc:
+        parser.error(str(exc))
     if extra:
         _unknown(prog, flags, extra)
     spelled = namespace.__dict__.pop("_spelled", {})

@@ -50,8 +50,14 @@ def _degrees(given: Given) -> dict[str, int]:
     pp, cp = given["pipeline_model_parallel_size"], given["context_parallel_size"]
     etp = given["expert_tensor_parallel_size"] or tp
     world = given["world_size"] or tp * pp * cp
-    return {"tp": tp, "pp": pp, "cp": cp, "ep": given["expert_model_parallel_size"],
-            "etp": etp, "world": world}  # fmt: skip
+    return {
+        "tp": tp,
+        "pp": pp,
+        "cp": cp,
+        "ep": given["expert_model_parallel_size"],
+        "etp": etp,
+        "world": world,
+    }
 
 
 def _check_world(given: Given, d: dict[str, int], moe: bool) -> None:
@@ -59,43 +65,64 @@ def _check_world(given: Given, d: dict[str, int], moe: bool) -> None:
     model = d["tp"] * d["pp"] * d["cp"]
     if d["world"] % model:
         flags = given.origin("tensor_model_parallel_size", "pipeline_model_parallel_size")
-        reject(NAME, f"{world}; {flags}; {given.origin('context_parallel_size')}",
-               f"TP·PP·CP = {model} does not divide the world {d['world']}",
-               f"Megatron raises 'world_size is not divisible by {model}' ({_PS})",
-               f"use a world size that is a multiple of {model}")  # fmt: skip
+        reject(
+            NAME,
+            f"{world}; {flags}; {given.origin('context_parallel_size')}",
+            f"TP·PP·CP = {model} does not divide the world {d['world']}",
+            f"Megatron raises 'world_size is not divisible by {model}' ({_PS})",
+            f"use a world size that is a multiple of {model}",
+        )
     expert = d["etp"] * d["ep"] * d["pp"]
     if moe and d["world"] % expert:
         flags = given.origin("expert_tensor_parallel_size", "expert_model_parallel_size")
-        reject(NAME, f"{world}; {flags}",
-               f"ETP·EP·PP = {expert} does not divide the world {d['world']}",
-               "Megatron raises 'world_size is not divisible by "
-               f"expert_tensor_model_pipeline_parallel size' ({_PS})",
-               f"use a world size that is a multiple of {expert}, or lower EP/ETP")  # fmt: skip
+        reject(
+            NAME,
+            f"{world}; {flags}",
+            f"ETP·EP·PP = {expert} does not divide the world {d['world']}",
+            "Megatron raises 'world_size is not divisible by "
+            f"expert_tensor_model_pipeline_parallel size' ({_PS})",
+            f"use a world size that is a multiple of {expert}, or lower EP/ETP",
+        )
     dp, edp = d["world"] // model, d["world"] // max(expert, 1)
     if moe and given["use_tp_pp_dp_mapping"] and d["pp"] > 1 and edp != dp:
-        reject(NAME, f"{given.origin('use_tp_pp_dp_mapping')}; {given.origin('pipeline_model_parallel_size')}",
-               f"the order tp-cp-ep-pp-dp does not end in pp and EDP {edp} ≠ DP {dp}",
-               "Megatron asserts that the data-parallel sizes of attention and MoE layers are "
-               f"equal when not using pp-last ordering ({_PS})",
-               "drop --use-tp-pp-dp-mapping, or make ETP·EP = TP·CP")  # fmt: skip
+        reject(
+            NAME,
+            f"{given.origin('use_tp_pp_dp_mapping')}; {given.origin('pipeline_model_parallel_size')}",
+            f"the order tp-cp-ep-pp-dp does not end in pp and EDP {edp} ≠ DP {dp}",
+            "Megatron asserts that the data-parallel sizes of attention and MoE layers are "
+            f"equal when not using pp-last ordering ({_PS})",
+            "drop --use-tp-pp-dp-mapping, or make ETP·EP = TP·CP",
+        )
 
 
 def _check_model(given: Given, facts: Facts, tp: int) -> None:
     where = given.origin("tensor_model_parallel_size")
     if facts.heads % tp:
-        reject(NAME, where, f"the model's {facts.heads} attention heads do not split over it",
-               f"Megatron requires num_attention_heads % tensor_model_parallel_size == 0 ({_TC})",
-               f"use a TP that divides {facts.heads}")  # fmt: skip
+        reject(
+            NAME,
+            where,
+            f"the model's {facts.heads} attention heads do not split over it",
+            f"Megatron requires num_attention_heads % tensor_model_parallel_size == 0 ({_TC})",
+            f"use a TP that divides {facts.heads}",
+        )
     groups = facts.kv_heads
     if groups % tp and tp % groups:
-        reject(NAME, where, f"the model's {groups} KV heads (query groups) neither divide nor are a multiple of {tp}",
-               f"Megatron requires num_query_groups to be a multiple or divisor of TP ({_TC})",
-               f"use a TP that divides {groups} or is a multiple of it")  # fmt: skip
+        reject(
+            NAME,
+            where,
+            f"the model's {groups} KV heads (query groups) neither divide nor are a multiple of {tp}",
+            f"Megatron requires num_query_groups to be a multiple or divisor of TP ({_TC})",
+            f"use a TP that divides {groups} or is a multiple of it",
+        )
     if given["sequence_parallel"] and tp == 1:
-        reject(NAME, f"{given.origin('sequence_parallel')}; {where}", "sequence parallelism with TP 1",
-               "Megatron raises 'Cannot use sequence parallelism without tensor parallelism' "
-               "(megatron/core/model_parallel_config.py, ModelParallelConfig.__post_init__)",
-               "drop --sequence-parallel or raise TP")  # fmt: skip
+        reject(
+            NAME,
+            f"{given.origin('sequence_parallel')}; {where}",
+            "sequence parallelism with TP 1",
+            "Megatron raises 'Cannot use sequence parallelism without tensor parallelism' "
+            "(megatron/core/model_parallel_config.py, ModelParallelConfig.__post_init__)",
+            "drop --sequence-parallel or raise TP",
+        )
 
 
 def _check_split(given: Given, facts: Facts, pp: int) -> None:
@@ -106,11 +133,18 @@ def _check_split(given: Given, facts: Facts, pp: int) -> None:
             continue
         layers, stages = layers - n, stages - 1
     if (layers != 0) != (stages != 0) or (stages and layers % stages):
-        flags = given.origin("num_layers_in_first_pipeline_stage",
-                             "num_layers_in_last_pipeline_stage", "pipeline_model_parallel_size")  # fmt: skip
-        reject(NAME, flags, f"{layers} middle layers of {facts.layers} over {stages} middle stages",
-               f"Megatron requires the middle layers to split evenly over the middle stages ({_TC})",
-               "choose first/last stage layers that leave a multiple of the middle stages")  # fmt: skip
+        flags = given.origin(
+            "num_layers_in_first_pipeline_stage",
+            "num_layers_in_last_pipeline_stage",
+            "pipeline_model_parallel_size",
+        )
+        reject(
+            NAME,
+            flags,
+            f"{layers} middle layers of {facts.layers} over {stages} middle stages",
+            f"Megatron requires the middle layers to split evenly over the middle stages ({_TC})",
+            "choose first/last stage layers that leave a multiple of the middle stages",
+        )
 
 
 def translate(given: Given, facts: Facts) -> Draft:
@@ -130,11 +164,15 @@ def translate(given: Given, facts: Facts) -> Draft:
         "convention": Traced("megatron", "Megatron-Core's MoE parallel folding"),
         "tp": Traced(d["tp"], given.origin("tensor_model_parallel_size")),
         "cp": Traced(d["cp"], given.origin("context_parallel_size")),
-        "dp": Traced(dp, f"world/(TP·PP·CP) = {d['world']}/{d['world'] // dp}: "
-                         + given.origin("world_size", *sizes)),  # fmt: skip
+        "dp": Traced(
+            dp,
+            f"world/(TP·PP·CP) = {d['world']}/{d['world'] // dp}: "
+            + given.origin("world_size", *sizes),
+        ),
         "pp": Traced(d["pp"], given.origin("pipeline_model_parallel_size")),
-        "order": Traced("tp-cp-ep-pp-dp" if mapping else "tp-cp-ep-dp-pp",
-                        given.origin("use_tp_pp_dp_mapping")),  # fmt: skip
+        "order": Traced(
+            "tp-cp-ep-pp-dp" if mapping else "tp-cp-ep-dp-pp", given.origin("use_tp_pp_dp_mapping")
+        ),
         "sequence_parallel": Traced(given["sequence_parallel"], given.origin("sequence_parallel")),
     }
     if facts.moe:
@@ -143,8 +181,10 @@ def translate(given: Given, facts: Facts) -> Draft:
             etp_from = f"--expert-tensor-parallel-size (default TP: {given.origin('tensor_model_parallel_size')})"
         parallel["ep"] = Traced(d["ep"], given.origin("expert_model_parallel_size"))
         parallel["etp"] = Traced(d["etp"], etp_from)
-    for key, dest in (("first_stage_layers", "num_layers_in_first_pipeline_stage"),
-                      ("last_stage_layers", "num_layers_in_last_pipeline_stage")):  # fmt: skip
+    for key, dest in (
+        ("first_stage_layers", "num_layers_in_first_pipeline_stage"),
+        ("last_stage_layers", "num_layers_in_last_pipeline_stage"),
+    ):
         if given[dest] is not None:
             parallel[key] = Traced(given[dest], given.origin(dest))
     parallel["world_size"] = Traced(d["world"], given.origin("world_size", *sizes))

@@ -121,18 +121,29 @@ def _check_moe(given: Given, ep: int, ep_from: str) -> None:
             "choose EP and MoE DP whose product divides --tp-size",
         )
     if moe_dp > 1 and ep > 1 and ep * moe_dp != tp:
-        reject(NAME, flags, f"EP · MoE DP = {ep * moe_dp} ≠ TP {tp}",
-               f"SGLang asserts ep_size * moe_dp_size == tp_size when both are > 1 {rule}",
-               "make EP · MoE DP equal --tp-size")  # fmt: skip
+        reject(
+            NAME,
+            flags,
+            f"EP · MoE DP = {ep * moe_dp} ≠ TP {tp}",
+            f"SGLang asserts ep_size * moe_dp_size == tp_size when both are > 1 {rule}",
+            "make EP · MoE DP equal --tp-size",
+        )
     if moe_dp > 1 and given["pp_size"] > 1:
-        reject(NAME, f"{given.origin('moe_dp_size')}; {given.origin('pp_size')}",
-               "MoE DP with pipeline parallelism",
-               f"SGLang asserts pp_size == 1 when moe_dp_size > 1 {rule}", "drop one")  # fmt: skip
+        reject(
+            NAME,
+            f"{given.origin('moe_dp_size')}; {given.origin('pp_size')}",
+            "MoE DP with pipeline parallelism",
+            f"SGLang asserts pp_size == 1 when moe_dp_size > 1 {rule}",
+            "drop one",
+        )
     if cp != moe_dp and moe_dp != 1:
-        reject(NAME, f"{given.origin('attn_cp_size')}; {given.origin('moe_dp_size')}",
-               f"attention CP {cp} ≠ MoE DP {moe_dp}",
-               f"SGLang asserts moe_dp_size == 1 when attn_cp_size != moe_dp_size {rule}",
-               "set --moe-dp-size to 1 or to --attn-cp-size")  # fmt: skip
+        reject(
+            NAME,
+            f"{given.origin('attn_cp_size')}; {given.origin('moe_dp_size')}",
+            f"attention CP {cp} ≠ MoE DP {moe_dp}",
+            f"SGLang asserts moe_dp_size == 1 when attn_cp_size != moe_dp_size {rule}",
+            "set --moe-dp-size to 1 or to --attn-cp-size",
+        )
 
 
 def _experts(given: Given, ep: int, ep_from: str) -> dict[str, Traced]:
