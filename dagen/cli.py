@@ -23,6 +23,7 @@ from dagen.errors import DagenError, PlanError
 from dagen.findings import Finding, Severity
 from dagen.graph.ir import INT16_MAX
 from dagen.mesh import MAX_WORLD, mesh_of
+from dagen.plan.importers import FRAMEWORKS
 from dagen.plan.model import CostModelName
 
 EXIT_FINDINGS = 1
@@ -57,9 +58,14 @@ Examples:
       --model-config config.json -o plan.yaml
   dagen import megatron --tensor-model-parallel-size 2 --pipeline-model-parallel-size 4 \\
       --expert-model-parallel-size 8 --world-size 64 --model-config config.json -o plan.yaml
-Framework flags are read as the framework reads them; dagen's own --hardware, --phase,
---batch, --prompt-len, --gen-len and --micro-batches say what the plan serves.
-"""
+
+\b
+Flags read (framework flags as the framework reads them; --hardware, --phase, --batch,
+--prompt-len, --gen-len, --micro-batches are dagen's, and say what the plan serves):
+""" + "\n".join(
+    f"  {fw.name} ({fw.source}): " + ", ".join("/".join(f.names) for f in fw.flags)
+    for fw in FRAMEWORKS.values()
+)
 _EPILOG_REPORT = """\b
 Examples:
   dagen report samples/seed-moe-10b-fixed.yaml > report.md
@@ -334,7 +340,7 @@ def schema(which: str) -> None:
     epilog=_EPILOG_IMPORT,
     context_settings={"ignore_unknown_options": True, "help_option_names": ["--help"]},
 )
-@click.argument("framework", type=click.Choice(["vllm", "sglang", "megatron"]))
+@click.argument("framework", type=click.Choice(list(FRAMEWORKS)))
 @click.argument("flags", nargs=-1, type=click.UNPROCESSED)
 @click.option(
     "--model-config",
