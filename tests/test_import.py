@@ -162,3 +162,21 @@ def test_a_failed_import_keeps_an_existing_plan(runner: CliRunner, tmp_path: Pat
     out.write_text("keep me\n")
     result, _ = _import(runner, tmp_path, "vllm", "-tp", "3")
     assert result.exit_code == 2 and out.read_text() == "keep me\n"
+
+
+def test_a_flag_comment_reaches_load_problems_too(tmp_path: Path) -> None:
+    from dagen.errors import PlanError
+    from dagen.plan.loader import load_plan_text
+
+    text = (
+        "model: {hf_config: mixtral-8x7b.json}\n"
+        "parallel:\n"
+        "  tp: two  # flag: -tp two\n"
+        "workload: {batch: 1, prompt_len: 8}\n"
+        "hardware: {preset: H100-SXM-80GB}\n"
+    )
+    with pytest.raises(PlanError) as err:
+        load_plan_text(text, source="p.yaml", base_dir=HF)
+    (problem,) = [p for p in err.value.problems if p.path == "parallel.tp"]
+    assert problem.origin is not None and problem.origin.flag == "-tp two"
+    assert "P-TYPE -tp two (p.yaml:3:7): parallel.tp" in str(err.value)

@@ -60,7 +60,7 @@ def _degrees(given: Given) -> dict[str, int]:
     }
 
 
-def _check_world(given: Given, d: dict[str, int], moe: bool) -> None:
+def _check_world(given: Given, d: dict[str, int]) -> None:
     world = given.origin("world_size")
     model = d["tp"] * d["pp"] * d["cp"]
     if d["world"] % model:
@@ -73,7 +73,7 @@ def _check_world(given: Given, d: dict[str, int], moe: bool) -> None:
             f"use a world size that is a multiple of {model}",
         )
     expert = d["etp"] * d["ep"] * d["pp"]
-    if moe and d["world"] % expert:
+    if d["world"] % expert:
         flags = given.origin("expert_tensor_parallel_size", "expert_model_parallel_size")
         reject(
             NAME,
@@ -84,7 +84,7 @@ def _check_world(given: Given, d: dict[str, int], moe: bool) -> None:
             f"use a world size that is a multiple of {expert}, or lower EP/ETP",
         )
     dp, edp = d["world"] // model, d["world"] // max(expert, 1)
-    if moe and given["use_tp_pp_dp_mapping"] and d["pp"] > 1 and edp != dp:
+    if given["use_tp_pp_dp_mapping"] and d["pp"] > 1 and edp != dp:
         reject(
             NAME,
             f"{given.origin('use_tp_pp_dp_mapping')}; {given.origin('pipeline_model_parallel_size')}",
@@ -132,7 +132,7 @@ def _check_split(given: Given, facts: Facts, pp: int) -> None:
         if n is None:
             continue
         layers, stages = layers - n, stages - 1
-    if (layers != 0) != (stages != 0) or (stages and layers % stages):
+    if layers < 0 or (layers != 0) != (stages != 0) or (stages and layers % stages):
         flags = given.origin(
             "num_layers_in_first_pipeline_stage",
             "num_layers_in_last_pipeline_stage",
@@ -147,6 +147,32 @@ def _check_split(given: Given, facts: Facts, pp: int) -> None:
         )
 
 
+def _parallel(given: Given, d: dict[str, int], dp: int) -> dict[str, Traced]:
+    sizes = "tensor_model_parallel_size", "pipeline_model_parallel_size", "context_parallel_size"
+    order = "tp-cp-ep-pp-dp" if given["use_tp_pp_dp_mapping"] else "tp-cp-ep-dp-pp"
+    world_from = given.origin("world_size", *sizes)
+    return {
+        "convention": Traced("megatron", "Megatron-Core's MoE parallel folding"),
+        "tp": Traced(d["tp"], given.origin("tensor_model_parallel_size")),
+        "cp": Traced(d["cp"], given.origin("context_parallel_size")),
+        "dp": Traced(dp, f"world/(TP·PP·CP) = {d['world']}/{d['world'] // dp}: {world_from}"),
+        "pp": Traced(d["pp"], given.origin("pipeline_model_parallel_size")),
+        "order": Traced(order, given.origin("use_tp_pp_dp_mapping")),
+        "sequence_parallel": Traced(given["sequence_parallel"], given.origin("sequence_parallel")),
+    }
+
+
+def _experts(given: Given, d: dict[str, int]) -> dict[str, Traced]:
+    etp_from = given.origin("expert_tensor_parallel_size")
+    if not given.given("expert_tensor_parallel_size"):
+        tp_from = given.origin("tensor_model_parallel_size")
+        etp_from = f"--expert-tensor-parallel-size (default TP: {tp_from})"
+    return {
+        "ep": Traced(d["ep"], given.origin("expert_model_parallel_size")),
+        "etp": Traced(d["etp"], etp_from),
+    }
+
+
 def translate(given: Given, facts: Facts) -> Draft:
     """The plan of a Megatron-LM command line (see the module docstring).
 
@@ -154,39 +180,20 @@ def translate(given: Given, facts: Facts) -> Draft:
         FlagError: a value Megatron itself rejects.
     """
     d = _degrees(given)
-    _check_world(given, d, facts.moe)
+    _check_world(given, d)
     _check_model(given, facts, d["tp"])
     _check_split(given, facts, d["pp"])
     dp = d["world"] // (d["tp"] * d["pp"] * d["cp"])
-    sizes = "tensor_model_parallel_size", "pipeline_model_parallel_size", "context_parallel_size"
-    mapping = given["use_tp_pp_dp_mapping"]
-    parallel = {
-        "convention": Traced("megatron", "Megatron-Core's MoE parallel folding"),
-        "tp": Traced(d["tp"], given.origin("tensor_model_parallel_size")),
-        "cp": Traced(d["cp"], given.origin("context_parallel_size")),
-        "dp": Traced(
-            dp,
-            f"world/(TP·PP·CP) = {d['world']}/{d['world'] // dp}: "
-            + given.origin("world_size", *sizes),
-        ),
-        "pp": Traced(d["pp"], given.origin("pipeline_model_parallel_size")),
-        "order": Traced(
-            "tp-cp-ep-pp-dp" if mapping else "tp-cp-ep-dp-pp", given.origin("use_tp_pp_dp_mapping")
-        ),
-        "sequence_parallel": Traced(given["sequence_parallel"], given.origin("sequence_parallel")),
-    }
+    parallel = _parallel(given, d, dp)
     if facts.moe:
-        etp_from = given.origin("expert_tensor_parallel_size")
-        if not given.given("expert_tensor_parallel_size"):
-            etp_from = f"--expert-tensor-parallel-size (default TP: {given.origin('tensor_model_parallel_size')})"
-        parallel["ep"] = Traced(d["ep"], given.origin("expert_model_parallel_size"))
-        parallel["etp"] = Traced(d["etp"], etp_from)
+        parallel.update(_experts(given, d))
     for key, dest in (
         ("first_stage_layers", "num_layers_in_first_pipeline_stage"),
         ("last_stage_layers", "num_layers_in_last_pipeline_stage"),
     ):
         if given[dest] is not None:
             parallel[key] = Traced(given[dest], given.origin(dest))
+    sizes = "tensor_model_parallel_size", "pipeline_model_parallel_size", "context_parallel_size"
     parallel["world_size"] = Traced(d["world"], given.origin("world_size", *sizes))
     workload, hardware = workload_sections(given, dp)
     notes = [f"Read as {SOURCE} lays it out: world {d['world']}, DP {dp}."]

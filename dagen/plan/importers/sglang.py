@@ -187,6 +187,10 @@ def translate(given: Given, facts: Facts) -> Draft:
         parallel["expert_layout"] = Traced("stage", "SGLang's MoE groups inside each TP group")
     workload, hardware = workload_sections(given, attn_dp * replicas)
     notes = [f"Read as {SOURCE} lays it out: world = replicas·TP·PP = {replicas * tp * pp}."]
+    if not facts.moe:
+        notes.append(
+            "The model is dense: --ep-size, --moe-dp-size and --moe-a2a-backend lay nothing."
+        )
     runtime = {"framework": Traced("sglang", "dagen import sglang")}
     return Draft(
         hardware=hardware, parallel=parallel, workload=workload, runtime=runtime, notes=notes
