@@ -48,6 +48,16 @@ def test_vllm_plan_is_written_traced_and_checks_clean(runner: CliRunner, tmp_pat
     assert check.exit_code == 0, check.output
 
 
+def test_ranks_json_shows_the_two_stride_ep_group(runner: CliRunner, tmp_path: Path) -> None:
+    _, out = _import(runner, tmp_path, "vllm", "-tp", "2", "-pp", "2", "-dp", "2", "-ep")
+    rows = json.loads(runner.invoke(main, ["ranks", str(out), "--json"]).output)
+    by_group: dict[int, list[int]] = {}
+    for row in rows:
+        by_group.setdefault(row["ep_group"], []).append(row["rank"])
+    # vllm/distributed/parallel_state.py: the EP group of stage 0 is DP·PCP·TP = [0, 1, 4, 5]
+    assert sorted(by_group.values()) == [[0, 1, 4, 5], [2, 3, 6, 7]]
+
+
 def test_import_is_byte_deterministic(runner: CliRunner, tmp_path: Path) -> None:
     argv = ("sglang", "--tp-size", "8", "--dp-size", "8", "--enable-dp-attention")
     first = _import(runner, tmp_path, *argv)[1].read_bytes()
