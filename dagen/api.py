@@ -35,16 +35,18 @@ from dagen.cost import (
     model_for,
     verdict_findings,
 )
-from dagen.errors import PlanInfeasible
+from dagen.errors import FlagError, MeshError, PlanInfeasible
 from dagen.export import ExportContext, Phases, write_outputs
 from dagen.findings import Finding, Severity, has_errors
 from dagen.graph.build import build_graph
 from dagen.graph.ir import OP_LABELS, Graph
+from dagen.mesh import mesh_of
+from dagen.plan.importers import Imported, import_plan
 from dagen.plan.loader import load_plan
 from dagen.plan.model import Plan
 from dagen.plan.rules import blocking, plan_findings
 
-__all__ = ["Analysis", "analyse", "build", "load_plan", "write"]
+__all__ = ["Analysis", "analyse", "build", "import_flags", "load_plan", "write"]
 
 log = logging.getLogger(__name__)
 
@@ -224,3 +226,20 @@ def write(
         **view,
     )
     write_outputs(ctx, outputs, meter, force=force)
+
+
+def import_flags(
+    framework: str, argv: Sequence[str], *, model_config: Path, output: Path
+) -> Imported:
+    """A plan from a framework's flags (:func:`dagen.plan.importers.import_plan`), its
+    mesh laid out to prove dagen can write the layout.
+
+    Raises:
+        FlagError: the flags cannot be imported, or their layout cannot be laid out.
+    """
+    imported = import_plan(framework, argv, model_config=model_config, output=output)
+    try:
+        mesh_of(imported.plan)
+    except MeshError as err:
+        raise FlagError(f"{framework}: dagen cannot lay these flags out: {err}") from None
+    return imported

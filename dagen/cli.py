@@ -23,6 +23,7 @@ from dagen.errors import DagenError, PlanError
 from dagen.findings import Finding, Severity
 from dagen.graph.ir import INT16_MAX
 from dagen.mesh import MAX_WORLD, mesh_of
+from dagen.plan.importers import FRAMEWORKS
 from dagen.plan.model import CostModelName, Plan
 
 EXIT_FINDINGS = 1
@@ -56,6 +57,22 @@ Examples:
   dagen compare samples/seed-moe-10b-fixed.yaml --vary pp=2,4 --vary micro_batches=4,8 --format markdown
 """
 
+
+_EPILOG_IMPORT = """\b
+Examples:
+  dagen import vllm -tp 4 -dp 2 --enable-expert-parallel --model-config config.json -o plan.yaml
+  dagen import sglang --tp-size 8 --dp-size 8 --enable-dp-attention --moe-a2a-backend deepep \\
+      --model-config config.json -o plan.yaml
+  dagen import megatron --tensor-model-parallel-size 2 --pipeline-model-parallel-size 4 \\
+      --expert-model-parallel-size 8 --world-size 64 --model-config config.json -o plan.yaml
+
+\b
+Flags read (framework flags as the framework reads them; --hardware, --phase, --batch,
+--prompt-len, --gen-len, --micro-batches are dagen's, and say what the plan serves):
+""" + "\n".join(
+    f"  {fw.name} ({fw.source}): " + ", ".join("/".join(f.names) for f in fw.flags)
+    for fw in FRAMEWORKS.values()
+)
 _EPILOG_REPORT = """\b
 Examples:
   dagen report samples/seed-moe-10b-fixed.yaml > report.md
@@ -367,6 +384,42 @@ def compare(
         result = run([(label, _costed(p, cost)) for label, p in given], progress=state.progress)
     render = {"json": as_json, "markdown": as_markdown}.get(fmt, as_text)
     click.echo(render(result), nl=False)
+
+
+@main.command(
+    "import",
+    epilog=_EPILOG_IMPORT,
+    context_settings={"ignore_unknown_options": True, "help_option_names": ["--help"]},
+)
+@click.argument("framework", type=click.Choice(list(FRAMEWORKS)))
+@click.argument("flags", nargs=-1, type=click.UNPROCESSED)
+@click.option(
+    "--model-config",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The model's Hugging Face config.json (read, never downloaded).",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The plan YAML to write.",
+)
+@click.pass_obj
+def import_(
+    state: _State, framework: str, flags: tuple[str, ...], model_config: Path, output: Path
+) -> None:
+    """Write a plan from a vLLM, SGLang or Megatron command line's parallel flags."""
+    from dagen.plan.importers import write_plan
+
+    with _user_errors(state):
+        imported = api.import_flags(framework, flags, model_config=model_config, output=output)
+        write_plan(output, imported.text)
+    _print_findings(imported.findings, str(output), "text", state.quiet)
+    if not state.quiet:
+        click.echo(f"wrote {output} ({framework} flags)", err=True)
+    sys.exit(EXIT_FINDINGS if any(f.severity is Severity.ERROR for f in imported.findings) else 0)
 
 
 @main.command(epilog=_EPILOG_REPORT)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DagenError",
     "ExportError",
+    "FlagError",
     "GraphError",
     "MeshError",
     "PlanError",
@@ -33,6 +34,11 @@ class PlanError(DagenError):
         self.problems = sorted(problems, key=lambda p: (p.line or 0, p.column or 0, p.path, p.code))
         self.source = source
         super().__init__("\n".join(p.render(source) for p in self.problems))
+
+
+class FlagError(DagenError):
+    """A framework's command line cannot be imported: an unknown flag, conflicting flags,
+    a value the framework itself rejects, or a layout dagen cannot write."""
 
 
 class PlanInfeasible(DagenError):

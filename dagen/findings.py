@@ -50,16 +50,23 @@ class Origin:
     """The flag the value was given by (a plan imported from framework flags)."""
 
     def __str__(self) -> str:
-        if self.flag:
-            return self.flag
-        if self.line is None:
-            return self.file
-        position = f"{self.line}:{self.column or 1}"
-        return f"{self.file}:{position}" if self.file else position
+        position = ""
+        if self.line is not None:
+            position = f"{self.line}:{self.column or 1}"
+            position = f"{self.file}:{position}" if self.file else position
+        if self.flag:  # an imported plan: the flag, and where the plan file wrote it
+            return f"{self.flag} ({position})" if position else self.flag
+        return position or self.file
 
     def at(self, file: str) -> Origin:
-        """The same place, in ``file`` (when it names none)."""
-        return self if self.file or self.flag else Origin(file, self.line, self.column)
+        """The same place, in ``file`` (when it names none and has a line).
+
+        >>> str(Origin(line=4, column=3, flag="-tp 4").at("plan.yaml"))
+        '-tp 4 (plan.yaml:4:3)'
+        """
+        if self.file or (self.flag and self.line is None):
+            return self
+        return Origin(file, self.line, self.column, self.flag)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

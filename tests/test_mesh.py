@@ -10,6 +10,7 @@ ranks that agree on every coordinate outside the group's dimensions.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections import Counter, defaultdict
@@ -23,7 +24,7 @@ from hypothesis import strategies as st
 
 from dagen.errors import MeshError
 from dagen.mesh import GROUP_DIMS, Mesh, build_mesh, expert_placement, rank_table
-from dagen.plan.model import Convention, Parallel
+from dagen.plan.model import Convention, ExpertLayout, Parallel
 
 NAMES = ("tp", "cp", "ep", "dp", "pp")
 ORTHO = Convention.ORTHOGONAL
@@ -364,6 +365,57 @@ def test_property_mesh_equals_rule(p: Parallel) -> None:
         assert mesh.crosses_hosts(dim).tolist() == [
             len({r // 4 for r in g}) > 1 for g in mesh.groups(dim).tolist()
         ]
+
+
+def _stage_reference(p: Parallel) -> dict[str, list[list[int]]]:
+    """``expert_layout: stage`` the obvious way: a rank's stage index counts its non-pp
+    attention coordinates in order (first fastest); that index, written in the expert
+    slot sizes, gives its expert coordinates; a group is the ranks of one stage that
+    agree outside the group's slots."""
+    ref = reference(p)
+    order = build_mesh(dataclasses.replace(p, expert_layout=ExpertLayout.STAGE)).order
+    attn = {n: ref.coord["attn"][n] for n in order}
+    ortho = p.convention is ORTHO
+    a_size = {"tp": p.tp, "cp": p.cp, "ep": p.ep if ortho else 1, "dp": p.dp, "pp": p.pp}
+    world = math.prod(a_size.values())
+    e_size = {"tp": p.etp, "cp": 1, "ep": p.ep, "dp": world // (p.etp * p.ep * p.pp), "pp": p.pp}
+    rest = [n for n in order if n != "pp"]
+    out: dict[str, list[list[int]]] = {}
+    for dim, slot in (("ep", "ep"), ("etp", "tp"), ("edp", "dp")):
+        buckets: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for rank in range(world):
+            s, acc = 0, 1
+            for n in rest:
+                s, acc = s + attn[n][rank] * acc, acc * a_size[n]
+            coord = {}
+            for n in rest:
+                coord[n], s = s % e_size[n], s // e_size[n]
+            key = (attn["pp"][rank], *(coord[n] for n in rest if n != slot))
+            buckets[key].append(rank)
+        out[dim] = sorted(sorted(b) for b in buckets.values())
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(parallels())
+def test_property_stage_layout(p: Parallel) -> None:
+    """Where Megatron's condition holds, ``stage`` is Megatron's layout; where it fails,
+    ``stage`` still builds, with every expert group inside one pipeline stage."""
+    failure = _expected_failure(p)
+    stage = dataclasses.replace(p, expert_layout=ExpertLayout.STAGE)
+    if failure is not None and "pipeline stage" not in failure:
+        with pytest.raises(MeshError, match=failure):
+            build_mesh(stage)
+        return
+    mesh = build_mesh(stage)
+    if failure is None:
+        megatron = build_mesh(p)
+        for dim in GROUP_DIMS:
+            assert mesh.groups(dim).tolist() == megatron.groups(dim).tolist()
+    expected = _stage_reference(p)
+    for dim in ("ep", "etp", "edp"):
+        assert mesh.groups(dim).tolist() == expected[dim]
+        assert all(len({int(mesh.stage[r]) for r in g}) == 1 for g in mesh.groups(dim))
 
 
 # --- expert placement ----------------------------------------------------------------

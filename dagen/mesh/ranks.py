@@ -52,7 +52,8 @@ import numpy as np
 import numpy.typing as npt
 
 from dagen.errors import MeshError
-from dagen.plan.model import Convention, Model, Parallel, Plan
+from dagen.mesh.grid import attention_grid, expert_grid, groups, index_and_position
+from dagen.plan.model import Convention, ExpertLayout, Model, Parallel, Plan
 
 __all__ = [
     "GROUP_DIMS",
@@ -264,31 +265,6 @@ def _check_absent(order: str, given: tuple[str, ...], slots: Mapping[str, dict[s
                 )
 
 
-def _grid(order: tuple[str, ...], sizes: Mapping[str, int], world: int) -> IntArray:
-    """Ranks as an n-d array with axes slowest-first (C order), named reversed(order)."""
-    return np.arange(world, dtype=np.int32).reshape([sizes[n] for n in reversed(order)])
-
-
-def _groups(grid: IntArray, order: tuple[str, ...], span: tuple[str, ...]) -> IntArray:
-    """Groups spanning the slots ``span``: move them last (slowest first), reshape."""
-    names = tuple(reversed(order))
-    moved = [i for i, n in enumerate(names) if n in span]
-    kept = [i for i, n in enumerate(names) if n not in span]
-    size = math.prod(grid.shape[i] for i in moved)
-    # Kept axes in C order make rows ascend by first member; moved axes slowest-first
-    # make each row ascend, since strides grow with the slot's position in the order.
-    return np.ascontiguousarray(grid.transpose(kept + moved).reshape(-1, size))
-
-
-def _index_and_position(table: IntArray) -> tuple[IntArray, IntArray]:
-    n, size = table.shape
-    index = np.empty(n * size, dtype=np.int32)
-    position = np.empty(n * size, dtype=np.int32)
-    index[table.ravel()] = np.repeat(np.arange(n, dtype=np.int32), size)
-    position[table.ravel()] = np.tile(np.arange(size, dtype=np.int32), n)
-    return index, position
-
-
 def _check_shared_pp(
     order: tuple[str, ...], slots: Mapping[str, dict[str, int]], p: Parallel
 ) -> None:
@@ -304,8 +280,9 @@ def _check_shared_pp(
             f"parallel.order: with order {'-'.join(order)!r} the slots before pp hold "
             f"{attention} ranks for attention ({a}) but {expert} for experts ({e}), so a "
             "rank's pipeline stage would differ between the two (Megatron-Core asserts they "
-            "agree). Fix: put pp last in the order, or make the two products equal (e.g. "
-            "etp = tp, Megatron's default)."
+            "agree). Fix: put pp last in the order, make the two products equal (e.g. "
+            "etp = tp, Megatron's default), or set expert_layout: stage (expert groups "
+            "over each stage's ranks, as vLLM lays them)."
         )
 
 
@@ -331,16 +308,18 @@ def build_mesh(parallel: Parallel, gpus_per_node: int = 8) -> Mesh:
     attention, expert = _slot_sizes(parallel, world)
     slots = {_ATTENTION: attention, _EXPERT: expert}
     _check_absent(parallel.order, given, slots)
-    _check_shared_pp(order, slots, parallel)
-    grids = {kind: _grid(order, sizes, world) for kind, sizes in slots.items()}
+    if parallel.expert_layout is ExpertLayout.MEGATRON:
+        _check_shared_pp(order, slots, parallel)
+    grid = attention_grid(order, attention, world)
+    grids = {_ATTENTION: (grid, tuple(reversed(order))), _EXPERT: expert_grid(grid, order, expert)}
     tables: dict[str, IntArray] = {}
     index: dict[str, IntArray] = {}
     coords: dict[str, IntArray] = {}
     for dim, (kind, span) in _SLOTS.items():
         if dim == "dp" and parallel.convention is Convention.ORTHOGONAL:
             span = ("ep", "dp")
-        tables[dim] = frozen(_groups(grids[kind], order, span))
-        idx, pos = _index_and_position(tables[dim])
+        tables[dim] = frozen(groups(*grids[kind], span))
+        idx, pos = index_and_position(tables[dim])
         index[dim], coords[dim] = frozen(idx), frozen(pos)
     mesh = Mesh(
         world=world,

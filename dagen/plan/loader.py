@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from dagen.plan.variant import Override, flag_origins, overlay, override_node
 from dagen.plan.yamlsrc import compose_text, too_large
 from dagen.plan.ynode import Kind, YNode, plain
 
-__all__ = ["load_plan", "load_plan_text"]
+__all__ = ["flag_comments", "load_plan", "load_plan_text"]
 
 
 def load_plan(path: str | os.PathLike[str], overrides: Sequence[Override] | None = None) -> Plan:
@@ -119,9 +120,11 @@ def load_plan_text(
     plan = _convert(root, base, ctx)
     if plan is not BAD and plan.claims:
         plan = dataclasses.replace(plan, alternatives=_alternatives(root, plan, base, ctx))
+    flags = flag_comments(text)
     if ctx.problems or plan is BAD:
-        raise PlanError(ctx.problems, source)
-    locations = dict(sorted({**ctx.locations, **flag_origins(overrides or ())}.items()))
+        raise PlanError([_flagged(p, flags) for p in ctx.problems], source)
+    written = {k: _flag_origin(v, flags) for k, v in ctx.locations.items()}
+    locations = dict(sorted({**written, **flag_origins(overrides or ())}.items()))
     out: Plan = dataclasses.replace(plan, source=source, locations=locations)
     return out
 
@@ -153,6 +156,39 @@ def _alternatives(root: YNode, plan: Plan, base_dir: Path, ctx: Context) -> tupl
             ctx.problems.append(dataclasses.replace(p, message=message))
         out.append(None if alt is BAD else alt)
     return tuple(out)
+
+
+_FLAG_COMMENT = re.compile(r"(?:^|\s)#\s*flag:\s*(?P<flag>\S.*?)\s*$")
+
+
+def flag_comments(text: str) -> dict[int, str]:
+    """Line (1-based) → the flag a ``# flag: …`` comment at its end names.
+
+    ``dagen import`` writes one after every value it traced to a command-line flag, so
+    findings on the plan point at that flag as well as at the line.
+
+    >>> flag_comments("parallel:\\n  tp: 4  # flag: -tp 4\\n")
+    {2: '-tp 4'}
+    """
+    out: dict[int, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = _FLAG_COMMENT.search(line)
+        if match is not None and line.lstrip()[:1] != "#":
+            out[number] = match["flag"]
+    return out
+
+
+def _flag_origin(origin: Origin, flags: dict[int, str]) -> Origin:
+    flag = flags.get(origin.line or 0)
+    if flag is None or origin.flag:
+        return origin
+    return dataclasses.replace(origin, flag=flag)
+
+
+def _flagged(f: Finding, flags: dict[int, str]) -> Finding:
+    if f.origin is None or not flags:
+        return f
+    return dataclasses.replace(f, origin=_flag_origin(f.origin, flags))
 
 
 def _stem(source: str) -> str:

@@ -29,6 +29,7 @@ __all__ = [
     "Cost",
     "CostModelName",
     "DType",
+    "ExpertLayout",
     "Formats",
     "Framework",
     "Hardware",
@@ -59,6 +60,21 @@ class Convention(enum.StrEnum):
 
     MEGATRON = "megatron"
     ORTHOGONAL = "orthogonal"
+
+
+class ExpertLayout(enum.StrEnum):
+    """How the expert dimensions (etp, ep, edp) are laid over a pipeline stage's ranks.
+
+    Both unflatten each stage's ranks, taken in the attention's rank order with ``pp``
+    skipped, into etp·ep·edp in the order string's order (docs/parallelism.md).
+    ``megatron`` also requires Megatron-Core's condition that the slots before ``pp``
+    hold as many ranks for experts as for attention (its two rank generators then agree
+    on the pipeline groups); ``stage`` drops it, which lets an expert group span ranks on
+    both sides of ``pp`` (vLLM's EP group over TP·PCP·DP with PP in between).
+    """
+
+    MEGATRON = "megatron"
+    STAGE = "stage"
 
 
 _BIG = 1 << 24  # a size past this is a typo, not a model
@@ -184,6 +200,11 @@ class Parallel:
     )
     order: str = spec(
         "Rank order, fastest-varying first (Megatron convention).", default="tp-cp-ep-dp-pp"
+    )
+    expert_layout: ExpertLayout = spec(
+        "How expert groups are laid: megatron (Megatron-Core's rank generator) or stage "
+        "(over a stage's ranks in attention order; vLLM's EP across PP).",
+        default=ExpertLayout.MEGATRON,
     )
     layers_per_stage: tuple[int, ...] | None = spec(
         "Explicit layers on each stage, first to last; default an even split.", default=None
