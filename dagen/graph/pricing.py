@@ -42,12 +42,16 @@ class PriceTable:
 
     def __init__(self, dims: Dims) -> None:
         self.dims = dims
-        self._ids: dict[tuple[Op, bool], int] = {}
+        self._ids: dict[tuple[int, bool], int] = {}
+        """Keyed by the op's code: an int hashes in C, an enum member in Python."""
         self._rows: list[tuple[Cost, float]] = []
 
     def id(self, op: Op, *, tokens: bool = False) -> int:
         """Template id of ``op``; ``tokens`` prices a send/recv of sampled token ids."""
-        key = (op, tokens)
+        key = (int(op), tokens)
+        found = self._ids.get(key)
+        if found is not None:
+            return found
         if key not in self._ids:
             d, spec = self.dims, op.spec
             cost = opcost.token_ids(d) if tokens else spec.cost(d)

@@ -80,6 +80,11 @@ class Template:
     """Rows of its recvs, ascending."""
 
 
+_KIND_DIM: tuple[tuple[int, int], ...] = tuple(zip(OP_KIND.tolist(), OP_DIM.tolist(), strict=True))
+"""(kind, group dimension) by op code, as plain ints: a template row is appended per op of
+every stage of every build, and numpy scalar lookups by enum cost microseconds each."""
+
+
 @dataclass(slots=True)
 class _Builder:
     costs: PriceTable
@@ -97,10 +102,11 @@ class _Builder:
     ) -> int:
         """Append a row depending on ``deps`` (negative entries ignored); return its index."""
         i = len(self.rows)
-        kind, dim = int(OP_KIND[op]), int(OP_DIM[op])
+        code = int(op)
+        kind, dim = _KIND_DIM[code]
         tmpl = self.costs.id(op, tokens=carry is Carry.TOKENS)
         port = NONE if carry is None else int(carry)
-        self.rows.append((int(op), kind, layer, slot, tmpl, dim, port))
+        self.rows.append((code, kind, layer, slot, tmpl, dim, port))
         self.edges.extend((d, i) for d in dict.fromkeys(deps) if d >= 0)
         return i
 
