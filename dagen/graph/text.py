@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Bytes", "Field", "bytes_table", "cat", "fixed", "istr", "keyed", "on_rows", "strip"]
+__all__ = [
+    "Bytes", "Field", "bytes_table", "cat", "fixed", "istr", "keyed", "on_rows", "scaled", "strip",
+]  # fmt: skip
 
 Bytes = npt.NDArray[np.bytes_]
 """A fixed-width ``S`` array, one value per row."""
@@ -110,6 +112,21 @@ def fixed(values: npt.NDArray[np.float64], digits: int = 12) -> Bytes:
         out[big] = x[big].astype(f"S{wide}")
     out[~finite] = b"null"
     return out
+
+
+def scaled(values: npt.NDArray[np.int64], digits: int) -> Bytes:
+    """Exact decimal text of non-negative integers divided by ``10**digits``.
+
+    Integer nanoseconds written as microseconds (``digits=3``) keep every nanosecond, so
+    a reader that adds two such numbers gets the sum the writer computed.
+
+    Example:
+        >>> strip(cat(scaled(np.array([0, 1500, 12]), digits=3), b" ", n=3))
+        b'0.000 1.500 0.012 '
+    """
+    v = np.asarray(values, dtype=np.int64)
+    whole, frac = np.divmod(v, 10**digits)
+    return cat(istr(whole), b".", _zero_padded(frac, digits), n=v.size)
 
 
 _HALF = 6
