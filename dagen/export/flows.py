@@ -34,7 +34,9 @@ _COLL = bytes_table([c.label.encode() for c in Coll])
 _PHASE = bytes_table([b"s", b"t", b"f"])
 
 
-def _events(name: Bytes | bytes, cat_: bytes, flow: I64, phase: I64, node: I64, ctx: _Track) -> bytes:
+def _events(
+    name: Bytes | bytes, cat_: bytes, flow: I64, phase: I64, node: I64, ctx: _Track
+) -> bytes:
     rows = cat(
         b',{"name":"', name, b'","cat":"', cat_, b'","ph":"', _PHASE[phase],
         b'","bp":"e","id":', istr(flow), b',"pid":', istr(ctx.rank[node]),
@@ -76,9 +78,7 @@ def _members(graph: Graph, nodes: I64) -> tuple[I64, I64, I64]:
     return inst[many], members[many], phase[many]
 
 
-def flow_chunks(
-    graph: Graph, nodes: I64, stream: U8, start_ns: I64, chunk: int
-) -> Iterator[bytes]:
+def flow_chunks(graph: Graph, nodes: I64, stream: U8, start_ns: I64, chunk: int) -> Iterator[bytes]:
     """The flow events of the traced ``nodes``, ``chunk`` events at a time."""
     keep = np.zeros(graph.n_nodes, dtype=np.bool_)
     keep[nodes] = True
@@ -96,4 +96,6 @@ def flow_chunks(
     for lo in range(0, inst.size, chunk):
         i = inst[lo : lo + chunk]
         name = _COLL[graph.inst_coll[i]]
-        yield _events(name, b"collective", i, phase[lo : lo + chunk], members[lo : lo + chunk], track)
+        yield _events(
+            name, b"collective", i, phase[lo : lo + chunk], members[lo : lo + chunk], track
+        )

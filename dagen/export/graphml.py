@@ -60,10 +60,10 @@ def _data(key: str, text: Field, n: int) -> Bytes:
 
 
 def _head(g: Graph) -> bytes:
-    keys = [
-        f'  <key id="{k}" for="node" attr.name="{k}" attr.type="{t}"/>' for k, t in NODE_KEYS
+    keys = [f'  <key id="{k}" for="node" attr.name="{k}" attr.type="{t}"/>' for k, t in NODE_KEYS]
+    keys += [
+        f'  <key id="e_{k}" for="edge" attr.name="{k}" attr.type="{t}"/>' for k, t in EDGE_KEYS
     ]
-    keys += [f'  <key id="e_{k}" for="edge" attr.name="{k}" attr.type="{t}"/>' for k, t in EDGE_KEYS]
     keys += [
         f'  <key id="g_{k}" for="graph" attr.name="{k}" attr.type="{t}"/>'
         for k, t in (("name", "string"), ("model", "string"), ("world", "int"))
@@ -110,9 +110,11 @@ class _Rows:
         g, n, t = self.g, idx.size, self.g.ranks
         rank, tmpl = g.rank[idx], g.tmpl[idx]
         fields: list[Field] = [b'    <node id="', *self.text.id_fields(idx), b'">']
-        ints = (("rank", rank), ("pool", t.pool[rank]), ("host", t.host[rank]))
-        ints += (("replica", t.replica[rank]), ("stage", t.stage[rank]), ("layer", g.layer[idx]))
-        ints += (("mb", g.mb[idx]), ("step", g.step[idx]))
+        ints: list[tuple[str, npt.NDArray[np.integer]]] = [
+            ("rank", rank), ("pool", t.pool[rank]), ("host", t.host[rank]),
+            ("replica", t.replica[rank]), ("stage", t.stage[rank]), ("layer", g.layer[idx]),
+            ("mb", g.mb[idx]), ("step", g.step[idx]),
+        ]  # fmt: skip
         fields += [_data(k, istr(v), n) for k, v in ints]
         fields += [_data("op", OP_TEXT[g.op[idx]], n), _data("kind", KIND_TEXT[g.kind[idx]], n)]
         fields += [_data("expert", istr(g.expert[idx]), n), *self._comm(idx)]
@@ -150,4 +152,3 @@ def emit(ctx: ExportContext, out: BinaryIO) -> None:
         out.write(rows.edges(np.arange(lo, min(g.n_edges, lo + CHUNK_ROWS), dtype=np.int64)))
         ctx.tick(g.n_nodes + min(g.n_edges, lo + CHUNK_ROWS), total)
     out.write(b"  </graph>\n</graphml>\n")
-

@@ -117,7 +117,9 @@ GROUP_SCHEMA = pa.schema(
 """One row per process group: the dimension it spans and its member ranks, ascending."""
 
 
-def _coded(codes: npt.NDArray[Any], labels: pa.Array, valid: npt.NDArray[np.bool_] | None = None) -> pa.Array:
+def _coded(
+    codes: npt.NDArray[Any], labels: pa.Array, valid: npt.NDArray[np.bool_] | None = None
+) -> pa.Array:
     indices = pa.array(codes.astype(np.int32), mask=None if valid is None else ~valid)
     return pa.DictionaryArray.from_arrays(indices, labels)
 
@@ -140,9 +142,7 @@ def _strings(rows: Bytes) -> pa.Array:
 
 
 def _lists(offsets: I64, values: npt.NDArray[Any], typ: pa.DataType) -> pa.Array:
-    return pa.ListArray.from_arrays(
-        pa.array(offsets.astype(np.int32)), pa.array(values, type=typ)
-    )
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values, type=typ))
 
 
 class _Shapes:
@@ -294,7 +294,11 @@ def emit_dir(ctx: ExportContext, out: OutDir) -> None:
     g = ctx.graph
     with out.open("nodes.parquet") as fh:
         _write_nodes(ctx, fh)
-    tables = {"edges": _edge_table(g), "collectives": _collective_table(g), "groups": _group_table(g)}
+    tables = {
+        "edges": _edge_table(g),
+        "collectives": _collective_table(g),
+        "groups": _group_table(g),
+    }
     for name, table in tables.items():
         with out.open(f"{name}.parquet") as fh:
             _write_table(ctx, fh, table, name)

@@ -63,9 +63,9 @@ def slice_ns(est: Any) -> tuple[I64, I64]:
     simulation touch in the trace.
 
     Example:
-        >>> class E: start_s, duration_s = np.array([0.0, 1.5e-9]), np.array([1.5e-9, 1e-9])
-        >>> [a.tolist() for a in slice_ns(E)]
-        [[0, 2], [2, 1]]
+        >>> class E: start_s, duration_s = np.array([1.6e-9, 3.2e-9]), np.array([1.6e-9, 1e-9])
+        >>> [a.tolist() for a in slice_ns(E)]  # rounding ts and dur each would end at 4
+        [[2, 3], [1, 1]]
     """
     start_s = np.asarray(est.start_s, dtype=np.float64)
     end_s = start_s + np.asarray(est.duration_s, dtype=np.float64)
@@ -124,7 +124,12 @@ def _comm_args(graph: Graph, idx: I64) -> Bytes:
 
 
 def _batch(
-    graph: Graph, times: _Times, idx: I64, critical: npt.NDArray[np.bool_], text: NodeText, tmpl: Bytes
+    graph: Graph,
+    times: _Times,
+    idx: I64,
+    critical: npt.NDArray[np.bool_],
+    text: NodeText,
+    tmpl: Bytes,
 ) -> bytes:
     """Events of the nodes ``idx``, each preceded by a comma, built column by column."""
     n = idx.size
