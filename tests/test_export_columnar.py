@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 import networkx as nx
 import numpy as np
+import orjson
 import pandas as pd
 import polars as pl
 import pyarrow.parquet as pq
@@ -233,3 +234,28 @@ def test_cli_writes_parquet_graphml_and_refuses_a_foreign_directory(tmp_path: Pa
     result = runner.invoke(main, ["-q", "build", plan, "-o", str(foreign), "--to", "parquet"])
     assert result.exit_code == 2 and "--force" in result.output and "Traceback" not in result.output
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+
+
+def test_the_sql_join_in_the_docs_equals_the_pandas_one(ctx: ExportContext, tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "parquet-format.md").read_text()
+    sql = doc.split("```sql\n", 1)[1].split("```", 1)[0]
+    write_outputs(ctx, [(tmp_path / "tables", "parquet")])
+    rows = duckdb.sql(sql.replace("'tables/", f"'{tmp_path / 'tables'}/")).fetchall()
+    expected = predecessors(_nodes(ctx))
+    assert len(rows) == len(expected) > ctx.graph.n_edges
+    assert set(rows) == set(zip(expected["id"].tolist(), expected["pred"].tolist(), strict=True))
+
+
+def test_the_json_join_in_the_docs_equals_the_parquet_one(ctx: ExportContext) -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "json-format.md").read_text()
+    code = text.split("## What must finish before an op", 1)[1].split("```python\n", 1)[1]
+    scope: dict[str, object] = {"doc": orjson.loads(_bytes("json", ctx))}
+    exec(code.split("```", 1)[0], scope)  # the documented snippet, as a reader runs it
+    before = scope["before"]
+    expected = predecessors(_nodes(ctx))
+    names = ctx.graph.node_ids(np.arange(ctx.graph.n_nodes))
+    want: dict[str, set[str]] = {}
+    for i, p in zip(expected["id"].tolist(), expected["pred"].tolist(), strict=True):
+        want.setdefault(names[i], set()).add(names[p])
+    got = {n["id"]: before(n) for n in scope["doc"]["nodes"]}  # type: ignore[index, operator]
+    assert {k: v for k, v in got.items() if v} == want
