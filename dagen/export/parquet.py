@@ -14,7 +14,7 @@ the IR's sentinel ``-1`` (``layer`` outside layers, ``expert`` of a non-routed o
 Labels (``op``, ``kind``, ``coll``, …) are dictionary-encoded strings.
 
 The node table is written straight from the IR's columns, :data:`BATCH_ROWS` rows per
-row group, with no Python object per node: readable ids are built column by column
+record batch and :data:`GROUP_BATCHES` batches per row group, with no Python object per node: readable ids are built column by column
 (:mod:`dagen.graph.text`), list columns from offsets.
 
 Example:
@@ -44,7 +44,7 @@ from dagen.export.nodetext import NodeText
 from dagen.export.outputs import OutDir
 from dagen.export.summary import plain
 from dagen.graph.ir import OP_LABELS, Coll, EdgeKind, Graph, GroupKind, Kind, Phase
-from dagen.graph.text import Bytes, cat
+from dagen.graph.text import cat, strip
 
 __all__ = [
     "BATCH_ROWS",
@@ -65,16 +65,37 @@ FORMAT = "dagen.parquet"
 VERSION = 1
 """Layout version; bumped when a column changes meaning or disappears."""
 
-BATCH_ROWS = 1 << 20
-"""Rows per record batch and row group: bounds the writer's extra memory."""
+BATCH_ROWS = 1 << 16
+"""Rows per record batch (the text of readable ids is built fastest in chunks this size)."""
+GROUP_BATCHES = 16
+"""Record batches per row group (1,048,576 rows): bounds the writer's extra memory."""
 
 COMPRESSION = "zstd"
-"""Column compression (zstd level 1: measured in docs/BENCHMARKS.md, "Parquet export")."""
+"""Column compression, at level 1. Measured on a 1 M-row node table (2 shared cores):
+zstd 5.1 MB in about the time snappy takes for 16.9 MB; the write is CPU-bound either
+way (docs/BENCHMARKS.md, "Parquet export")."""
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
 _LABEL = pa.dictionary(pa.int32(), pa.string())
+
+_DICTIONARY = frozenset(
+    {"op", "kind", "coll", "phase", "pool", "stage", "layer", "mb", "step", "expert", "shape",
+     "bytes", "flops", "hbm_bytes", "group_kind"}
+)  # fmt: skip
+"""Columns Parquet dictionary-encodes: labels and the few-valued template figures (a
+dictionary of unique values, the ids, would only cost time)."""
+
+_NO_STATISTICS = frozenset(
+    {"name", "shape", "deps", "flops", "hbm_bytes", "start_s", "duration_s", "members"}
+)
+"""Columns written without min/max statistics: no reader filters on them, and they are
+the costly ones (about a third of the write). The others keep them, so a reader that
+filters on ``rank`` or ``layer`` skips row groups."""
+
+_DELTA = frozenset({"id", "src", "dst"})
+"""Ascending or nearly ascending integer columns: delta-encoded (a quarter of the bytes)."""
 
 
 def _labels(values: Sequence[str]) -> pa.Array:
@@ -128,17 +149,21 @@ def _nullable(values: npt.NDArray[Any], valid: npt.NDArray[np.bool_], typ: pa.Da
     return pa.array(values, type=typ, mask=~valid)
 
 
-def _strings(rows: Bytes) -> pa.Array:
-    """NUL-padded text rows (:func:`dagen.graph.text.cat`) as an Arrow string array."""
-    n, width = rows.shape[0], rows.dtype.itemsize
-    raw = np.frombuffer(rows.tobytes(), dtype=np.uint8).reshape(n, width) if n else None
-    if raw is None:
-        return pa.array([], type=pa.string())
-    keep = raw != 0
-    offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(keep.sum(axis=1, dtype=np.int64), out=offsets[1:], dtype=np.int32)
-    data = raw[keep]
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+def _names(text: NodeText, idx: I64) -> pa.Array:
+    """The readable ids of nodes ``idx`` as an Arrow string array, built from buffers.
+
+    Each id is three parts, each gathered from a small table of distinct texts
+    (:meth:`dagen.graph.ids.IdText.id_tables`); a row's length is the sum of its parts'
+    lengths, and the NUL padding is dropped from the whole buffer in one pass.
+    """
+    parts = text.id_tables(idx)
+    lengths = np.zeros(idx.size, dtype=np.int64)
+    for table, inverse in parts:
+        widths = [len(t.replace(b"\0", b"")) for t in table.tolist()]  # per distinct text
+        lengths += np.array(widths, dtype=np.int64)[inverse]
+    data = strip(cat(*(table[inverse] for table, inverse in parts), n=idx.size))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    return pa.StringArray.from_buffers(idx.size, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 def _lists(offsets: I64, values: npt.NDArray[Any], typ: pa.DataType) -> pa.Array:
@@ -166,9 +191,11 @@ class _Deps:
     """Every node's entering edges' sources, ascending: the edges sorted by (dst, src)."""
 
     def __init__(self, g: Graph) -> None:
-        order = np.lexsort((g.src, g.dst))
+        key = (g.dst.astype(np.int64) << np.int64(32)) | g.src.astype(np.int64)
+        order = np.argsort(key, kind="stable")  # radix-like on int64; lexsort is 2x slower
         self.src = g.src[order].astype(np.int64)
-        self.off = np.searchsorted(g.dst[order], np.arange(g.n_nodes + 1)).astype(np.int64)
+        counts = np.bincount(g.dst, minlength=g.n_nodes)
+        self.off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
     def column(self, lo: int, hi: int) -> pa.Array:
         a, b = int(self.off[lo]), int(self.off[hi])
@@ -176,7 +203,7 @@ class _Deps:
 
 
 class _NodeBatches:
-    """The node table, :data:`BATCH_ROWS` rows at a time."""
+    """The node table, one record batch at a time."""
 
     def __init__(self, ctx: ExportContext) -> None:
         g = self.g = ctx.graph
@@ -209,7 +236,7 @@ class _NodeBatches:
     def batch(self, lo: int, hi: int) -> pa.RecordBatch:
         g, idx = self.g, np.arange(lo, hi, dtype=np.int64)
         tmpl = g.tmpl[lo:hi]
-        name = _strings(cat(*self.text.id_fields(idx), n=idx.size))
+        name = _names(self.text, idx)
         cols = [pa.array(idx), name, pa.array(g.rank[lo:hi]), *self._rank_columns(g.rank[lo:hi])]
         cols += [pa.array(g.layer[lo:hi]), pa.array(g.mb[lo:hi]), pa.array(g.step[lo:hi])]
         cols += [_coded(g.op[lo:hi], _OPS), _coded(g.kind[lo:hi], _KINDS)]
@@ -233,18 +260,23 @@ def _writer(ctx: ExportContext, out: BinaryIO, schema: pa.Schema, table: str) ->
         schema.with_metadata(_metadata(ctx, table)),
         compression=COMPRESSION,
         compression_level=1,
+        use_dictionary=[f.name for f in schema if f.name in _DICTIONARY],
+        write_statistics=[f.name for f in schema if f.name not in _NO_STATISTICS],
+        column_encoding={f.name: "DELTA_BINARY_PACKED" for f in schema if f.name in _DELTA},
     )
 
 
 def _write_nodes(ctx: ExportContext, out: BinaryIO) -> None:
     g = ctx.graph
     batches = _NodeBatches(ctx)
+    rows = BATCH_ROWS * GROUP_BATCHES
     with _writer(ctx, out, NODE_SCHEMA, "nodes") as w:
         if g.n_nodes == 0:
             w.write_table(NODE_SCHEMA.empty_table())
-        for lo in range(0, g.n_nodes, BATCH_ROWS):
-            hi = min(g.n_nodes, lo + BATCH_ROWS)
-            w.write_batch(batches.batch(lo, hi), row_group_size=BATCH_ROWS)
+        for lo in range(0, g.n_nodes, rows):
+            hi = min(g.n_nodes, lo + rows)
+            group = [batches.batch(a, min(hi, a + BATCH_ROWS)) for a in range(lo, hi, BATCH_ROWS)]
+            w.write_table(pa.Table.from_batches(group, NODE_SCHEMA), row_group_size=rows)
             ctx.tick(hi, g.n_nodes)
     log.debug("parquet: %d nodes", g.n_nodes)
 
@@ -281,7 +313,7 @@ def _group_table(g: Graph) -> pa.Table:
 
 def _write_table(ctx: ExportContext, out: BinaryIO, table: pa.Table, name: str) -> None:
     with _writer(ctx, out, table.schema, name) as w:
-        w.write_table(table, row_group_size=BATCH_ROWS)
+        w.write_table(table, row_group_size=BATCH_ROWS * GROUP_BATCHES)
 
 
 def emit(ctx: ExportContext, out: BinaryIO) -> None:
