@@ -106,7 +106,9 @@ def _check_p2p(graph: Graph, events: list[dict[str, Any]]) -> None:
         assert (s["ph"], f["ph"]) == ("s", "f")
         recv = graph.dst[(graph.src == flow) & (graph.ekind == EdgeKind.P2P)]
         assert recv.size == 1
-        assert ids[graph.node_id(flow)]["cat"] == "send"
+        send = ids[graph.node_id(flow)]
+        assert send["cat"] == "send" and (send["pid"], send["tid"]) == (s["pid"], s["tid"])
+        assert _ns(send["ts"]) <= _ns(s["ts"]) <= _ns(send["ts"]) + _ns(send["dur"])
         r = ids[graph.node_id(int(recv[0]))]
         assert r["cat"] == "recv" and r["pid"] == f["pid"] and r["tid"] == f["tid"]
         assert _ns(r["ts"]) <= _ns(f["ts"]) <= _ns(r["ts"]) + _ns(r["dur"])
@@ -118,6 +120,7 @@ def _check_p2p(graph: Graph, events: list[dict[str, Any]]) -> None:
 def _check_collectives(graph: Graph, events: list[dict[str, Any]]) -> None:
     xs = [e for e in events if e["ph"] == "X" and e["cat"] == "collective"]
     members: dict[int, set[int]] = defaultdict(set)
+    slices = {(e["args"]["inst"], e["pid"]): e for e in xs}
     for e in xs:
         args, inst = e["args"], e["args"]["inst"]
         assert args["coll"] == Coll(int(graph.inst_coll[inst])).label
@@ -132,6 +135,10 @@ def _check_collectives(graph: Graph, events: list[dict[str, Any]]) -> None:
         chain = flows[inst]
         assert [e["ph"] for e in chain] == ["s", *["t"] * (len(ranks) - 2), "f"]
         assert [e["pid"] for e in chain] == sorted(ranks)
+        for e in chain:  # mid-slice of that rank's member
+            x = slices[(inst, e["pid"])]
+            assert _ns(x["ts"]) <= _ns(e["ts"]) <= _ns(x["ts"]) + _ns(x["dur"])
+            assert _ns(x["dur"]) < 2 or _ns(x["ts"]) < _ns(e["ts"]) < _ns(x["ts"]) + _ns(x["dur"])
         assert {e["name"] for e in chain} == {Coll(int(graph.inst_coll[inst])).label}
     assert set(flows) <= set(members)
 

@@ -4,12 +4,16 @@ The Trace Event Format's flow events (``"ph": "s"`` start, ``"t"`` step, ``"f"``
 finish; the same ``cat``, ``name`` and ``id`` join one flow) bind to the slice that
 encloses their timestamp on their track (``"bp": "e"``). Two kinds are written:
 
-- ``p2p``: one flow per send → recv edge, ``id`` the send's node index. It starts at
-  the send's start and finishes at the recv at ``max(recv start, send start)``, which
-  lies inside the recv's slice (a recv ends once its send has started and transferred).
+- ``p2p``: one flow per send → recv edge, ``id`` the send's node index, from the middle
+  of the send's slice to the middle of the recv's transfer window ``[max(recv start,
+  send start), recv end]`` (a recv is posted early; its data arrives at its end).
 - ``collective``: one flow per instance with two or more traced members, ``id`` the
-  instance, named by its collective (``all-reduce`` …). It runs through the members in
-  rank order at their common start (the simulator starts all members together).
+  instance, named by its collective (``all-reduce`` …), through the members in rank
+  order, each at the middle of its slice.
+
+A flow event sits mid-slice, not at its start, because a slice that starts where the
+previous one on its track ends shares that instant with it, and a viewer could bind the
+flow to either.
 
 Times are integer nanoseconds (:func:`dagen.export.timeline.slice_ns`), written as
 microseconds with three decimals, the same numbers as the slices'.
@@ -78,13 +82,18 @@ def _members(graph: Graph, nodes: I64) -> tuple[I64, I64, I64]:
     return inst[many], members[many], phase[many]
 
 
-def flow_chunks(graph: Graph, nodes: I64, stream: U8, start_ns: I64, chunk: int) -> Iterator[bytes]:
-    """The flow events of the traced ``nodes``, ``chunk`` events at a time."""
+def flow_chunks(
+    graph: Graph, nodes: I64, stream: U8, times: tuple[I64, I64], chunk: int
+) -> Iterator[bytes]:
+    """The flow events of the traced ``nodes``, ``chunk`` events at a time; ``times`` are
+    every node's (start, duration) in nanoseconds."""
+    start_ns, dur_ns = times
     keep = np.zeros(graph.n_nodes, dtype=np.bool_)
     keep[nodes] = True
     send, recv = _p2p(graph, keep)
-    at = start_ns.copy()
-    at[recv] = np.maximum(start_ns[recv], start_ns[send])
+    at = start_ns + dur_ns // 2
+    arrive = np.maximum(start_ns[recv], start_ns[send])
+    at[recv] = arrive + (start_ns[recv] + dur_ns[recv] - arrive) // 2
     track = _Track(graph, stream, at)
     for lo in range(0, send.size, chunk):
         s, r = send[lo : lo + chunk], recv[lo : lo + chunk]

@@ -192,14 +192,16 @@ class _Deps:
 
     def __init__(self, g: Graph) -> None:
         key = (g.dst.astype(np.int64) << np.int64(32)) | g.src.astype(np.int64)
-        order = np.argsort(key, kind="stable")  # radix-like on int64; lexsort is 2x slower
-        self.src = g.src[order].astype(np.int64)
-        counts = np.bincount(g.dst, minlength=g.n_nodes)
-        self.off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        order = np.argsort(key, kind="stable")  # lexsort((src, dst)) is twice as slow
+        del key
+        self.src = g.src[order]  # int32 until a batch is cut: half the memory
+        del order
+        self.off = np.zeros(g.n_nodes + 1, dtype=np.int64)
+        np.cumsum(np.bincount(g.dst, minlength=g.n_nodes), out=self.off[1:])
 
     def column(self, lo: int, hi: int) -> pa.Array:
         a, b = int(self.off[lo]), int(self.off[hi])
-        return _lists(self.off[lo : hi + 1] - a, self.src[a:b], pa.int64())
+        return _lists(self.off[lo : hi + 1] - a, self.src[a:b].astype(np.int64), pa.int64())
 
 
 class _NodeBatches:

@@ -172,7 +172,7 @@ def _chunks(ctx: ExportContext, est: Any, nodes: I64) -> Iterator[bytes]:
     for lo in range(0, order.shape[0], CHUNK):
         yield _batch(graph, times, order[lo : lo + CHUNK], critical, text, tmpl)
         ctx.tick(min(lo + CHUNK, order.shape[0]), order.shape[0])
-    yield from flow_chunks(graph, nodes, times.stream, times.start, CHUNK)
+    yield from flow_chunks(graph, nodes, times.stream, (times.start, times.dur), CHUNK)
 
 
 def _check(ctx: ExportContext) -> Any:
