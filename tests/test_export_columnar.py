@@ -260,3 +260,13 @@ def test_the_json_join_in_the_docs_equals_the_parquet_one(ctx: ExportContext) ->
         want.setdefault(names[i], set()).add(names[p])
     got = {n["id"]: before(n) for n in scope["doc"]["nodes"]}  # type: ignore[index, operator]
     assert {k: v for k, v in got.items() if v} == want
+
+
+def test_suffixes_and_the_directory_form_of_parquet(tmp_path: Path) -> None:
+    from dagen.export import format_for
+
+    assert format_for("out/dag.parquet") == "parquet" and format_for("g.GraphML") == "graphml"
+    assert format_for("out/dag.parquet", "parquet") == "parquet"
+    assert format_for("tables/", "parquet") == format_for("tables", "parquet") == "parquet-dir"
+    assert format_for(tmp_path, "parquet") == "parquet-dir"  # an existing directory
+    assert format_for("tables", "parquet-dir") == "parquet-dir"
