@@ -140,6 +140,17 @@ def test_directory_form_writes_the_four_tables(ctx: ExportContext, tmp_path: Pat
     assert (colls["size"].to_numpy() == [len(members[x]) for x in g.inst_group]).all()
     nodes = pq.read_table(out / "nodes.parquet")
     assert nodes.equals(pq.read_table(io.BytesIO(_bytes("parquet", ctx))))
+    index = orjson.loads((out / "index.json").read_bytes())
+    assert (index["format"], index["version"]) == ("dagen.parquet", 1)
+    assert index["files"] == [
+        "nodes.parquet",
+        "edges.parquet",
+        "collectives.parquet",
+        "groups.parquet",
+    ]
+    assert index["graph"]["nodes"] == g.n_nodes
+    meta = orjson.loads(nodes.schema.metadata[b"dagen"])
+    assert meta["table"] == "nodes" and meta["graph"]["edges"] == g.n_edges
 
 
 def predecessors(nodes: pd.DataFrame) -> pd.DataFrame:

@@ -345,6 +345,7 @@ def emit_dir(ctx: ExportContext, out: OutDir) -> None:
     for name, table in tables.items():
         with out.open(f"{name}.parquet") as fh:
             _write_table(ctx, fh, table, name)
-    index = header(ctx) | {"files": [f"{t}.parquet" for t in ("nodes", *tables)]}
+    files = [f"{t}.parquet" for t in ("nodes", *tables)]
+    index = header(ctx) | {"format": FORMAT, "version": VERSION, "files": files}
     with out.open("index.json") as fh:
         fh.write(orjson.dumps(plain(index), option=orjson.OPT_INDENT_2) + b"\n")
