@@ -4,7 +4,10 @@ On every sample's trace: no two slices on one track overlap, not even by 1 ns; e
 flow event lies inside a slice of its own track; every p2p flow runs from a send to the
 recv its edge names; every collective flow runs through all traced members of its
 instance; collectives carry their collective and group in ``args``. The checker is
-shown to catch each fault on traces with the fault put in.
+shown to catch each fault on traces with the fault put in. A larger sample's trace is
+cut to its first ranks; the whole schedule of every sample is checked for overlap on the
+nanosecond times themselves, where the rounding the trace used before (``ts`` and
+``dur`` each rounded) overlaps on every sample.
 """
 
 from __future__ import annotations
@@ -187,3 +190,26 @@ def test_collective_args_name_the_collective_and_group(small: ExportContext) -> 
     kinds = {GroupKind(int(graph.group_kind[e["args"]["group"]])).label for e in xs}
     assert kinds >= {"tp", "ep"}
     assert {e["args"]["coll"] for e in xs} >= {"all-reduce", "all-to-all"}
+
+
+@pytest.mark.parametrize("name", buildable_samples())
+def test_every_track_of_every_sample_is_free_of_overlap(name: str) -> None:
+    """The whole schedule, every rank (the traced subset above shows the trace writes
+    these numbers): on each (rank, stream), a slice starts at or after the previous end."""
+    analysis = analysed_sample(name)
+    graph, est = analysis.graph, analysis.estimate
+    assert graph is not None and est is not None
+    stream = np.asarray(est.stream)
+
+    def overlaps(start: np.ndarray, dur: np.ndarray) -> int:
+        order = np.lexsort((np.arange(graph.n_nodes), start, stream, graph.rank))
+        s, d, r, t = start[order], dur[order], graph.rank[order], stream[order]
+        same = (r[1:] == r[:-1]) & (t[1:] == t[:-1])
+        return int(np.sum(same & (s[1:] < s[:-1] + d[:-1])))
+
+    start, dur = slice_ns(est)
+    assert (dur >= 0).all() and overlaps(start, dur) == 0
+    # The fault: ts and dur each rounded from the float seconds (the trace before integer
+    # nanoseconds) overlap by 1 ns on every sample.
+    naive = [np.rint(np.asarray(x) * 1e9).astype(np.int64) for x in (est.start_s, est.duration_s)]
+    assert overlaps(*naive) > 0
