@@ -281,3 +281,23 @@ def test_suffixes_and_the_directory_form_of_parquet(tmp_path: Path) -> None:
     assert format_for("tables/", "parquet") == format_for("tables", "parquet") == "parquet-dir"
     assert format_for(tmp_path, "parquet") == "parquet-dir"  # an existing directory
     assert format_for("tables", "parquet-dir") == "parquet-dir"
+
+
+def test_a_multi_pool_graph_exports_its_pools_and_global_ids() -> None:
+    from dagen.graph.build import build_pools
+
+    prefill = make_plan(pp=2, tp=2, micro_batches=2, batch=4, experts=8, ep=2)
+    decode = make_plan(tp=2, dp=2, phase="decode", decode_steps=2, batch=8, experts=8, ep=2)
+    g = build_pools([("prefill", prefill), ("decode", decode)])
+    ctx = ExportContext(graph=g, estimate=estimate(g))
+    df = _nodes(ctx)
+    assert (df["pool"].to_numpy() == g.ranks.pool[g.rank]).all()
+    assert set(df["pool"]) == {0, 1} and set(df["phase"].astype(str)) == {"prefill", "decode"}
+    coll = g.kind == Kind.COLLECTIVE
+    assert (df.loc[coll, "group"].to_numpy() == g.aux[coll]).all()  # ids past pool 0's
+    decode_rank0 = g.pools[1].rank0
+    for gid, rank in zip(df.loc[coll, "group"], df.loc[coll, "rank"], strict=True):
+        members = g.group(int(gid))
+        assert rank in members and ((members >= decode_rank0).all() == (rank >= decode_rank0))
+    G = _graphml(ctx)
+    assert {a["pool"] for _, a in G.nodes(data=True)} == {0, 1}
