@@ -135,6 +135,9 @@ def test_directory_form_writes_the_four_tables(ctx: ExportContext, tmp_path: Pat
     assert groups.schema.remove_metadata() == GROUP_SCHEMA
     members = groups.column("members").to_pylist()
     assert members == [g.group(i).tolist() for i in range(len(g.group_kind))]
+    assert pl.read_parquet(out / "groups.parquet")["members"].to_list() == members
+    sql = f"SELECT count(*) FROM '{out / 'edges.parquet'}' WHERE kind = 'p2p'"
+    assert duckdb.sql(sql).fetchall() == [(int((g.ekind == EdgeKind.P2P).sum()),)]
     colls = pq.read_table(out / "collectives.parquet").to_pandas()
     assert (colls["group"].to_numpy() == g.inst_group).all()
     assert (colls["size"].to_numpy() == [len(members[x]) for x in g.inst_group]).all()
