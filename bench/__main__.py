@@ -46,6 +46,7 @@ def machine() -> dict[str, Any]:
         mem_kb = int(fh.readline().split()[1])
     import networkx
     import numpy
+    import pyarrow
 
     rev = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
@@ -57,6 +58,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": numpy.__version__,
         "networkx": networkx.__version__,
+        "pyarrow": pyarrow.__version__,
         "dagen_rev": rev,
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }

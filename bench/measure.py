@@ -95,6 +95,9 @@ def run(name: str, with_baseline: bool) -> dict[str, Any]:
         res["json_s"], _ = timed(lambda: write_outputs(ctx, [(out, fmt)]), 1)
         res["json_bytes"] = out.stat().st_size
         res["json_extra_rss"] = peak_rss_bytes() - rss0
+    from bench.parquet import measure as parquet_case
+
+    res |= parquet_case(graph, tuple(findings))
     if with_baseline and rung.baseline:
         from bench.baseline import networkx_baseline
 

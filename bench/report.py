@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.parquet import section as parquet_section
 from bench.targets import targets_section
 
 GZ_ABOVE_NODES = 30_000_000
@@ -92,6 +93,7 @@ def render(info: dict[str, Any], results: list[dict[str, Any]]) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         *_baseline_rows(results),
         "",
+        *parquet_section(info, results),
         "Rungs:",
         "",
         *[f"- `{r['rung']}`: {r.get('what', '')}" for r in results],

@@ -40,6 +40,8 @@ Examples:
   dagen build plan.yaml -o ranks.svg --view ranks --ranks 0-3,32 --layers 0-1 --microbatches 0
   dagen build plan.yaml -o dag.json.gz -o timeline.json --strict
   dagen build plan.yaml -o ranks/ --to per-rank
+  dagen build plan.yaml -o dag.parquet -o dag.graphml
+  dagen build plan.yaml -o tables/ --to parquet
 """
 _EPILOG_RANKS = """\b
 Examples:
@@ -295,7 +297,8 @@ def build(
     cost: str | None,
     **view: Any,
 ) -> None:
-    """Build the per-GPU graph, check it, and write DOT, SVG, JSON, Markdown, timeline."""
+    """Build the per-GPU graph, check it, and write DOT, SVG, JSON, Parquet, GraphML,
+    Markdown, timeline."""
     from dagen.export import format_for
 
     with _user_errors(state):

@@ -12,7 +12,9 @@ model MoE; any Mla field adds MLA. ``moe=None`` / ``mla=None`` keep them off.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from dagen.plan.model import (
     Convention,
@@ -26,6 +28,9 @@ from dagen.plan.model import (
     Plan,
     Workload,
 )
+
+if TYPE_CHECKING:
+    from dagen.api import Analysis
 
 _MODEL: dict[str, Any] = dict(
     name="tiny",
@@ -82,3 +87,23 @@ def make_plan(**overrides: Any) -> Plan:
     if overrides:
         raise TypeError(f"make_plan: unknown fields {sorted(overrides)}")
     return Plan(name=name, model=model, parallel=parallel, workload=workload, hardware=hardware)
+
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+"""The bundled sample plans."""
+UNBUILDABLE_SAMPLES = frozenset({"seed-moe-10b.yaml"})
+"""Samples that must not build (their plan has errors on purpose)."""
+
+
+def buildable_samples() -> list[str]:
+    """File names of every sample that builds, sorted."""
+    return sorted(p.name for p in SAMPLES.glob("*.yaml") if p.name not in UNBUILDABLE_SAMPLES)
+
+
+@functools.cache
+def analysed_sample(name: str) -> Analysis:
+    """``dagen.analyse`` of sample ``name``, once per test session (several modules export
+    every sample; analysing one takes seconds)."""
+    import dagen
+
+    return dagen.analyse(dagen.load_plan(SAMPLES / name))

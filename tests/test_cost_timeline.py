@@ -62,7 +62,8 @@ def test_tracks_are_named_and_time_ordered(ctx: ExportContext) -> None:
     assert all(e["ph"] == "M" for e in events[:first_x])  # metadata before any event
     ts: dict[tuple[int, int], list[float]] = defaultdict(list)
     for e in events[first_x:]:
-        ts[(e["pid"], e["tid"])].append(e["ts"])
+        if e["ph"] == "X":
+            ts[(e["pid"], e["tid"])].append(e["ts"])
     assert all(t == sorted(t) for t in ts.values())
 
 

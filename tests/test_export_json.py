@@ -10,6 +10,7 @@ import gzip
 import io
 import json
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,10 @@ from dagen.export import (
 )
 from dagen.export import json_ as json_mod
 from dagen.export.json_ import dag_schema
+from dagen.export.schema import OP_PATTERN
 from dagen.findings import Finding, Severity
 from dagen.graph.build import build_graph
-from dagen.graph.ir import Graph
+from dagen.graph.ir import OP_LABELS, Graph
 from dagen.graph.text import cat, fixed, istr, keyed, strip
 from dagen.plan.loader import load_plan
 
@@ -88,9 +90,18 @@ def test_schema_rejects_a_broken_document(tiny: tuple[str, Graph]) -> None:
     with pytest.raises(jsonschema.ValidationError, match="inst"):
         jsonschema.validate(doc, dag_schema())
     doc = _doc(ExportContext(graph=tiny[1]))
-    doc["nodes"][0]["op"] = "attn.magic"
-    with pytest.raises(jsonschema.ValidationError, match=r"attn\.magic"):
+    doc["nodes"][0]["op"] = "Attn Magic"  # not an op label
+    with pytest.raises(jsonschema.ValidationError, match="Attn Magic"):
         jsonschema.validate(doc, dag_schema())
+
+
+def test_schema_accepts_an_op_a_newer_dagen_adds(tiny: tuple[str, Graph]) -> None:
+    doc = _doc(ExportContext(graph=tiny[1]))
+    doc["nodes"][0]["op"] = "attn.qknorm"  # not an op of this dagen, but one a later may add
+    jsonschema.validate(doc, dag_schema())
+    op = dag_schema()["properties"]["nodes"]["items"]["properties"]["op"]
+    assert "enum" not in op and op["examples"] == list(OP_LABELS)
+    assert all(re.fullmatch(OP_PATTERN, label) for label in OP_LABELS)
 
 
 def test_node_rows_match_the_graph(tiny: tuple[str, Graph]) -> None:

@@ -260,10 +260,12 @@ def test_rank_table_rows() -> None:
     assert len(rows) == 8
     assert list(rows[5]) == ["rank", "host", *GROUP_DIMS, *(f"{d}_group" for d in GROUP_DIMS)]
     # rank 5 = tp 1 + 2·dp 0 + 4·pp 1; experts: ep 1 (stride 1, size 4), pp 1.
+    # Group ids are global: the rows of each dimension follow the earlier dimensions'
+    # (4 tp, 8 cp, 4 dp, 4 pp, 2 ep, 8 etp groups), so rank 5's row 5 of cp is id 4 + 5.
     assert rows[5] == {
         "rank": 5, "host": 1, "tp": 1, "cp": 0, "dp": 0, "pp": 1, "ep": 1, "etp": 0, "edp": 0,
-        "tp_group": 2, "cp_group": 5, "dp_group": 3, "pp_group": 1,
-        "ep_group": 1, "etp_group": 5, "edp_group": 5,
+        "tp_group": 2, "cp_group": 4 + 5, "dp_group": 12 + 3, "pp_group": 16 + 1,
+        "ep_group": 20 + 1, "etp_group": 22 + 5, "edp_group": 30 + 5,
     }  # fmt: skip
     assert all(type(v) is int for v in rows[5].values())
 

@@ -8,6 +8,8 @@ Example:
     >>> from pathlib import Path
     >>> format_for(Path("out/dag.json.gz")), format_for("traces", "per-rank")
     ('json.gz', 'per-rank')
+    >>> format_for("dag.parquet"), format_for("tables/", "parquet")
+    ('parquet', 'parquet-dir')
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ class Format:
     directory: bool = False
     """It writes a directory of files (one per rank, say), not one stream; its exporter
     is ``emit(ctx, out: OutDir)``."""
+    as_directory: str | None = None
+    """The format written instead when this one is named for a directory output (a path
+    ending in a separator, an existing directory, or one without this format's suffix):
+    ``-o tables/ --to parquet`` writes ``parquet-dir``."""
 
 
 FORMATS: Mapping[str, Format] = MappingProxyType(
@@ -100,6 +106,29 @@ FORMATS: Mapping[str, Format] = MappingProxyType(
                 directory=True,
             ),
             Format(
+                name="parquet",
+                suffixes=(".parquet",),
+                module="dagen.export.parquet",
+                function="emit",
+                description="the node table with each node's dependencies, as Parquet (docs/parquet-format.md)",
+                as_directory="parquet-dir",
+            ),
+            Format(
+                name="parquet-dir",
+                suffixes=(),
+                module="dagen.export.parquet",
+                function="emit_dir",
+                description="a directory of Parquet tables: nodes, edges, collectives, groups",
+                directory=True,
+            ),
+            Format(
+                name="graphml",
+                suffixes=(".graphml",),
+                module="dagen.export.graphml",
+                function="emit",
+                description="every node and edge as GraphML with scalar attributes (networkx.read_graphml)",
+            ),
+            Format(
                 name="timeline",
                 suffixes=(".trace.json", ".timeline.json"),
                 module="dagen.export.timeline",
@@ -136,7 +165,7 @@ def format_for(path: str | os.PathLike[str], fmt: str | None = None) -> str:
         key = fmt.strip().lower()
         for f in FORMATS.values():
             if key == f.name or "." + key.lstrip(".") in f.suffixes:
-                return f.name
+                return _directory_twin(f, path)
         raise ExportError(
             f"output format {fmt!r} is unknown; expected one of: {_known()}. "
             "Fix: pass one of these names to --to."
@@ -155,6 +184,17 @@ def format_for(path: str | os.PathLike[str], fmt: str | None = None) -> str:
             f"one of: {_known()}. Fix: rename the output or pass --to FORMAT."
         )
     return max(matches)[1]
+
+
+def _directory_twin(f: Format, path: str | os.PathLike[str]) -> str:
+    """``f``'s name, or its directory form's when ``path`` names a directory."""
+    if f.as_directory is None:
+        return f.name
+    text = os.fspath(path)
+    named_file = any(Path(text).name.lower().endswith(s) for s in f.suffixes)
+    if text.endswith(os.sep) or Path(text).is_dir() or not named_file:
+        return f.as_directory
+    return f.name
 
 
 def emitter(name: str) -> Any:

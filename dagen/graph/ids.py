@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from dagen.graph.codes import Kind
 from dagen.graph.ops import OP_LABELS
-from dagen.graph.text import Bytes, Field, bytes_table, cat, istr, keyed, strip
+from dagen.graph.text import Bytes, Field, bytes_table, cat, istr, keyed_table, strip
 
 if TYPE_CHECKING:
     from dagen.graph.ir import Graph
@@ -119,11 +119,16 @@ class IdText:
 
     def id_fields(self, idx: I64, k: Keys | None = None) -> list[Field]:
         """Fields spelling the ids of nodes ``idx``."""
+        return [table[inverse] for table, inverse in self.id_tables(idx, k)]
+
+    def id_tables(self, idx: I64, k: Keys | None = None) -> list[tuple[Bytes, I64]]:
+        """The three parts of the ids of nodes ``idx``, each as (distinct texts, which
+        one each node has): :func:`dagen.graph.text.keyed_table`."""
         k = k or self.keys(idx)
         return [
-            keyed(k.rank, self._rank_id),
-            keyed(k.lms, self._lms_id(k)),
-            keyed(k.oke, self.label(k)),
+            keyed_table(k.rank, self._rank_id),
+            keyed_table(k.lms, self._lms_id(k)),
+            keyed_table(k.oke, self.label(k)),
         ]
 
     def ids(self, idx: npt.ArrayLike) -> list[str]:

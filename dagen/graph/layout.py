@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from dagen.errors import GraphError
 from dagen.graph.ir import GroupKind
-from dagen.mesh import Mesh
+from dagen.mesh import Mesh, group_base
 
 __all__ = ["DimLookup", "Layout", "dim_lookup", "group_table", "pp_stride", "view4"]
 
@@ -80,7 +80,8 @@ def group_table(mesh: Mesh) -> tuple[npt.NDArray[np.uint8], I64, I32, dict[Group
     """``group_kind``, ``group_offsets``, ``group_members`` and each dimension's first id.
 
     Groups are ``mesh.groups(dim)`` concatenated in :class:`GroupKind` order, so group id
-    = ``offset[dim] + row``.
+    = ``offset[dim] + row``: the mesh's global ids (:func:`dagen.mesh.group_base`), which
+    ``dagen ranks`` prints too.
     """
     tables = [mesh.groups(k.label) for k in GroupKind]
     counts = [t.shape[0] for t in tables]
@@ -90,6 +91,8 @@ def group_table(mesh: Mesh) -> tuple[npt.NDArray[np.uint8], I64, I32, dict[Group
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     members = np.concatenate([t.ravel() for t in tables]).astype(np.int32)
     first = {k: int(starts[i]) for i, k in enumerate(GroupKind)}
+    if first != {GroupKind(i): b for i, b in enumerate(group_base(mesh).values())}:
+        raise GraphError("expand: GroupKind and GROUP_DIMS list the dimensions differently")
     return kind, offsets, members, first
 
 

@@ -23,7 +23,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Bytes", "Field", "bytes_table", "cat", "fixed", "istr", "keyed", "on_rows", "strip"]
+__all__ = [
+    "Bytes", "Field", "bytes_table", "cat", "fixed", "istr", "keyed", "keyed_table", "on_rows", "scaled",
+    "strip",
+]  # fmt: skip
 
 Bytes = npt.NDArray[np.bytes_]
 """A fixed-width ``S`` array, one value per row."""
@@ -112,6 +115,21 @@ def fixed(values: npt.NDArray[np.float64], digits: int = 12) -> Bytes:
     return out
 
 
+def scaled(values: npt.NDArray[np.int64], digits: int) -> Bytes:
+    """Exact decimal text of non-negative integers divided by ``10**digits``.
+
+    Integer nanoseconds written as microseconds (``digits=3``) keep every nanosecond, so
+    a reader that adds two such numbers gets the sum the writer computed.
+
+    Example:
+        >>> strip(cat(scaled(np.array([0, 1500, 12]), digits=3), b" ", n=3))
+        b'0.000 1.500 0.012 '
+    """
+    v = np.asarray(values, dtype=np.int64)
+    whole, frac = np.divmod(v, 10**digits)
+    return cat(istr(whole), b".", _zero_padded(frac, digits), n=v.size)
+
+
 _HALF = 6
 """Digits per lookup in :func:`_zero_padded` (a table of 10**6 six-byte strings)."""
 
@@ -161,9 +179,25 @@ def keyed(keys: npt.NDArray[Any], render: Callable[[npt.NDArray[np.int64]], Byte
         >>> strip(keyed(np.array([7, 3, 7]), lambda u: cat(b"<", istr(u), b">", n=u.size)))
         b'<7><3><7>'
     """
+    table, inverse = keyed_table(keys, render)
+    out: Bytes = table[inverse]
+    return out
+
+
+def keyed_table(
+    keys: npt.NDArray[Any], render: Callable[[npt.NDArray[np.int64]], Bytes]
+) -> tuple[Bytes, npt.NDArray[np.int64]]:
+    """``(render(unique keys), inverse)``: :func:`keyed` before the gather, for a consumer
+    that gathers itself (a dictionary-encoded column, say).
+
+    Example:
+        >>> table, inverse = keyed_table(np.array([7, 3, 7]), lambda u: istr(u))
+        >>> table.tolist(), inverse.tolist()
+        ([b'3', b'7'], [1, 0, 1])
+    """
     k = np.asarray(keys, dtype=np.int64)
     if k.size == 0:
-        return np.zeros(0, dtype="S1")
+        return np.zeros(0, dtype="S1"), np.zeros(0, dtype=np.int64)
     lo, hi = int(k.min()), int(k.max())
     if hi - lo <= max(_TABLE_SLACK, 4 * k.size):
         present = np.zeros(hi - lo + 1, dtype=np.bool_)
@@ -173,8 +207,7 @@ def keyed(keys: npt.NDArray[Any], render: Callable[[npt.NDArray[np.int64]], Byte
         inverse = slot[k - lo]
     else:
         unique, inverse = np.unique(k, return_inverse=True)
-    out: Bytes = render(unique)[inverse]
-    return out
+    return render(unique), inverse.astype(np.int64)
 
 
 def on_rows(n: int, rows: npt.NDArray[np.int64], text: Bytes) -> Bytes:

@@ -1,6 +1,7 @@
 """The rank mesh: ranks ↔ coordinates and groups (:mod:`.ranks`), and expert placement
-(:mod:`.placement`). Pure and stateless; see docs/parallelism.md."""
+(:mod:`.placement`), global group ids (:mod:`.groups`). Pure and stateless; see docs/parallelism.md."""
 
+from dagen.mesh.groups import group_base, group_ids, rank_table
 from dagen.mesh.placement import expert_placement
 from dagen.mesh.ranks import (
     GROUP_DIMS,
@@ -10,7 +11,6 @@ from dagen.mesh.ranks import (
     build_mesh,
     mesh_for,
     mesh_of,
-    rank_table,
     spans_hosts,
 )
 
@@ -21,6 +21,8 @@ __all__ = [
     "Mesh",
     "build_mesh",
     "expert_placement",
+    "group_base",
+    "group_ids",
     "mesh_for",
     "mesh_of",
     "rank_table",

@@ -61,7 +61,6 @@ __all__ = [
     "Mesh",
     "build_mesh",
     "mesh_of",
-    "rank_table",
     "spans_hosts",
 ]
 
@@ -354,23 +353,3 @@ def mesh_for(parallel: Parallel, model: Model, gpus_per_node: int) -> Mesh:
 def mesh_of(plan: Plan) -> Mesh:
     """The mesh of a whole plan: its degrees over its hardware's hosts (:func:`mesh_for`)."""
     return mesh_for(plan.parallel, plan.model, plan.hardware.gpus_per_node)
-
-
-def rank_table(mesh: Mesh) -> list[dict[str, int]]:
-    """One row per rank: ``rank``, ``host``, every coordinate, and ``<dim>_group``.
-
-    >>> from dagen.plan.model import Parallel
-    >>> rank_table(build_mesh(Parallel(tp=2)))[1]["tp"]
-    1
-    """
-    columns: dict[str, IntArray] = {
-        "rank": np.arange(mesh.world, dtype=np.int32),
-        "host": mesh.host,
-    }
-    columns.update({d: mesh.coords[d] for d in GROUP_DIMS})
-    columns.update({f"{d}_group": mesh.group_index[d] for d in GROUP_DIMS})
-    keys = tuple(columns)
-    return [
-        dict(zip(keys, row, strict=True))
-        for row in zip(*(c.tolist() for c in columns.values()), strict=True)
-    ]
