@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from google.protobuf.message import DecodeError
+
 from dagen.errors import ExportError
 from dagen.export import chakra_schema as et
 
@@ -136,16 +138,23 @@ def _node(msg: Any) -> TraceNode:
     )  # fmt: skip
 
 
+def _metadata(frame: bytes) -> Any:
+    try:
+        return et.GlobalMetadata.FromString(frame)
+    except DecodeError:
+        return None
+
+
 def _read_rank(path: Path, rank: int, problems: list[Problem]) -> RankTrace:
     trace = RankTrace(rank=rank, file=path.name)
     try:
         frames = list(et.frames(path.read_bytes()))
-        meta = et.GlobalMetadata.FromString(frames[0]) if frames else None
         trace.nodes = [_node(et.Node.FromString(b)) for b in frames[1:]]
-    except (ValueError, OSError) as exc:  # protobuf's DecodeError is a ValueError
+    except (ValueError, OSError, DecodeError) as exc:
         problems.append(Problem(rule=Rule.FILES, file=path.name, node=None,
                                 message=f"cannot be read: {exc}"))  # fmt: skip
         return trace
+    meta = _metadata(frames[0]) if frames else None
     if meta is None or not meta.version:
         problems.append(Problem(rule=Rule.METADATA, file=path.name, node=None,
                                 message="the first message is not a GlobalMetadata with a version"))  # fmt: skip
