@@ -39,6 +39,7 @@ Examples:
   dagen build plan.yaml -o ranks.svg --view ranks --ranks 0-3,32 --layers 0-1 --microbatches 0
   dagen build plan.yaml -o dag.json.gz -o timeline.json --strict
   dagen build plan.yaml -o ranks/ --to per-rank
+  dagen build plan.yaml -o traces/ --to chakra
 """
 _EPILOG_RANKS = """\b
 Examples:

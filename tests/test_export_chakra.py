@@ -421,3 +421,29 @@ def test_the_export_is_byte_deterministic(tmp_path: Path) -> None:
 def test_trace_names_are_file_safe() -> None:
     assert trace_name("a b/c") == "a-b-c"
     assert re.fullmatch(r"[A-Za-z0-9_-]+", trace_name("Ωmega..plan"))
+
+
+def test_a_collective_astra_sim_does_not_simulate_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from dagen.export import chakra
+
+    kept = {c: v for c, v in chakra.COMM_TYPES.items() if c is not Coll.ALL_TO_ALL}
+    monkeypatch.setattr(chakra, "COMM_TYPES", kept)
+    with pytest.raises(ExportError, match="all-to-all have no ASTRA-sim network model"):
+        _export(_tiny(), tmp_path / "t")
+    assert not (tmp_path / "t").exists()
+
+
+def test_a_rank_without_work_gets_one_idle_node() -> None:
+    from dagen.export.chakra import _columns
+    from dagen.export.chakra_nodes import encode_nodes
+
+    ctx = _tiny()
+    rows = encode_nodes(ctx.graph, slice(0, 0), _columns(ctx))
+    node = et.Node.FromString(rows.row(0))
+    assert rows.n == 1 and node.type == et.COMP_NODE
+    assert {a.name: a.WhichOneof("value") for a in node.attr} == {
+        "is_cpu_op": "bool_val", "num_ops": "int64_val", "tensor_size": "uint64_val"
+    }  # fmt: skip
+    assert next(a.int64_val for a in node.attr if a.name == "num_ops") == 1

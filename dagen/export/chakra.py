@@ -166,14 +166,29 @@ def _p2p(g: Graph) -> _P2P:
     return _P2P(tag=tag, send_of=send_of)
 
 
-def _comm_size(g: Graph) -> I64:
-    size = g.tmpl_bytes[g.tmpl].astype(np.int64)
+def _comm_types(g: Graph) -> I64:
+    """Chakra's ``comm_type`` of each collective node (-1 elsewhere).
+
+    Raises:
+        ExportError: a collective ASTRA-sim does not simulate on its network.
+    """
     coll = g.kind == Kind.COLLECTIVE
     kinds = g.inst_coll[g.inst[coll]]
     unknown = sorted({Coll(int(c)).label for c in np.unique(kinds)} - {c.label for c in COMM_TYPES})
     if unknown:
         raise ExportError(f"chakra: collective(s) {', '.join(unknown)} have no ASTRA-sim "
                           "network model; lower them first (docs/chakra.md).")  # fmt: skip
+    table = np.array([COMM_TYPES.get(Coll(c), -1) for c in range(len(Coll))], dtype=np.int64)
+    out = np.full(g.n_nodes, -1, dtype=np.int64)
+    out[coll] = table[kinds]
+    return out
+
+
+def _comm_size(g: Graph) -> I64:
+    """``comm_size`` of every node: nccl-tests' size, an all-gather's per-rank input."""
+    size = g.tmpl_bytes[g.tmpl].astype(np.int64)
+    coll = g.kind == Kind.COLLECTIVE
+    kinds = g.inst_coll[g.inst[coll]]
     members = np.diff(g.group_offsets)[g.aux[coll]].astype(np.int64)
     gather = kinds == Coll.ALL_GATHER
     per_rank = -(-size[coll] // np.maximum(members, 1))  # all-gather: per-rank input
@@ -191,11 +206,6 @@ def _columns(ctx: ExportContext) -> Columns:
     dur = _stream_rounded(g, order, own_us)
     dur[recv] = dur[p2p.send_of[recv]]
     flops = g.tmpl_flops[g.tmpl]
-    coll_type = np.full(g.n_nodes, -1, dtype=np.int64)
-    coll = g.kind == Kind.COLLECTIVE
-    coll_type[coll] = np.array([COMM_TYPES[Coll(c)] for c in range(len(Coll))])[
-        g.inst_coll[g.inst[coll]]
-    ]
     return Columns.of(
         g,
         order=order,
@@ -204,7 +214,7 @@ def _columns(ctx: ExportContext) -> Columns:
         duration_us=dur,
         num_ops=np.maximum(1, np.ceil(flops)).astype(np.int64),
         tensor_size=np.rint(g.tmpl_hbm[g.tmpl]).astype(np.int64),
-        comm_type=coll_type,
+        comm_type=_comm_types(g),
         comm_size=_comm_size(g),
         tag=p2p.tag,
     )
