@@ -447,3 +447,20 @@ def test_a_rank_without_work_gets_one_idle_node() -> None:
         "is_cpu_op": "bool_val", "num_ops": "int64_val", "tensor_size": "uint64_val"
     }  # fmt: skip
     assert next(a.int64_val for a in node.attr if a.name == "num_ops") == 1
+
+
+def test_two_pools_export_keep_every_rule_and_replay(tmp_path: Path) -> None:
+    """A prefill pool and a decode pool laid end to end: global ranks and group ids."""
+    from dagen.graph.build import build_pools
+
+    moe = dict(experts=8, top_k=2, ep=2)
+    prefill = make_plan(pp=2, tp=2, micro_batches=2, batch=4, **moe)
+    decode = make_plan(tp=2, dp=2, phase="decode", decode_steps=2, gen_len=4, batch=8, **moe)
+    g = build_pools([("prefill", prefill), ("decode", decode)])
+    est = estimate(g)
+    traces = read_traces(_export(ExportContext(graph=g, estimate=est), tmp_path / "t"))
+    assert len(traces.ranks) == g.world == 8
+    assert check_traces(traces) == []
+    run = replay(traces)
+    assert run.finished
+    _within_bound(run.makespan_us, est.makespan_s, run.bound_us)
