@@ -464,3 +464,16 @@ def test_two_pools_export_keep_every_rule_and_replay(tmp_path: Path) -> None:
     run = replay(traces)
     assert run.finished
     _within_bound(run.makespan_us, est.makespan_s, run.bound_us)
+
+
+def test_metadata_without_a_version_is_metadata(tiny_traces: Path, tmp_path: Path) -> None:
+    """Chakra's own converters write a GlobalMetadata with attributes and no version."""
+    import shutil
+
+    out = tmp_path / "t"
+    shutil.copytree(tiny_traces, out)
+    path = next(out.glob("*.0.et"))
+    meta = et.GlobalMetadata(attr=[et.AttributeProto(name="schema", string_val="x")])
+    body = [meta.SerializeToString(), *_frames(path)[1:]]
+    path.write_bytes(b"".join(et.varint(len(b)) + b for b in body))
+    assert check_traces(read_traces(out)) == []

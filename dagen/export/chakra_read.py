@@ -139,10 +139,18 @@ def _node(msg: Any) -> TraceNode:
 
 
 def _metadata(frame: bytes) -> Any:
+    """The ``GlobalMetadata`` in ``frame``, or None when it is not one: a node read as
+    metadata parses too (protobuf keeps unknown fields), so a frame that reads as a node
+    with a type is a node. The version may be empty (Chakra's own converters leave it so)."""
     try:
-        return et.GlobalMetadata.FromString(frame)
+        meta = et.GlobalMetadata.FromString(frame)
     except DecodeError:
         return None
+    try:
+        as_node = et.Node.FromString(frame)
+    except DecodeError:
+        return meta
+    return meta if as_node.type == 0 else None
 
 
 def _read_rank(path: Path, rank: int, problems: list[Problem]) -> RankTrace:
@@ -155,9 +163,9 @@ def _read_rank(path: Path, rank: int, problems: list[Problem]) -> RankTrace:
                                 message=f"cannot be read: {exc}"))  # fmt: skip
         return trace
     meta = _metadata(frames[0]) if frames else None
-    if meta is None or not meta.version:
+    if meta is None:
         problems.append(Problem(rule=Rule.METADATA, file=path.name, node=None,
-                                message="the first message is not a GlobalMetadata with a version"))  # fmt: skip
+                                message="the first message is a node, not a GlobalMetadata"))  # fmt: skip
     else:
         trace.version = meta.version
     return trace
