@@ -3,6 +3,7 @@ the replay against dagen's own makespan, injected faults, and the CLI's refusals
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from dagen.export.chakra_read import Rule, check_traces, read_traces
 from dagen.export.chakra_replay import replay
 from dagen.findings import finding
 from dagen.graph.build import build_graph
-from dagen.graph.ir import Coll, Graph, Kind
+from dagen.graph.ir import Coll, EdgeKind, Graph, Kind
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 BUILDS = sorted(p.name for p in SAMPLES.glob("*.yaml") if p.name != "seed-moe-10b.yaml")
@@ -477,3 +478,25 @@ def test_metadata_without_a_version_is_metadata(tiny_traces: Path, tmp_path: Pat
     body = [meta.SerializeToString(), *_frames(path)[1:]]
     path.write_bytes(b"".join(et.varint(len(b)) + b for b in body))
     assert check_traces(read_traces(out)) == []
+
+
+def test_every_order_is_a_data_dependency(tmp_path: Path) -> None:
+    """ASTRA-sim's feeder reads only data_deps: the order edges and each stream's previous
+    node must be there, and ctrl_deps stay empty."""
+    ctx = _tiny()
+    g = ctx.graph
+    traces = read_traces(_export(ctx, tmp_path / "t"))
+    for t in traces.ranks:
+        mine = np.flatnonzero(g.rank == t.rank)
+        local = {int(i): k for k, i in enumerate(mine)}
+        comm = [n.id for n in t.nodes if n.type != et.COMP_NODE]
+        comp = [n.id for n in t.nodes if n.type == et.COMP_NODE]
+        wanted: dict[int, set[int]] = {n.id: set() for n in t.nodes}
+        for chain in (comm, comp):
+            for a, b in itertools.pairwise(chain):
+                wanted[b].add(a)
+        inside = np.isin(g.dst, mine) & np.isin(g.src, mine) & (g.ekind != EdgeKind.P2P)
+        for s, d in zip(g.src[inside], g.dst[inside], strict=True):
+            wanted[local[int(d)]].add(local[int(s)])
+        assert {n.id: set(n.deps) for n in t.nodes} == wanted
+        assert all(n.ctrl == () for n in t.nodes)

@@ -14,10 +14,11 @@ with ids ``0 … k-1``. docs/chakra.md gives the mapping and the units; in short
   ``comm_dst``, ``comm_tag`` (the message's number between its two ranks) and
   ``comm_size``, equal on both ends. A recv's ``start_time_micros`` is when it is posted
   and its ``duration_micros`` the transfer (its send's), never the wait;
-* data edges are ``data_deps``; order edges and each stream's previous node (the
-  compute stream, or the communication stream) are ``ctrl_deps``, so a simulator that
-  issues ready nodes in any order still runs each stream one node at a time in program
-  order, as dagen's schedule does (docs/cost-model.md, "Schedule").
+* every data edge, order edge and each stream's previous node (the compute stream, or
+  the communication stream) is a ``data_deps`` entry (ASTRA-sim's feeder reads no
+  ``ctrl_deps``), so a simulator that issues ready nodes in any order still runs each
+  stream one node at a time in program order, as dagen's schedule does
+  (docs/cost-model.md, "Schedule").
 
 Example:
     >>> write_outputs(ctx, [("traces", "chakra")])  # doctest: +SKIP

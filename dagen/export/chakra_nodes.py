@@ -79,30 +79,23 @@ class Columns:
                    attr_row=row, **fields)  # fmt: skip
 
 
-def _deps(g: Graph, at: slice, nodes: I64, cols: Columns) -> tuple[wire.Ragged, wire.Ragged]:
-    """(``ctrl_deps``, ``data_deps``) fields: data edges are data deps; order edges and each
-    stream's previous node are control deps (a pair already a data dep is not repeated)."""
+def _deps(g: Graph, at: slice, nodes: I64, cols: Columns) -> wire.Ragged:
+    """The ``data_deps`` field: every data and order edge into the node and its stream's
+    previous node, each once, ascending.
+
+    All of them are data dependencies because ASTRA-sim's feeder (mlcommons/chakra
+    ``src/feeder/et_feeder.cpp``) resolves ``data_deps`` only and never reads
+    ``ctrl_deps``: an order kept there would be lost."""
     k = nodes.shape[0]
     e = cols.edges[cols.edge_at[at.start] : cols.edge_at[at.stop]]
-    dst, src = cols.local[g.dst[e]], cols.local[g.src[e]]
-    ctrl = (g.ekind[e] != EdgeKind.DATA).astype(np.int64)
-    chained = []
+    dst, src = [cols.local[g.dst[e]]], [cols.local[g.src[e]]]
     for on_comm in (False, True):
         pos = np.flatnonzero((g.kind[nodes] != Kind.COMPUTE) == on_comm)
-        chained.append((pos[1:], pos[:-1]))
-    dst = np.concatenate([dst, *(d for d, _ in chained)])
-    src = np.concatenate([src, *(s for _, s in chained)])
-    ctrl = np.concatenate([ctrl, np.ones(dst.shape[0] - ctrl.shape[0], dtype=np.int64)])
-    key = np.unique((dst * k + src) * 2 + ctrl)  # sorted by (dst, src); data before ctrl
-    pair = key // 2
-    key = key[np.r_[True, pair[1:] != pair[:-1]]]
-    dst, src, ctrl = key // 2 // k, key // 2 % k, key % 2
-    out = []
-    for want in (1, 0):
-        sel = ctrl == want
-        counts = np.bincount(dst[sel], minlength=k)
-        out.append(wire.packed(_NODE["ctrl_deps" if want else "data_deps"], src[sel], counts))
-    return out[0], out[1]
+        dst.append(pos[1:])
+        src.append(pos[:-1])
+    key = np.unique(np.concatenate(dst) * k + np.concatenate(src))  # by (node, dependency)
+    counts = np.bincount(key // k, minlength=k)
+    return wire.packed(_NODE["data_deps"], key % k, counts)
 
 
 def _attr(name: str, values: I64 | wire.Ragged, mask: Bool) -> wire.Ragged:
@@ -166,14 +159,13 @@ def encode_nodes(g: Graph, at: slice, cols: Columns) -> wire.Ragged:
     nodes = cols.order[at]
     if nodes.shape[0] == 0:
         return _placeholder()
-    ctrl, data = _deps(g, at, nodes, cols)
+    deps = _deps(g, at, nodes, cols)
     names = wire.lines(strip(cat(*IdText(g).id_fields(nodes), b"\n", n=nodes.shape[0])))
     return wire.concat(
         wire.scalar(_NODE["id"], cols.local[nodes]),
         wire.delimited(_NODE["name"], names),
         wire.scalar(_NODE["type"], cols.node_type[nodes]),
-        ctrl,
-        data,
+        deps,
         wire.scalar(_NODE["start_time_micros"], cols.start_us[nodes]),
         wire.scalar(_NODE["duration_micros"], cols.duration_us[nodes]),
         wire.take(cols.attrs, cols.attr_row[nodes]),

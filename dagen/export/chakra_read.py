@@ -7,7 +7,7 @@ returns every broken rule as a :class:`Problem` (docs/chakra.md, "Rules"), and
 ASTRA-sim run (issue 12); breaking one makes ASTRA-sim abort, stall or silently misread:
 
 * files ``NAME.0.et … NAME.<N-1>.et``, each a ``GlobalMetadata`` then at least one node;
-* node ids unique in a file, every dependency in the same file;
+* node ids unique in a file, every dependency (data or control) in the same file;
 * only compute, collective, send and recv nodes; only all-reduce, all-gather, all-to-all
   and reduce-scatter collectives;
 * attributes in the members ASTRA-sim reads (:data:`~dagen.export.chakra_schema.ATTR_TYPES`),
@@ -95,7 +95,9 @@ class TraceNode:
     name: str
     type: int
     deps: tuple[int, ...]
-    """Data then control dependencies."""
+    """``data_deps``: what the node waits for (ASTRA-sim's feeder reads only these)."""
+    ctrl: tuple[int, ...]
+    """``ctrl_deps``, which ASTRA-sim ignores (they must still name nodes of the file)."""
     duration_us: int
     attrs: dict[str, tuple[str | None, Any]]
     """By name: (the ``oneof value`` member set, its value)."""
@@ -134,7 +136,7 @@ def _node(msg: Any) -> TraceNode:
         attrs[a.name] = (member, None if member is None else getattr(a, member))
     return TraceNode(
         id=int(msg.id), name=msg.name, type=int(msg.type),
-        deps=(*msg.data_deps, *msg.ctrl_deps), duration_us=int(msg.duration_micros), attrs=attrs,
+        deps=tuple(msg.data_deps), ctrl=tuple(msg.ctrl_deps), duration_us=int(msg.duration_micros), attrs=attrs,
     )  # fmt: skip
 
 
@@ -223,7 +225,7 @@ def _ids_and_deps(t: RankTrace) -> Iterator[Problem]:
     for i in sorted(i for i, c in ids.items() if c > 1):
         yield Problem(rule=Rule.IDS, file=t.file, node=i, message=f"id used {ids[i]} times")
     for n in t.nodes:
-        for d in n.deps:
+        for d in (*n.deps, *n.ctrl):
             if d not in ids or d == n.id:
                 yield Problem(rule=Rule.DEPS, file=t.file, node=n.id,
                               message=f"depends on node {d}, which is not in the file")  # fmt: skip

@@ -4,11 +4,12 @@ The machine (docs/chakra.md, "Replay"), ASTRA-sim's replay mode as probed (issue
 dagen's own schedule (docs/cost-model.md, "Schedule"):
 
 * each rank runs its compute nodes one at a time in node-id order, and its collectives
-  and sends one at a time in node-id order, each once its dependencies have ended;
+  and sends one at a time in node-id order, each once its ``data_deps`` have ended
+  (``ctrl_deps`` are not waited for: ASTRA-sim's feeder does not read them);
 * a node takes its ``duration_micros``;
 * the ``k``-th collective of a group on each member is one collective: it starts when
   every member has reached it, and each member ends ``duration_micros`` later;
-* a recv starts once its dependencies have ended and ends when the send with the same
+* a recv starts once its ``data_deps`` have ended and ends when the send with the same
   (src, dst, tag, size) has ended, or at its start if that is later.
 
 :func:`replay` also returns a bound on how far its makespan may lie from the exact one of
