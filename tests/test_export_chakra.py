@@ -171,6 +171,8 @@ def test_samples_keep_every_rule_and_replay_to_dagen_s_makespan(name: str, tmp_p
     run = replay(traces)
     assert run.finished, [p.render() for p in run.problems]
     _within_bound(run.makespan_us, a.estimate.makespan_s, run.bound_us)
+    blocking = replay(traces, rendezvous=True)  # sends that wait for their recv
+    assert blocking.finished and blocking.makespan_us >= run.makespan_us
 
 
 def _within_bound(replayed_us: int, exact_s: float, bound_us: int) -> None:
@@ -190,6 +192,10 @@ def test_tiny_plans_replay_within_the_bound(over: dict[str, Any], tmp_path: Path
     run = replay(traces)
     assert run.finished
     _within_bound(run.makespan_us, ctx.estimate.makespan_s, run.bound_us)
+    # The decode chain's last stage sends its tokens, then posts its next recv, on one
+    # stream, as the first stage does: with blocking sends each waits for the other's recv
+    # (docs/chakra.md, "Replay"). Prefill has no such pair.
+    assert replay(traces, rendezvous=True).finished == (not over)
     g, est = ctx.graph, ctx.estimate
     for t in traces.ranks:
         for on_comm in (False, True):

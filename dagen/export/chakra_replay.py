@@ -70,8 +70,11 @@ class _Rank:
 
 
 class _Run:
-    def __init__(self, traces: Traces) -> None:
+    def __init__(self, traces: Traces, rendezvous: bool) -> None:
         self.traces = traces
+        self.rendezvous = rendezvous
+        self.posted: dict[tuple[Any, ...], int] = {}
+        """(src, dst, tag, size) → when the recv was posted."""
         self.ranks = [self._rank(t) for t in traces.ranks]
         self.end: dict[tuple[int, int], int] = {}
         self.runs: dict[tuple[int, int], int] = {}
@@ -120,6 +123,11 @@ class _Run:
         if ready is None:
             return False
         start = max(ready[0], rank.free[q])
+        if n.type == et.COMM_SEND_NODE and self.rendezvous:
+            posted = self.posted.get(p2p_key(n))
+            if posted is None:
+                return False  # a blocking send waits for its recv to be posted
+            start = max(start, posted)
         runs = ready[1] if pred is None else max(ready[1], self.runs[(r, pred)])
         if n.type == et.COMM_COLL_NODE:
             return self._arrive(r, n, start, runs)
@@ -128,10 +136,12 @@ class _Run:
         rank.heads[q] += 1
         if n.type == et.COMM_SEND_NODE:
             self.sent[p2p_key(n)] = (start + n.duration_us, runs)
-            dst = n.attr("comm_dst")
-            if isinstance(dst, int) and 0 <= dst < len(self.ranks):
-                self.todo.append(dst)
+            self._wake(n.attr("comm_dst"))
         return True
+
+    def _wake(self, rank: Any) -> None:
+        if isinstance(rank, int) and 0 <= rank < len(self.ranks):
+            self.todo.append(rank)
 
     def _arrive(self, r: int, n: TraceNode, start: int, runs: int) -> bool:
         rank = self.ranks[r]
@@ -161,6 +171,9 @@ class _Run:
         left = []
         for n in rank.recvs:
             ready = self._ready(r, n, None)
+            if ready is not None and p2p_key(n) not in self.posted:
+                self.posted[p2p_key(n)] = ready[0]
+                self._wake(n.attr("comm_src"))
             sent = self.sent.get(p2p_key(n))
             if ready is None or sent is None:
                 left.append(n)
@@ -195,13 +208,18 @@ def _stuck(run: _Run) -> list[Problem]:
     return problems
 
 
-def replay(traces: Traces) -> Replay:
+def replay(traces: Traces, *, rendezvous: bool = False) -> Replay:
     """Run every rank's trace (see the module docstring).
+
+    ``rendezvous`` makes every send blocking: it starts only once its recv has been
+    posted (an eager send, the default and dagen's model, starts when its own
+    dependencies allow). Traces that finish both ways do not depend on the simulator's
+    send protocol.
 
     A run that cannot finish is reported in :attr:`Replay.problems` (rule ``deadlock``),
     with what each stuck rank waits for; its makespan covers the nodes that ran.
     """
-    run = _Run(traces)
+    run = _Run(traces, rendezvous)
     run.run()
     last = max(run.end, key=lambda k: (run.end[k], k), default=None)
     return Replay(
