@@ -168,7 +168,8 @@ COMM_GROUP_FILE = "comm_group.json"
 """ASTRA-sim's communicator groups beside the ``.et`` files: ``{"<pg_name>": [ranks…]}``."""
 
 VERSION = "0.0.4"
-"""``GlobalMetadata.version``: the ET version mlcommons/chakra's converters write."""
+"""``GlobalMetadata.version``: the Chakra ET schema version (mlcommons/chakra's PyTorch
+converter tags its schema ``…-chakra.0.0.4``; ASTRA-sim does not read the field)."""
 
 ATTR_TYPES: dict[str, str] = {
     "is_cpu_op": "bool_val",
