@@ -58,7 +58,6 @@ class Replay:
 @dataclass(slots=True)
 class _Rank:
     trace: RankTrace
-    by_id: dict[int, TraceNode]
     queues: tuple[list[TraceNode], list[TraceNode]]
     """(compute, collectives and sends), each in id order."""
     recvs: list[TraceNode]
@@ -88,7 +87,7 @@ class _Run:
         nodes = sorted(t.nodes, key=lambda n: n.id)
         comm = (et.COMM_COLL_NODE, et.COMM_SEND_NODE)
         return _Rank(
-            trace=t, by_id={n.id: n for n in nodes},
+            trace=t,
             queues=([n for n in nodes if n.type == et.COMP_NODE], [n for n in nodes if n.type in comm]),
             recvs=[n for n in nodes if n.type == et.COMM_RECV_NODE],
         )  # fmt: skip
