@@ -42,6 +42,7 @@ Examples:
   dagen build plan.yaml -o ranks/ --to per-rank
   dagen build plan.yaml -o dag.parquet -o dag.graphml
   dagen build plan.yaml -o tables/ --to parquet
+  dagen build plan.yaml -o traces/ --to chakra
 """
 _EPILOG_RANKS = """\b
 Examples:

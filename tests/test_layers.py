@@ -31,6 +31,7 @@ ONLY_IN = {
     "pydot": {"export"},
     "pygraphviz": {"export"},
     "jinja2": {"export"},
+    "google": {"export"},  # protobuf: the Chakra traces
 }
 
 

@@ -129,6 +129,15 @@ FORMATS: Mapping[str, Format] = MappingProxyType(
                 description="every node and edge as GraphML with scalar attributes (networkx.read_graphml)",
             ),
             Format(
+                name="chakra",
+                suffixes=(),
+                module="dagen.export.chakra",
+                function="emit",
+                description="a directory: Chakra execution traces for ASTRA-sim, <name>.<rank>.et "
+                "and comm_group.json (docs/chakra.md)",
+                directory=True,
+            ),
+            Format(
                 name="timeline",
                 suffixes=(".trace.json", ".timeline.json"),
                 module="dagen.export.timeline",
