@@ -174,7 +174,9 @@ def test_output_that_is_not_a_regular_file_is_refused(runner: CliRunner, tmp_pat
 
 
 def test_check_prints_estimates_and_the_seed_fixed_verdicts(runner: CliRunner) -> None:
-    result = runner.invoke(main, ["check", str(SAMPLES / "seed-moe-10b-fixed.yaml")])
+    result = runner.invoke(
+        main, ["check", str(SAMPLES / "seed-moe-10b-fixed.yaml")], env={"COLUMNS": "1000"}
+    )
     # The layout is fixed; the report's 100 tokens/ms per GPU is still impossible.
     assert result.exit_code == 1
     errors = [line for line in result.stdout.splitlines() if line.startswith("error ")]

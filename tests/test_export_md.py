@@ -78,7 +78,7 @@ def test_user_text_is_escaped() -> None:
     rows = _table_rows(text, "| Severity |")
     assert len(rows) == 1 and _cells(rows[0]) == 5
     assert "a \\| b &lt;i&gt;" in rows[0] and "use \\`x\\`" in rows[0]
-    assert "**✗ 1 error(s)**" in text
+    assert "**✗ 1 error, 0 warnings.**" in text
 
 
 def test_md_escape_round_trip_examples() -> None:
@@ -129,5 +129,5 @@ def test_report_with_an_estimate_lists_memory_and_verdicts() -> None:
     assert "## Estimate" in text and "time to first token" in text
     rows = _table_rows(text, "| Claim |")
     assert len(rows) == len(est.verdicts) > 0
-    assert all(_cells(r) == 6 for r in rows)
+    assert all(_cells(r) == 5 for r in rows)
     assert any("holds" in r or "fails" in r for r in rows)
