@@ -108,7 +108,8 @@ def _trim(raw: Path, out: Path) -> None:
     box = ImageChops.difference(img, blank).getbbox()
     bottom = min(img.height, (box[3] if box else img.height) + 16)
     out.parent.mkdir(parents=True, exist_ok=True)
-    img.crop((0, 0, img.width, bottom)).save(out, optimize=True)
+    # 256 colours are plenty for text and flat fills, and keep the PNG small for git.
+    img.crop((0, 0, img.width, bottom)).quantize(colors=256).save(out, optimize=True)
 
 
 def main() -> None:

@@ -41,7 +41,7 @@ Examples:
 _EPILOG_BUILD = """\b
 Examples:
   dagen build samples/seed-moe-10b-fixed.yaml -o dag.svg -o dag.json -o report.md
-  dagen build plan.yaml -o ranks.svg --view ranks --ranks 0-3,32 --layers 0-1 --microbatches 0
+  dagen build plan.yaml -o ranks.svg --view ranks --ranks 0-1 --layers 0 --microbatches 0-1
   dagen build plan.yaml -o dag.json.gz -o timeline.json --strict
   dagen build plan.yaml -o ranks/ --to per-rank
 """
@@ -363,4 +363,4 @@ def explain(state: _State, code: str | None) -> None:
     width = _width()
     for line in text.splitlines():
         indent = line[: len(line) - len(line.lstrip())]
-        click.echo(textwrap.fill(line, width, subsequent_indent=indent) if line else "")
+        click.echo(textwrap.fill(line, width, subsequent_indent=indent + "  ") if line else "")

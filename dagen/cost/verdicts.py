@@ -99,11 +99,16 @@ def _needs(at_most: bool, target: float, estimate: float | None, bound: float) -
     if bound <= 0 or target <= 0:
         return ""
     need = bound / target if at_most else target / bound
-    text = f" The claim needs {need:.0%} of the datasheet peak"
+    text = f" The claim needs {_percent(need)} of the datasheet peak"
     if estimate is not None and estimate > 0:
         reach = bound / estimate if at_most else estimate / bound
-        text += f"; the estimate reaches {reach:.0%}"
+        text += f"; the estimate reaches {_percent(reach)}"
     return text + "."
+
+
+def _percent(x: float) -> str:
+    """``77%``; a share under 1 % keeps two significant digits (``0.26%``), not ``0%``."""
+    return f"{x:.0%}" if x >= 0.01 else f"{100 * x:.2g}%"
 
 
 def _world(plan: Plan, parts: EstimateParts | None) -> tuple[int, str]:

@@ -54,7 +54,7 @@ EDGE_STYLES: Mapping[EdgeKind, Mapping[str, str]] = MappingProxyType(
         EdgeKind.DATA: MappingProxyType({"color": "#666666"}),
         EdgeKind.ORDER: MappingProxyType({"color": "#aaaaaa", "style": "dotted"}),
         EdgeKind.P2P: MappingProxyType(
-            {"color": "#c0392b", "penwidth": "2", "fontcolor": "#c0392b"}
+            {"color": "#c0392b", "penwidth": "2", "fontcolor": "#c0392b", "constraint": "false"}
         ),
     }
 )
