@@ -83,9 +83,9 @@ class Analysis:
         total = e.memory.total_bytes
         worst = int(total.argmax())
         cap = float(e.memory.capacity_bytes)
-        lines.append(
-            f"memory: fullest rank {worst} holds {total[worst] / 1e9:.3g} GB of "
-            f"{cap / 1e9:.3g} GB ({total[worst] / cap:.1%})"
+        lines.append(  # GiB, as the report, the pictures and nvidia-smi count memory
+            f"memory: fullest rank {worst} holds {total[worst] / 2**30:.3g} GiB of "
+            f"{cap / 2**30:.3g} GiB ({total[worst] / cap:.1%})"
         )
         if e.ttft_s is not None:
             lines.append(f"TTFT (prefill makespan): {e.ttft_s:.4g} s")

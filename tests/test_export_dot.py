@@ -405,7 +405,7 @@ def test_ranks_view_default_is_one_micro_batch_and_says_so(moe: Graph) -> None:
     text = source(ExportContext(graph=moe, view="ranks", ranks=frozenset({0})))
     drawn = {int(n[1:]) for n in re.findall(r"^\s+(n\d+) \[", text, re.M)}
     assert drawn and set(moe.mb[list(drawn)].tolist()) == {0}
-    assert "micro-batch 0 of 0-1 (--microbatches picks others)" in text
+    assert "micro-batch 0 of 0-1 (--microbatches for more)" in text
 
 
 def test_ranks_view_keeps_non_layer_nodes_only_beside_drawn_layers(moe: Graph) -> None:

@@ -265,6 +265,8 @@ def _order_columns(dot: graphviz.Digraph, g: Graph, idx: I64) -> None:
     dot.node("columns", label="", shape="point", style="invis", width="0", ordering="out")
     for name in ["legend", *(f"n{i}" for i in heads.tolist())]:
         dot.edge("columns", name, style="invis")
+    for i in heads.tolist():  # the legend above every column (one edge would pull one)
+        dot.edge("legend", f"n{i}", style="invis")
 
 
 def ranks_note(ctx: ExportContext) -> list[str]:
@@ -274,7 +276,7 @@ def ranks_note(ctx: ExportContext) -> list[str]:
     shown = sorted(ctx.microbatches) if ctx.microbatches is not None else mbs[:1]
     what = "micro-batch " + _cli_set(shown)
     if ctx.microbatches is None and len(mbs) > 1:
-        what += f" of {_cli_set(mbs)} (--microbatches picks others)"
+        what += f" of {_cli_set(mbs)} (--microbatches for more)"
     layers = f"layers {_cli_set(sorted(ctx.layers))}" if ctx.layers is not None else "every layer"
     ranks = f"ranks {_cli_set(sorted(ctx.ranks))}" if ctx.ranks is not None else "every rank"
-    return [f"ranks view: {ranks}, {layers}, {what}; one column per rank and micro-batch"]
+    return [f"ranks view: {ranks}, {layers}, {what}"]
