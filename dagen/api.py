@@ -14,7 +14,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from dagen.checks import check_graph
+from dagen.codes import Code
 from dagen.cost import (
     CostModel,
     Estimate,
@@ -35,7 +38,7 @@ from dagen.cost import (
     model_for,
     verdict_findings,
 )
-from dagen.errors import FlagError, MeshError, PlanInfeasible
+from dagen.errors import DagenError, FlagError, MeshError, PlanInfeasible
 from dagen.export import ExportContext, Phases, write_outputs
 from dagen.findings import Finding, Severity, has_errors
 from dagen.graph.build import build_graph
@@ -46,7 +49,7 @@ from dagen.plan.loader import load_plan
 from dagen.plan.model import Plan
 from dagen.plan.rules import blocking, plan_findings
 
-__all__ = ["Analysis", "analyse", "build", "import_flags", "load_plan", "write"]
+__all__ = ["Analysis", "analyse", "build", "explain", "import_flags", "load_plan", "write"]
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +88,9 @@ class Analysis:
         total = e.memory.total_bytes
         worst = int(total.argmax())
         cap = float(e.memory.capacity_bytes)
-        lines.append(
-            f"memory: fullest rank {worst} holds {total[worst] / 1e9:.3g} GB of "
-            f"{cap / 1e9:.3g} GB ({total[worst] / cap:.1%})"
+        lines.append(  # GiB, as the report, the pictures and nvidia-smi count memory
+            f"memory: fullest rank {worst} holds {total[worst] / 2**30:.3g} GiB of "
+            f"{cap / 2**30:.3g} GiB ({total[worst] / cap:.1%})"
         )
         if e.ttft_s is not None:
             lines.append(f"TTFT (prefill makespan): {e.ttft_s:.4g} s")
@@ -243,3 +246,64 @@ def import_flags(
     except MeshError as err:
         raise FlagError(f"{framework}: dagen cannot lay these flags out: {err}") from None
     return imported
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+"""The docs/ of a checkout (an installed dagen may have none; then only the registry speaks)."""
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split(" | ")]
+
+
+def _doc_row(code: Code, docs: Path) -> list[tuple[str, str]]:
+    """The (column, text) cells of ``code``'s row in its docs table, after the code cell;
+    ``as above`` is read from the row above. Empty when the page is absent."""
+    try:
+        lines = (docs / code.page).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    anchor = f'<a id="{code.value.lower()}"></a>'
+    at = next((i for i, x in enumerate(lines) if anchor in x), None)
+    if at is None:
+        return []
+    top = at
+    while top > 0 and lines[top - 1].startswith("|"):
+        top -= 1
+    header, rows = _cells(lines[top]), [_cells(x) for x in lines[top + 2 : at + 1]]
+    out = []
+    for col in range(1, min(len(header), len(rows[-1]))):
+        text = next((r[col] for r in reversed(rows) if r[col] != "as above"), rows[-1][col])
+        out.append((header[col], re.sub(r"`([^`]*)`", r"\1", text)))
+    return out
+
+
+def explain(code_text: str, docs: Path = DOCS) -> str:
+    """What a finding code means: its severity, summary, docs anchor and docs text.
+
+    Raises:
+        DagenError: ``code_text`` is not a registered code (the message names the nearest).
+
+    Example:
+        >>> print(explain("GRAPH-CYCLE").splitlines()[0])
+        GRAPH-CYCLE (error by default)
+    """
+    try:
+        code = Code.of(code_text.strip())
+    except KeyError:
+        near = difflib.get_close_matches(code_text.strip().upper(), [c.value for c in Code], 3)
+        hint = f"did you mean {', '.join(near)}? " if near else ""
+        raise DagenError(
+            f"{code_text!r} is not a finding code; {hint}Fix: run `dagen explain` to list "
+            "every code."
+        ) from None
+    lines = [f"{code.value} ({code.severity.value} by default)", f"  {code.summary}"]
+    lines.append(f"  docs: {code.doc}")
+    for column, text in _doc_row(code, docs):
+        lines.append(f"  {column.lower()}: {text}")
+    return "\n".join(lines)
+
+
+def codes() -> list[tuple[str, str, str]]:
+    """Every registered code as (code, default severity, summary), in registry order."""
+    return [(c.value, c.severity.value, c.summary) for c in Code]

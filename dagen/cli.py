@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import sys
+import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +30,9 @@ from dagen.plan.model import CostModelName, Plan
 
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
+WRAP_DEFAULT = 100
+"""Columns findings wrap to when the output is not a terminal and ``COLUMNS`` is unset."""
+WRAP_MIN = 40
 
 _EPILOG_CHECK = """\b
 Examples:
@@ -37,7 +42,7 @@ Examples:
 _EPILOG_BUILD = """\b
 Examples:
   dagen build samples/seed-moe-10b-fixed.yaml -o dag.svg -o dag.json -o report.md
-  dagen build plan.yaml -o ranks.svg --view ranks --ranks 0-3,32 --layers 0-1 --microbatches 0
+  dagen build plan.yaml -o ranks.svg --view ranks --ranks 0-1 --layers 0 --microbatches 0-1
   dagen build plan.yaml -o dag.json.gz -o timeline.json --strict
   dagen build plan.yaml -o ranks/ --to per-rank
   dagen build plan.yaml -o dag.parquet -o dag.graphml
@@ -76,6 +81,13 @@ Flags read (framework flags as the framework reads them; --hardware, --phase, --
     f"  {fw.name} ({fw.source}): " + ", ".join("/".join(f.names) for f in fw.flags)
     for fw in FRAMEWORKS.values()
 )
+
+
+_EPILOG_EXPLAIN = """\b
+Examples:
+  dagen explain PLAN-WORLD
+  dagen explain            # every code, its severity and summary
+"""
 _EPILOG_REPORT = """\b
 Examples:
   dagen report samples/seed-moe-10b-fixed.yaml > report.md
@@ -169,14 +181,21 @@ def _int_set(
     return parse
 
 
+def _width() -> int:
+    """Columns to wrap findings to: the terminal's (or ``COLUMNS``), else
+    :data:`WRAP_DEFAULT`; never under :data:`WRAP_MIN`."""
+    return max(WRAP_MIN, shutil.get_terminal_size((WRAP_DEFAULT, 24)).columns)
+
+
 def _print_findings(findings: tuple[Finding, ...], source: str, fmt: str, quiet: bool) -> None:
     if fmt == "json":
         click.echo(json.dumps([f.to_dict() for f in findings], indent=2))
         return
+    width = _width()
     for f in findings:
         if quiet and f.severity is not Severity.ERROR:
             continue
-        click.echo(f.render(source))
+        click.echo(f.render(source, width))
     if not quiet:
         errors = sum(f.severity is Severity.ERROR for f in findings)
         warnings = sum(f.severity is Severity.WARNING for f in findings)
@@ -437,3 +456,20 @@ def report(state: _State, plan: Path) -> None:
         analysis = _analyse(state, plan)
         click.echo(render_markdown(analysis), nl=False)
     sys.exit(0 if analysis.ok else EXIT_FINDINGS)
+
+
+@main.command(epilog=_EPILOG_EXPLAIN)
+@click.argument("code", required=False)
+@click.pass_obj
+def explain(state: _State, code: str | None) -> None:
+    """Explain a finding code (severity, meaning, docs), or list every code."""
+    if code is None:
+        for name, severity, summary in api.codes():
+            click.echo(f"{name:<24} {severity:<8} {summary}")
+        return
+    with _user_errors(state):
+        text = api.explain(code)
+    width = _width()
+    for line in text.splitlines():
+        indent = line[: len(line) - len(line.lstrip())]
+        click.echo(textwrap.fill(line, width, subsequent_indent=indent + "  ") if line else "")

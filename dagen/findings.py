@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ import numpy.typing as npt
 from dagen.codes import Code, Severity
 
 __all__ = [
+    "HEADLINE_CHARS",
     "Code",
     "Finding",
     "Origin",
@@ -33,6 +35,10 @@ __all__ = [
     "problem",
     "rank_list",
 ]
+
+
+HEADLINE_CHARS = 110
+"""A first sentence longer than this is cut at its first colon for the headline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,22 +124,62 @@ class Finding:
             out["flag"] = self.origin.flag
         return out
 
-    def render(self, source: str = "") -> str:
-        """The one text form: ``severity CODE where: path: message``, then the fix and the
-        first nodes indented. ``source`` names the file when the origin does not."""
+    def headline(self) -> tuple[str, str]:
+        """The message as (one-sentence verdict, the arithmetic after it).
+
+        The verdict is the first sentence; one longer than :data:`HEADLINE_CHARS` ends
+        at its first ``: `` or ``; `` instead (what follows is the arithmetic).
+
+        Example:
+            >>> finding(Code.PLAN_WORLD, "declared 128 ≠ 16. Under megatron: 2·2·4 = 16").headline()
+            ('declared 128 ≠ 16.', 'Under megatron: 2·2·4 = 16')
+        """
+        text = " ".join(self.message.split())
+        cut = text.find(". ")
+        head, rest = (text[: cut + 1], text[cut + 2 :]) if cut >= 0 else (text, "")
+        if len(head) > HEADLINE_CHARS:
+            stops = [i for sep in (": ", "; ") if (i := head.find(sep, 20)) >= 0]
+            if stops:
+                head, rest = text[: min(stops)], text[min(stops) + 2 :]
+        return head, rest
+
+    def render(self, source: str = "", width: int | None = None) -> str:
+        """The one text form, as compilers print a diagnostic: a headline ``severity CODE
+        where: path: verdict``, then the arithmetic, the fix and the first nodes indented
+        below. ``source`` names the file when the origin does not; ``width`` wraps every
+        line to that many columns (None: no wrapping).
+
+        Example:
+            >>> f = finding(Code.PLAN_HEADS_TP, "heads 4 do not split. 4 / 3 = 1.33", fix="tp=2")
+            >>> print(f.render("p.yaml"))
+            error PLAN-HEADS-TP p.yaml: heads 4 do not split.
+                4 / 3 = 1.33
+                fix: tp=2
+        """
         origin = self.origin.at(source) if self.origin is not None else Origin(source)
         where = f"{origin}: " if str(origin) else ""
         field_ = f"{self.path}: " if self.path else ""
-        text = f"{self.severity.value} {self.code} {where}{field_}{self.message}"
+        head, rest = self.headline()
+        lines = [(f"{self.severity.value} {self.code} {where}{field_}{head}", "  ")]
+        if rest:
+            lines.append((f"    {rest}", "    "))
         if self.fix:
-            text += f"\n    fix: {self.fix}"
+            lines.append((f"    fix: {self.fix}", "         "))
         if self.nodes:
-            text += (
-                "\n    nodes: "
-                + ", ".join(self.nodes[:12])
-                + (" …" if len(self.nodes) > 12 else "")
+            more = " …" if len(self.nodes) > 12 else ""
+            lines.append((f"    nodes: {', '.join(self.nodes[:12])}{more}", "           "))
+        if width is None:
+            return "\n".join(line for line, _ in lines)
+        return "\n".join(
+            textwrap.fill(
+                line,
+                width,
+                subsequent_indent=indent,
+                break_long_words=False,
+                break_on_hyphens=False,
             )
-        return text
+            for line, indent in lines
+        )
 
 
 def finding(

@@ -174,7 +174,9 @@ def test_output_that_is_not_a_regular_file_is_refused(runner: CliRunner, tmp_pat
 
 
 def test_check_prints_estimates_and_the_seed_fixed_verdicts(runner: CliRunner) -> None:
-    result = runner.invoke(main, ["check", str(SAMPLES / "seed-moe-10b-fixed.yaml")])
+    result = runner.invoke(
+        main, ["check", str(SAMPLES / "seed-moe-10b-fixed.yaml")], env={"COLUMNS": "1000"}
+    )
     # The layout is fixed; the report's 100 tokens/ms per GPU (12,800 tokens/ms in all)
     # is still impossible, and every other claim of the report is judged.
     assert result.exit_code == 1
@@ -200,3 +202,49 @@ def test_verbose_shows_the_library_log_on_stderr() -> None:
     assert "dagen: dagen.graph.build: built" in proc.stderr
     quiet = subprocess.run(cmd[:3] + cmd[4:], capture_output=True, text=True, check=False)
     assert "dagen.graph.build" not in quiet.stderr
+
+
+def test_check_prints_a_headline_per_finding_and_wraps_the_arithmetic(runner: CliRunner) -> None:
+    plan = str(SAMPLES / "deepseek-v3-decode.yaml")
+    result = runner.invoke(main, ["check", plan], env={"COLUMNS": "72"})
+    lines = result.stdout.splitlines()
+    heads = [i for i, line in enumerate(lines) if line.startswith(("error ", "warning ", "info "))]
+    assert len(heads) == 3  # two failing claims, one that holds
+    first = lines[heads[0] : heads[1]]
+    # headline: severity, code, place, field, one-sentence verdict (continued by 2 spaces)
+    verdict = " ".join(x.strip() for x in first if not x.startswith("    "))
+    assert verdict.startswith(f"warning COST-TPOT {plan}:92:12: targets.tpot_ms:")
+    assert verdict.endswith(
+        "time per output token ≤ 50 ms: fails (estimate 60.18 ms; floor 9.927 ms)."
+    )
+    # the arithmetic and the fix indented below, every line within the width
+    body = [x for x in first if x.startswith("    ")]
+    assert body[0].startswith("    TPOT ≥ one decode step") and any("fix: " in x for x in body)
+    assert all(len(x) <= 72 for x in lines[: heads[-1]] if " " in x.strip())
+
+
+def test_check_output_not_on_a_terminal_wraps_at_the_default_width(runner: CliRunner) -> None:
+    from dagen.cli import WRAP_DEFAULT
+
+    result = runner.invoke(main, ["check", str(SAMPLES / "seed-moe-10b.yaml")], env={"COLUMNS": ""})
+    assert max(len(x) for x in result.stdout.splitlines()) <= WRAP_DEFAULT
+
+
+def test_explain_prints_the_registry_entry_and_its_docs(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["explain", "plan-world"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "PLAN-WORLD (error by default)"
+    assert "docs: docs/plan-checks.md#plan-world" in result.stdout
+    assert "computes both readings" in result.stdout  # the docs row's text
+    assert "target: targets.tpot_ms" in runner.invoke(main, ["explain", "COST-TPOT"]).stdout
+
+
+def test_explain_lists_every_code_and_refuses_an_unknown_one(runner: CliRunner) -> None:
+    from dagen.codes import Code
+
+    listed = runner.invoke(main, ["explain"]).stdout.splitlines()
+    assert [line.split()[0] for line in listed] == [c.value for c in Code]
+    bad = runner.invoke(main, ["explain", "PLAN-WORL"])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    assert "'PLAN-WORL' is not a finding code; did you mean PLAN-WORLD" in bad.stderr

@@ -63,3 +63,31 @@ def test_one_renderer_for_file_positions_and_flags() -> None:
     assert at_flag.to_dict()["flag"] == "--tensor-parallel-size"
     assert "flag" not in at_file.to_dict() and at_file.to_dict()["line"] == 11
     assert isinstance(at_file, Finding)
+
+
+def test_render_puts_the_verdict_on_the_headline_and_wraps_what_follows() -> None:
+    long = (
+        "declared world_size 128 does not match the degrees: " + "under megatron 2·2·4 = 16; " * 8
+    )
+    f = finding(Code.PLAN_WORLD, long, fix="use dp=16 " * 12, path="parallel.world_size",
+                origin=Origin(file="p.yaml", line=5, column=3))  # fmt: skip
+    head, rest = f.headline()
+    assert head == "declared world_size 128 does not match the degrees"
+    assert rest.startswith("under megatron")
+    text = f.render(width=60)
+    lines = text.splitlines()
+    assert lines[0].startswith("error PLAN-WORLD p.yaml:5:3: parallel.world_size:")
+    assert all(len(x) <= 60 for x in lines)
+    body = next(i for i, x in enumerate(lines) if x.startswith("    "))
+    assert all(x.startswith("  ") and not x.startswith("    ") for x in lines[1:body])
+    assert lines[body].startswith("    under megatron") and all(
+        x.startswith("    ") for x in lines[body:]
+    )
+    assert any(x.startswith("    fix: use dp=16") for x in lines)
+    assert f.render() == "\n".join(  # unwrapped: one line each
+        [
+            f"error PLAN-WORLD p.yaml:5:3: parallel.world_size: {head}",
+            f"    {rest}",
+            f"    fix: {f.fix}",
+        ]
+    )

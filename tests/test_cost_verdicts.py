@@ -157,3 +157,13 @@ def test_weights_larger_than_the_gpu_are_impossible() -> None:
     assert v.verdict is VerdictKind.IMPOSSIBLE
     plan_only = _by_path(judge_plan_bounds(plan))["hardware.memory_gb"]
     assert plan_only.verdict is VerdictKind.IMPOSSIBLE
+
+
+def test_each_verdict_derives_the_flops_per_token_once() -> None:
+    # The decode per-GPU throughput verdict once carried the FLOP/token derivation twice
+    # (once in its ceiling, once in the decode-step floor it quotes).
+    plan = load_plan(SAMPLES / "deepseek-v3-decode.yaml")
+    for v in judge_plan_bounds(plan):
+        derivation = token_flops(plan).text
+        assert v.arithmetic.count(derivation) <= 1, v.path
+        assert v.arithmetic.count("matmul weights (active") <= 1, v.path

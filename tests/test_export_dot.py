@@ -6,6 +6,7 @@ need a Graphviz engine are marked ``graphviz``.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import xml.etree.ElementTree as ET
@@ -17,6 +18,7 @@ import pytest
 from conftest import make_plan
 from golden import assert_golden
 
+from dagen.codes import Code
 from dagen.errors import ExportError
 from dagen.export import ExportContext, emit, select_nodes
 from dagen.export import svg as svg_mod
@@ -24,8 +26,10 @@ from dagen.export.dot import source
 from dagen.export.fold import fold_stages
 from dagen.export.mdparts import mermaid, stage_rows
 from dagen.export.overview import overview
+from dagen.export.ranks import selection
+from dagen.findings import finding
 from dagen.graph.build import build_graph
-from dagen.graph.ir import Graph, Kind, Op
+from dagen.graph.ir import OP_LABELS, Graph, Kind, Op
 from dagen.plan.loader import load_plan
 
 PLANS = Path(__file__).parent / "data" / "plans"
@@ -140,7 +144,7 @@ def test_overview_folds_like_middle_stages_into_one_box() -> None:
     rows = stage_rows(overview(g), g)
     assert [r["index"] for r in rows] == [0, 1, 2, 3, 4, 5]
     chart = mermaid(overview(g))
-    assert chart.count("subgraph") == 3 and "s1b0 ==>" in chart and "s2b0" not in chart
+    assert chart.count("subgraph") == 3 and "s1 ==>" in chart and "s2b0" not in chart
 
 
 def test_overview_keeps_unlike_middle_stages_apart() -> None:
@@ -163,20 +167,26 @@ def test_ranks_view_draws_exactly_the_selection(moe: Graph) -> None:
     names = {n.get_name() for n in _all_nodes(parsed)}
     drawn = {int(n[1:]) for n in names if re.fullmatch(r"n\d+", n)}
     assert drawn == set(picked.tolist())
-    assert [s.get_name() for s in parsed.get_subgraphs()] == ["cluster_rank0", "cluster_rank4"]
+    clusters = [s.get_name() for s in parsed.get_subgraphs() if s.get_name().startswith("cluster")]
+    assert clusters == ["cluster_rank0", "cluster_rank4"]
     # instances joining both ranks (TP groups are {0,1} and {4,5}: none); p2p 0 → 4 is drawn
     p2p = [e for e in parsed.get_edges() if e.get("penwidth") == "2"]
     assert len(p2p) == int(np.sum((moe.kind[picked] == Kind.SEND) & np.isin(moe.aux[picked], [4])))
 
 
-def test_ranks_view_joins_collective_members_to_a_shared_instance(moe: Graph) -> None:
-    ctx = ExportContext(
+def _pair_ctx(moe: Graph) -> ExportContext:
+    """The ranks view of ranks 0 and 1 (a TP pair, half an EP group), layer 0, mb 0."""
+    return ExportContext(
         graph=moe,
         view="ranks",
         ranks=frozenset({0, 1}),
         layers=frozenset({0}),
         microbatches=frozenset({0}),
     )
+
+
+def test_ranks_view_joins_collective_members_to_a_shared_instance(moe: Graph) -> None:
+    ctx = _pair_ctx(moe)
     parsed = _parse(source(ctx))
     inst_nodes = [n.get_name() for n in _all_nodes(parsed) if re.fullmatch(r"i\d+", n.get_name())]
     picked = select_nodes(moe, ctx.ranks, ctx.layers, ctx.microbatches)
@@ -192,9 +202,11 @@ def test_detail_view_refuses_to_draw_too_much_and_says_how_to_narrow(moe: Graph)
     with pytest.raises(ExportError) as err:
         source(ctx)
     msg = str(err.value)
-    assert f"would draw {moe.n_nodes:,} nodes, over the limit of 40" in msg
+    default = selection(moe, None, None, None)  # every rank, the first micro-batch
+    assert set(moe.mb[default].tolist()) == {0} and default.size == int(np.sum(moe.mb == 0))
+    assert f"would draw {default.size:,} nodes, over the limit of 40" in msg
     assert "--ranks 0-1 --layers 0 --microbatches 0" in msg
-    suggested = select_nodes(moe, frozenset({0, 1}), frozenset({0}), frozenset({0})).size
+    suggested = selection(moe, frozenset({0, 1}), frozenset({0}), frozenset({0})).size
     assert f"draws {suggested:,} nodes" in msg
     assert source(
         ExportContext(
@@ -304,3 +316,119 @@ def test_select_nodes_keeps_non_layer_nodes_of_the_chosen_ranks(moe: Graph) -> N
         (moe.rank == 4) & (moe.mb == 1) & ((moe.layer == 2) | (moe.layer < 0))
     )
     assert picked.tolist() == expected.tolist()
+
+
+def _legend_labels(dot_text: str) -> list[str]:
+    legend = next(s for s in _parse(dot_text).get_subgraphs() if s.get_name() == "cluster_legend")
+    return [str(e.get("label")).strip('"') for e in legend.get_edges() if e.get("label")] + [
+        str(n.get("label")).strip('"') for n in legend.get_nodes() if n.get("fillcolor")
+    ]
+
+
+def test_overview_legend_lists_only_what_the_plan_holds(moe: Graph) -> None:
+    # tiny_moe: every layer MoE, PP2 (a pipeline send), prefill (no decode arrow).
+    labels = _legend_labels(source(ExportContext(graph=moe)))
+    assert "MoE layers: attention + routed experts" in labels and "pipeline send" in labels
+    assert not any("dense" in x for x in labels) and "next decode step" not in labels
+    pp1 = build_graph(make_plan(pp=1, tp=2, layers=2))  # dense, one stage
+    labels = _legend_labels(source(ExportContext(graph=pp1)))
+    assert "pipeline send" not in labels and "dense layers: attention + FFN" in labels
+    assert not any("MoE" in x for x in labels)
+
+
+def _title(dot_text: str) -> str:
+    m = re.search(r'^\tgraph \[.*?label="((?:[^"\\]|\\.)*)"', dot_text, re.M)
+    assert m is not None
+    return m.group(1)
+
+
+def test_overview_title_has_the_verdict_and_key_figures(moe: Graph) -> None:
+    from dagen.cost import estimate
+
+    est = estimate(moe)
+    lines = _title(source(ExportContext(graph=moe, estimate=est))).split("\\l")
+    assert lines[0] == "tiny-moe: ✓ Every check passes"
+    assert lines[1].startswith("estimate: memory ") and " · TTFT " in lines[1]
+    assert "tokens/s (" in lines[1]
+    bad = finding(Code.GRAPH_CYCLE, "deadlock")
+    title = _title(source(ExportContext(graph=moe, findings=(bad,))))
+    assert title.startswith("tiny-moe: ✗ 1 error, 0 warnings")
+
+
+def test_overview_stage_headers_are_left_aligned(moe: Graph) -> None:
+    heads = [
+        n for n in _all_nodes(_parse(source(ExportContext(graph=moe)))) if "head" in n.get_name()
+    ]
+    assert heads
+    for n in heads:
+        text = str(n.get("label")).strip('"')
+        assert "\\n" not in text and text.endswith("\\l") and text.count("\\l") == 2
+
+
+def _cluster_x(svg: bytes) -> dict[int, float]:
+    """Each rank cluster's left edge in the rendered SVG."""
+    root = ET.fromstring(svg)
+    out = {}
+    for g in root.iter(f"{SVG}g"):
+        title = g.find(f"{SVG}title")
+        name = title.text or "" if title is not None else ""
+        if g.get("class") == "cluster" and (m := re.fullmatch(r"cluster_rank(\d+)", name)):
+            poly = g.find(f"{SVG}path")
+            d = poly.get("d") if poly is not None else ""
+            out[int(m.group(1))] = min(float(x) for x in re.findall(r"M(-?[\d.]+)", d or "M0"))
+    return out
+
+
+@pytest.mark.graphviz
+def test_ranks_view_draws_ranks_left_to_right_in_order(moe: Graph) -> None:
+    # All eight ranks, joined by hubs and sends: Graphviz's crossing reduction alone draws
+    # them 1, 0, 3, 2, 5, 4, 7, 6.
+    ctx = ExportContext(graph=moe, view="ranks", ranks=frozenset(range(8)))
+    xs = _cluster_x(_bytes("svg", ctx))
+    assert sorted(xs) == list(range(8)) and sorted(xs, key=xs.__getitem__) == list(range(8))
+    # and a rank's micro-batches left to right: mb0's column before mb1's
+    ctx = ExportContext(graph=moe, view="ranks", ranks=frozenset({0, 4}), microbatches=None)
+    two = dataclasses.replace(ctx, microbatches=frozenset({0, 1}))
+    root = ET.fromstring(_bytes("svg", two))
+    x: dict[tuple[int, int], list[float]] = {}
+    for g in root.iter(f"{SVG}g"):
+        title, label = g.find(f"{SVG}title"), next(g.iter(f"{SVG}text"), None)
+        name = title.text or "" if title is not None else ""
+        if g.get("class") == "node" and label is not None and re.fullmatch(r"n\d+", name):
+            i = int(name[1:])
+            x.setdefault((int(moe.rank[i]), int(moe.mb[i])), []).append(float(label.get("x", 0)))
+    for r in (0, 4):  # column centres (a column is wider where experts run side by side)
+        assert sum(x[(r, 0)]) / len(x[(r, 0)]) < sum(x[(r, 1)]) / len(x[(r, 1)])
+
+
+def test_ranks_view_default_is_one_micro_batch_and_says_so(moe: Graph) -> None:
+    text = source(ExportContext(graph=moe, view="ranks", ranks=frozenset({0})))
+    drawn = {int(n[1:]) for n in re.findall(r"^\s+(n\d+) \[", text, re.M)}
+    assert drawn and set(moe.mb[list(drawn)].tolist()) == {0}
+    assert "micro-batch 0 of 0-1 (--microbatches for more)" in text
+
+
+def test_ranks_view_keeps_non_layer_nodes_only_beside_drawn_layers(moe: Graph) -> None:
+    # Stage 0 holds L0-1 and ends with pp.send; stage 1 holds L2-3, starts with pp.recv and
+    # ends with the LM head chain.
+    def ops(ranks: set[int], layers: set[int]) -> set[str]:
+        idx = selection(moe, frozenset(ranks), frozenset(layers), frozenset({0}))
+        return {OP_LABELS[int(o)] for o in moe.op[idx][moe.layer[idx] < 0]}
+
+    assert "pp.send" not in ops({0}, {0}) and "embed" in ops({0}, {0})
+    assert "pp.send" in ops({0}, {1}) and "embed" not in ops({0}, {1})
+    head = {OP_LABELS[int(o)] for o in moe.op[moe.rank == 4]} & {"lm.head", "sample"}
+    assert head and not head & ops({4}, {2}) and "pp.recv" in ops({4}, {2})
+    assert head <= ops({4}, {3}) and "pp.recv" not in ops({4}, {3})
+
+
+def test_ranks_view_hub_names_its_op_and_how_many_of_its_ranks_are_drawn(moe: Graph) -> None:
+    ctx = _pair_ctx(moe)
+    hubs = [n for n in _all_nodes(_parse(source(ctx))) if re.fullmatch(r"i\d+", n.get_name())]
+    labels = {str(n.get("label")).strip('"') for n in hubs}
+    assert "moe.dispatch L0 mb0\\nall-to-all over EP\\n2 of 4 ranks" in labels  # EP4: 2 drawn
+    assert "attn.allreduce L0 mb0\\nall-reduce over TP\\nall 2 ranks" in labels
+    legend = next(n for n in _all_nodes(_parse(source(ctx))) if n.get_name() == "legend")
+    text = str(legend.get("label"))
+    assert "one all-to-all, dashed to its drawn members" in text and "moe.* ops" in text
+    assert "stream order" not in text or "dotted" in text

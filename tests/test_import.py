@@ -23,7 +23,8 @@ LLAMA = str(HF / "llama-3-70b.json")
 
 @pytest.fixture
 def runner() -> CliRunner:
-    return CliRunner()
+    # Wide enough that no finding headline wraps: the tests match whole headlines.
+    return CliRunner(env={"COLUMNS": "1000"})
 
 
 def _import(runner: CliRunner, tmp_path: Path, *argv: str, model: str = MIXTRAL):

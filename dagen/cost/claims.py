@@ -8,12 +8,13 @@ Example:
 
 from __future__ import annotations
 
+from dagen.cost.bounds import fmt
 from dagen.cost.verdicts import Verdict, VerdictKind
 from dagen.findings import Code, Finding, Severity
 from dagen.plan.model import Plan
 from dagen.plan.world import finding
 
-__all__ = ["verdict_findings"]
+__all__ = ["verdict_findings", "verdict_sentence"]
 
 _CODES = {
     "targets.ttft_s": Code.COST_TTFT,
@@ -49,6 +50,28 @@ _FIX = {
 }
 
 
+def verdict_sentence(v: Verdict) -> str:
+    """The verdict in one sentence: the claim, its outcome, the estimate and the bound.
+
+    Example:
+        >>> verdict_sentence(verdict)  # doctest: +SKIP
+        'time per output token ≤ 50 ms: fails (estimate 60.18 ms; floor 9.927 ms).'
+    """
+    at_most = not v.path.startswith("targets.tokens_per_s")  # times and memory: ≤ target
+    parts = []
+    if v.estimate is not None:
+        parts.append(f"estimate {_amount(v.estimate, v.unit)}")
+    if v.bound is not None:
+        parts.append(f"{'floor' if at_most else 'ceiling'} {_amount(v.bound, v.unit)}")
+    detail = f" ({'; '.join(parts)})" if parts else ""
+    return f"{v.claim}: {v.verdict.value}{detail}."
+
+
+def _amount(x: float, unit: str) -> str:
+    text = f"{fmt(x)} {unit}" if unit != "fraction" else f"{fmt(x)} of capacity"
+    return text.strip()
+
+
 def verdict_findings(plan: Plan, verdicts: tuple[Verdict, ...] | list[Verdict]) -> list[Finding]:
     """One finding per verdict: ``impossible`` is an error, ``fails`` a warning (it rests
     on the estimate), ``holds``/``unverified`` are information; COST-OOM that fails is an
@@ -66,8 +89,9 @@ def verdict_findings(plan: Plan, verdicts: tuple[Verdict, ...] | list[Verdict]) 
                 code,
                 severity,
                 v.path,
-                f"{v.claim}: {v.verdict.value}. {v.arithmetic}",
+                f"{verdict_sentence(v)} {v.arithmetic}",
                 "" if quiet else _FIX[code],
+                claim=v.claim,
                 target=v.target,
                 estimate=v.estimate,
                 bound=v.bound,

@@ -103,11 +103,16 @@ def _needs(at_most: bool, target: float, estimate: float | None, bound: float) -
     if bound <= 0 or target <= 0:
         return ""
     need = bound / target if at_most else target / bound
-    text = f" The claim needs {need:.0%} of the datasheet peak"
+    text = f" The claim needs {_percent(need)} of the datasheet peak"
     if estimate is not None and estimate > 0:
         reach = bound / estimate if at_most else estimate / bound
-        text += f"; the estimate reaches {reach:.0%}"
+        text += f"; the estimate reaches {_percent(reach)}"
     return text + "."
+
+
+def _percent(x: float) -> str:
+    """``77%``; a share under 1 % keeps two significant digits (``0.26%``), not ``0%``."""
+    return f"{x:.0%}" if x >= 0.01 else f"{100 * x:.2g}%"
 
 
 def _world(plan: Plan, parts: EstimateParts | None) -> tuple[int, str]:
@@ -129,7 +134,8 @@ def _ttft(plan: Plan, parts: EstimateParts | None, target: float) -> Verdict:
         f"TTFT ≥ prompt FLOPs ÷ (GPUs × peak FLOP/s) = {w.batch} prompts × "
         f"{w.prompt_len} tokens × {fmt(tf.per_token)} FLOP/token = {fmt(total)} FLOP ÷ "
         f"({world_text} × {rate_text}) = {fmt(bound)} s; claimed ≤ {fmt(target)} s → "
-        f"{kind.value}; {_closing(kind, est, 's')}.{_needs(True, target, est, bound)} {tf.text}"
+        f"{kind.value}; {_closing(kind, est, 's')}.{_needs(True, target, est, bound)} "
+        f"Per token: {tf.text}."
     )
     return Verdict(
         claim=f"time to first token ≤ {fmt(target)} s", path="targets.ttft_s", unit="s",
@@ -138,7 +144,8 @@ def _ttft(plan: Plan, parts: EstimateParts | None, target: float) -> Verdict:
 
 
 def _decode_floor(plan: Plan, parts: EstimateParts | None) -> tuple[float, str]:
-    """Seconds a decode step takes at least, and why (the larger of FLOPs and bytes)."""
+    """Seconds a decode step takes at least, and why (the larger of FLOPs and bytes; the
+    FLOPs per token are derived once, by the caller)."""
     tf = token_flops(plan, Phase.DECODE)
     rate, rate_text = peak_flops(plan)
     world, world_text = _world(plan, parts)
@@ -148,7 +155,7 @@ def _decode_floor(plan: Plan, parts: EstimateParts | None) -> tuple[float, str]:
     text = (
         f"a decode step ≥ max(FLOPs: {plan.workload.batch} tokens × {fmt(tf.per_token)} "
         f"FLOP/token ÷ ({world_text} × {rate_text}) = {fmt(flops)} s, bytes: {hbm_text}) "
-        f"= {fmt(max(flops, hbm))} s. {tf.text}"
+        f"= {fmt(max(flops, hbm))} s."
     )
     return max(flops, hbm), text
 
@@ -158,15 +165,20 @@ def _tpot(plan: Plan, parts: EstimateParts | None, target: float) -> Verdict:
     bound = floor * 1e3
     est = parts.tpot_s * 1e3 if parts is not None and parts.tpot_s is not None else None
     kind = decide(True, target, est, bound)
-    text = f"TPOT ≥ one decode step: {why} Claimed ≤ {fmt(target)} ms → {kind.value}; "
+    text = (
+        f"TPOT ≥ one decode step: {why} Claimed ≤ {fmt(target)} ms → {kind.value}; "
+        f"{_closing(kind, est, 'ms')}.{_needs(True, target, est, bound)} "
+        f"Per token: {token_flops(plan, Phase.DECODE).text}."
+    )
     return Verdict(
         claim=f"time per output token ≤ {fmt(target)} ms", path="targets.tpot_ms", unit="ms",
-        target=target, estimate=est, bound=bound, verdict=kind,
-        arithmetic=text + _closing(kind, est, "ms") + "." + _needs(True, target, est, bound),
+        target=target, estimate=est, bound=bound, verdict=kind, arithmetic=text,
     )  # fmt: skip
 
 
 def _per_gpu_ceiling(plan: Plan, parts: EstimateParts | None) -> tuple[float, str]:
+    """Tokens/s one GPU can give at most, and why (without the FLOPs-per-token derivation,
+    which the verdict states once at its end)."""
     tf = token_flops(plan)
     rate, rate_text = peak_flops(plan)
     ceiling = rate / tf.per_token
@@ -180,7 +192,7 @@ def _per_gpu_ceiling(plan: Plan, parts: EstimateParts | None) -> tuple[float, st
         by_step = plan.workload.batch / (floor * world)
         text += f"; and ≤ batch ÷ (step × GPUs) = {fmt(by_step)}, since {why}"
         ceiling = min(ceiling, by_step)
-    return ceiling, text + f". {tf.text}"
+    return ceiling, text.rstrip(".")
 
 
 def _throughput_gpu(plan: Plan, parts: EstimateParts | None, target: float) -> Verdict:
@@ -191,7 +203,8 @@ def _throughput_gpu(plan: Plan, parts: EstimateParts | None, target: float) -> V
     text = (
         f"{why}. Claimed ≥ {fmt(target)} tokens/s per GPU, which needs ≤ {fmt(need)} "
         f"FLOP/token (≤ {fmt(need / 2)} matmul weights per token) → {kind.value}; "
-        f"{_closing(kind, est, 'tokens/s per GPU')}.{_needs(False, target, est, ceiling)}"
+        f"{_closing(kind, est, 'tokens/s per GPU')}.{_needs(False, target, est, ceiling)} "
+        f"Per token: {token_flops(plan).text}."
     )
     return Verdict(
         claim=f"throughput ≥ {fmt(target)} tokens/s per GPU",
@@ -209,7 +222,7 @@ def _throughput(plan: Plan, parts: EstimateParts | None, target: float) -> Verdi
     text = (
         f"tokens/s ≤ {world_text} × {fmt(per_gpu)} per GPU = {fmt(ceiling)}, where {why}. "
         f"Claimed ≥ {fmt(target)} → {kind.value}; {_closing(kind, est, 'tokens/s')}."
-        f"{_needs(False, target, est, ceiling)}"
+        f"{_needs(False, target, est, ceiling)} Per token: {token_flops(plan).text}."
     )
     return Verdict(
         claim=f"throughput ≥ {fmt(target)} tokens/s", path="targets.tokens_per_s",

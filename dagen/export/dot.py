@@ -30,7 +30,7 @@ from dagen.export.base import ExportContext, View, single_pool
 from dagen.export.dotkit import digraph, headline, label, text
 from dagen.export.fold import StageRun, fold_stages
 from dagen.export.overview import Block, BlockKind, Link, overview
-from dagen.export.ranks import draw_ranks
+from dagen.export.ranks import draw_ranks, ranks_note
 
 __all__ = ["BLOCK_COLORS", "build", "emit", "source"]
 
@@ -48,6 +48,7 @@ BLOCK_COLORS: Mapping[BlockKind, str] = MappingProxyType(
 LEGEND: tuple[tuple[BlockKind, str], ...] = (
     (BlockKind.DENSE, "dense layers: attention + FFN"),
     (BlockKind.MOE, "MoE layers: attention + routed experts"),
+    (BlockKind.ATTENTION, "attention-only layers"),
     (BlockKind.EMBED, "embedding / LM head"),
 )
 """Legend entries, top to bottom."""
@@ -70,7 +71,10 @@ def _stage_cluster(dot: graphviz.Digraph, stage: StageRun, shape: str) -> list[s
     lines = [f"ranks {stage.ranks}; {'host' if stage.hosts.isdigit() else 'hosts'} {stage.hosts}"]
     if stage.folded:
         lines.append("(pipeline sends between them as on the arrow out)")
-    title = label(text(f"{stage.heading} ({shape})"), *(text(x) for x in lines))
+    # Every line left-aligned (\l), so the heading and the rank line start at one edge.
+    title = graphviz.nohtml(
+        "".join(f"{text(x)}\\l" for x in (f"{stage.heading} ({shape})", *lines))
+    )
     with dot.subgraph(name=f"cluster_stage{stage.index}") as c:
         c.attr(label="", style="rounded,filled", fillcolor=STAGE_FILL, color=STAGE_BORDER)
         c.node(head, label=title, shape="plaintext", style="", fontsize="12")
@@ -93,21 +97,31 @@ def _link_edge(dot: graphviz.Digraph, link: Link, names: Mapping[int, list[str]]
         dot.edge(src, dst, penwidth="2", **style)
 
 
-def _legend(dot: graphviz.Digraph, anchor: str | None, decode: bool) -> None:
-    names = [f"legend{i}" for i in range(len(LEGEND))]
-    arrows = [("pipeline send", {"penwidth": "2"})]
-    if decode:
+def _legend(
+    dot: graphviz.Digraph, anchor: str | None, kinds: set[BlockKind], links: tuple[Link, ...]
+) -> None:
+    """The legend: only the box kinds the picture has, and only the arrows it draws."""
+    if BlockKind.HEAD in kinds:
+        kinds = kinds | {BlockKind.EMBED}  # one entry, "embedding / LM head", for both
+    entries = [(kind, what) for kind, what in LEGEND if kind in kinds]
+    names = [f"legend{i}" for i in range(len(entries))]
+    arrows: list[tuple[str, dict[str, str]]] = []
+    if any(not lk.decode for lk in links):
+        arrows.append(("pipeline send", {"penwidth": "2"}))
+    if any(lk.decode for lk in links):
         arrows.append(("next decode step", {"style": "dashed"}))
     with dot.subgraph(name="cluster_legend") as c:
         c.attr(label="legend", style="rounded", color="#bbbbbb", fontsize="10")
-        for name, (kind, what) in zip(names, LEGEND, strict=True):
-            c.node(name, label=what, fillcolor=BLOCK_COLORS[kind], fontsize="9")
+        for name, (kind, what) in zip(names, entries, strict=True):
+            # margin: room for a browser font wider than Graphviz's metrics
+            c.node(name, label=what, fillcolor=BLOCK_COLORS[kind], fontsize="9", margin="0.2,0.06")
         for a, b in itertools.pairwise(names):
             c.edge(a, b, style="invis")
         plain = {"shape": "plaintext", "style": "", "fontsize": "9"}
         for i, (what, style) in enumerate(arrows):
-            c.node(f"legend_a{i}", label="stage s" if i == 0 else "last stage", **plain)
-            c.node(f"legend_b{i}", label="stage s+1" if i == 0 else "first stage", **plain)
+            send = what == "pipeline send"
+            c.node(f"legend_a{i}", label="stage s" if send else "last stage", **plain)
+            c.node(f"legend_b{i}", label="stage s+1" if send else "first stage", **plain)
             c.edge(
                 f"legend_a{i}",
                 f"legend_b{i}",
@@ -119,8 +133,8 @@ def _legend(dot: graphviz.Digraph, anchor: str | None, decode: bool) -> None:
             if i:
                 c.edge(f"legend_b{i - 1}", f"legend_a{i}", style="invis")
     if anchor is not None:
-        dot.edge(anchor, names[0], style="invis")
-        dot.edge(anchor, "legend_a0", style="invis")
+        for first in ([names[0]] if names else []) + (["legend_a0"] if arrows else []):
+            dot.edge(anchor, first, style="invis")
 
 
 def _overview(ctx: ExportContext) -> graphviz.Digraph:
@@ -134,14 +148,15 @@ def _overview(ctx: ExportContext) -> graphviz.Digraph:
     for link in links:
         _link_edge(dot, link, names)
     anchor = names[runs[-1].index][-1] if runs else None
-    _legend(dot, anchor, any(link.decode for link in links))
+    kinds = {b.kind for run in runs for b in run.blocks}
+    _legend(dot, anchor, kinds, links)
     return dot
 
 
 def build(ctx: ExportContext) -> graphviz.Digraph:
     """The picture of ``ctx`` as a ``graphviz.Digraph``, in the view it asks for."""
     if ctx.view == View.RANKS:
-        return draw_ranks(ctx, digraph(headline(ctx), rankdir="TB"))
+        return draw_ranks(ctx, digraph(headline(ctx) + ranks_note(ctx), rankdir="TB"))
     return _overview(ctx)
 
 

@@ -13,7 +13,8 @@ import re
 import graphviz
 
 from dagen.export.base import ExportContext
-from dagen.findings import Severity
+from dagen.export.estimate import key_figures
+from dagen.export.mdhead import verdict
 
 __all__ = ["FONT", "digraph", "headline", "label", "text"]
 
@@ -46,7 +47,8 @@ def label(title: str, *lines: str) -> str:
 
 
 def headline(ctx: ExportContext) -> list[str]:
-    """The picture's title lines: plan and model, the mesh, the workload, findings."""
+    """The picture's title lines: the verdict (as the report's), the key figures of the
+    estimate, then plan and model, the mesh, the workload."""
     g = ctx.graph
     pool = g.pools[0]
     mesh = pool.mesh
@@ -58,7 +60,7 @@ def headline(ctx: ExportContext) -> list[str]:
     if m.moe is not None:
         world += f" = ETP{s['etp']}·EP{s['ep']}·EDP{s['edp']}·PP{s['pp']} (experts)"
     lines = [
-        f"{text(g.name)} — {text(m.name)}: {model}",
+        f"{text(m.name)}: {model}",
         f"{world}; {mesh.hosts} host(s) × {mesh.gpus_per_node} GPUs",
     ]
     w = pool.workload
@@ -67,10 +69,10 @@ def headline(ctx: ExportContext) -> list[str]:
     if w.decode_steps > 1:
         work += f", {w.decode_steps} decode steps"
     lines.append(f"{work}; graph {g.n_nodes:,} nodes, {g.n_edges:,} edges")
-    if ctx.findings:
-        errors = sum(f.severity is Severity.ERROR for f in ctx.findings)
-        warnings = sum(f.severity is Severity.WARNING for f in ctx.findings)
-        lines.append(f"findings: {errors} error(s), {warnings} warning(s)")
+    mark, said = verdict(ctx.findings, True, ctx.estimate)
+    lines.insert(0, f"{text(g.name)}: {mark} {said}")
+    if figures := key_figures(ctx.estimate):
+        lines.insert(1, "estimate: " + " · ".join(figures))
     return lines
 
 

@@ -11,10 +11,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from dagen.export.summary import plain
+from dagen.export.summary import human_bytes, plain
 from dagen.graph.ir import Graph
 
-__all__ = ["MEMORY_PARTS", "SCALARS", "estimate_summary", "memory_table", "node_times"]
+__all__ = [
+    "MEMORY_PARTS",
+    "SCALARS",
+    "estimate_summary",
+    "key_figures",
+    "memory_table",
+    "node_times",
+]
 
 F64 = npt.NDArray[np.float64]
 
@@ -83,3 +90,37 @@ def estimate_summary(estimate: Any | None, graph: Graph) -> dict[str, Any] | Non
     }
     out["verdicts"] = [plain(v) for v in getattr(estimate, "verdicts", ())]
     return out
+
+
+def key_figures(estimate: Any | None) -> list[str]:
+    """The estimate in a few words each: peak memory, TTFT and/or TPOT, throughput.
+
+    Memory is the fullest rank's total against the capacity (binary units, as
+    ``nvidia-smi`` counts); TTFT is the prefill makespan, TPOT one decode step
+    (docs/cost-model.md, "Schedule").
+
+    Example:
+        >>> key_figures(est)  # doctest: +SKIP
+        ['memory 41.3 GiB of 79.6 GiB (51.9 %)', 'TPOT 60.18 ms', '127,611 tokens/s (399/GPU)']
+    """
+    if estimate is None:
+        return []
+    total = np.asarray(estimate.memory.total_bytes, dtype=np.float64)
+    cap = float(estimate.memory.capacity_bytes)
+    out = []
+    if total.size and cap > 0:
+        worst = float(total.max())
+        out.append(f"memory {human_bytes(worst)} of {human_bytes(cap)} ({100 * worst / cap:.1f} %)")
+    if (ttft := _number(getattr(estimate, "ttft_s", None))) is not None:
+        out.append(f"TTFT {_time(ttft)}")
+    if (tpot := _number(getattr(estimate, "tpot_s", None))) is not None:
+        out.append(f"TPOT {_time(tpot)}")
+    rate = _number(getattr(estimate, "tokens_per_s", None))
+    per_gpu = _number(getattr(estimate, "tokens_per_s_per_gpu", None))
+    if rate is not None and per_gpu is not None:
+        out.append(f"{rate:,.0f} tokens/s ({per_gpu:,.0f}/GPU)")
+    return out
+
+
+def _time(seconds: float) -> str:
+    return f"{seconds * 1e3:.4g} ms" if abs(seconds) < 1 else f"{seconds:.4g} s"

@@ -23,6 +23,7 @@ import numpy as np
 
 from dagen.errors import DagenError
 from dagen.export.base import ExportContext, single_pool
+from dagen.export.mdhead import facts, finding_message, headline
 from dagen.export.mdparts import estimate_part, mermaid, stage_rows
 from dagen.export.overview import overview
 from dagen.export.summary import graph_totals, rank_ranges
@@ -152,40 +153,9 @@ def _hardware_rows(plan: _Deployment) -> list[tuple[str, object]]:
     ]
 
 
-def _model_facts(plan: _Deployment) -> str:
-    m = plan.model
-    facts = f"{m.layers} layers, hidden {m.hidden_size}, {m.heads} heads ({m.kv_heads} kv), "
-    facts += f"FFN {m.ffn_size}, vocab {m.vocab_size}, {m.dtype.value}"
-    if m.moe is not None:
-        facts += (
-            f"; MoE: {m.moe.experts} experts, top-{m.moe.top_k}, expert FFN {m.moe.expert_ffn_size}"
-        )
-        if m.moe.shared_experts:
-            facts += f", {m.moe.shared_experts} shared"
-    return facts
-
-
-def _workload(plan: _Deployment) -> str:
-    w = plan.workload
-    text = f"{w.phase.value}, batch {w.batch}, prompt {w.prompt_len} tokens, "
-    text += f"{w.gen_len} generated, {w.micro_batches} micro-batch(es) per replica"
-    if w.decode_steps > 1:
-        text += f", {w.decode_steps} decode steps unrolled"
-    return text
-
-
 def _code(value: object) -> str:
     """An inline code span (backslashes are literal there, so backticks are replaced)."""
     return "`" + " ".join(str(value).replace("`", "'").split()) + "`"
-
-
-def _world(plan: _Deployment) -> dict[str, str]:
-    p = plan.parallel
-    attn = f"TP{p.tp}·CP{p.cp}·DP{p.attn_dp()}·PP{p.pp}"
-    if plan.model.moe is None:
-        return {"text": f"{p.world()} GPUs = {attn} (dense: no expert layers)"}
-    experts = f"ETP{p.etp}·EP{p.ep}·EDP{p.edp()}·PP{p.pp}"
-    return {"text": f"{p.world()} GPUs = {attn} (attention) = {experts} (experts)"}
 
 
 _EXPERT_DIMS = frozenset({"ep", "etp", "edp"})
@@ -232,20 +202,11 @@ def _finding_rows(findings: tuple[Finding, ...], cap: int) -> list[dict[str, str
                 "severity": f.severity.value,
                 "code": f.code,
                 "where": where,
-                "message": f.message,
+                "message": finding_message(f),
                 "fix": f.fix,
             }
         )
     return rows
-
-
-def _verdict_line(findings: tuple[Finding, ...], has_graph: bool) -> str:
-    errors = sum(f.severity is Severity.ERROR for f in findings)
-    if errors:
-        return f"**✗ {errors} error(s)**: the plan as written does not hold; see Findings."
-    if not has_graph:
-        return "**No graph**: the plan was not expanded."
-    return "**✓ No errors**: the per-GPU graph was built and passed every check."
 
 
 def _context(source: AnalysisLike, caps: _Caps) -> dict[str, Any]:
@@ -256,12 +217,13 @@ def _context(source: AnalysisLike, caps: _Caps) -> dict[str, Any]:
     ov = overview(graph) if graph is not None else None
     rows = stage_rows(ov, graph) if ov is not None and graph is not None else []
     counts = {s.value: sum(f.severity is s for f in source.findings) for s in Severity}
+    head = headline(source.findings, graph is not None, source.estimate)
     return {
         "plan": {"name": plan.name, "model": plan.model.name},
-        "verdict_line": _verdict_line(source.findings, graph is not None),
-        "model_facts": _model_facts(plan),
-        "world": _world(plan),
-        "workload": _workload(plan),
+        "verdict_line": head["line"],
+        "claims": head["claims"][: caps.verdicts],
+        "claims_more": max(0, len(head["claims"]) - caps.verdicts),
+        "facts": facts(plan.model, plan.parallel, plan.workload, source.estimate),
         "parallel": _parallel_rows(plan),
         "hardware": _hardware_rows(plan),
         "mesh": _mesh_rows(mesh, plan.model.moe is not None)
@@ -273,7 +235,7 @@ def _context(source: AnalysisLike, caps: _Caps) -> dict[str, Any]:
         "findings": _finding_rows(source.findings, caps.findings),
         "findings_more": max(0, len(source.findings) - caps.findings),
         "counts": counts,
-        "estimate": estimate_part(source.estimate, caps.verdicts),
+        "estimate": estimate_part(source.estimate),
         "graph": graph_totals(graph) if graph is not None else None,
         "notes": [],
     }

@@ -75,29 +75,48 @@ def stage_rows(ov: Overview, graph: Graph) -> list[dict[str, Any]]:
     return rows
 
 
+def _short(line: str) -> str:
+    """A block's detail line, shortened for the chart (the stage table has it in full)."""
+    for long, short in _SHORTER:
+        line = line.replace(long, short)
+    return line
+
+
+_SHORTER = (
+    ("all-reduce", "AR"), ("all-gather", "AG"), ("reduce-scatter", "RS"), ("all-to-all", "A2A"),
+    ("heads/rank", "heads"), ("per layer: ", ""), ("collectives: ", ""), ("attention: ", "attn "),
+    ("experts: ", ""), (" (replicated)", ""),
+)  # fmt: skip
+
+
 def mermaid(ov: Overview) -> str:
     """A Mermaid flowchart of the stages and their blocks (GitHub renders it).
 
-    Runs of like middle stages are folded into one box (:func:`fold_stages`).
+    Stages stack top to bottom, each stage's blocks run left to right inside it, and a
+    pipeline send joins two stage boxes (never a block inside one, so no arrow crosses
+    a stage's title). Runs of like middle stages are folded into one box
+    (:func:`fold_stages`). Collectives are abbreviated (AR all-reduce, AG all-gather,
+    RS reduce-scatter, A2A all-to-all), as the note under the chart says.
     """
     lines = ["flowchart TB"]
     runs, links = fold_stages(ov.stages, ov.links)
     for s in runs:
-        inside = "<br/>(pipeline sends between them as on the arrow out)" if s.folded else ""
+        inside = "<br/>(sends between them as on the arrow out)" if s.folded else ""
         lines.append(f'  subgraph s{s.index}["{_mm(s.heading)}{inside}"]')
-        lines.append("    direction TB")
+        lines.append("    direction LR")
         for i, b in enumerate(s.blocks):
-            detail = "<br/>".join(_mm(x) for x in b.lines[:3])
+            detail = "<br/>".join(_mm(_short(x)) for x in b.lines if not x.startswith("compute"))
             lines.append(
-                f'    s{s.index}b{i}["{_mm(b.title)}<br/>{detail}"]:::{_MERMAID_CLASSES[b.kind]}'
+                f'    s{s.index}b{i}["<b>{_mm(b.title)}</b><br/>{detail}"]:::{_MERMAID_CLASSES[b.kind]}'
             )
         for i in range(len(s.blocks) - 1):
             lines.append(f"    s{s.index}b{i} --> s{s.index}b{i + 1}")
         lines.append("  end")
-    last = {s.index: len(s.blocks) - 1 for s in runs}
     for link in links:
         arrow = "-.->" if link.decode else "==>"
-        lines.append(f'  s{link.src}b{last[link.src]} {arrow}|"{_mm(link.label)}"| s{link.dst}b0')
+        what = "next token" if link.decode else "activations"
+        text = f"{what} {human_bytes(link.bytes_per_rank)}/rank × {link.ranks}"
+        lines.append(f'  s{link.src} {arrow}|"{_mm(text)}"| s{link.dst}')
     lines += [f"  {style}" for style in _MERMAID_STYLES]
     return "\n".join(lines)
 
@@ -152,33 +171,9 @@ def _memory_rows(est: Any) -> tuple[str, list[tuple[str, str]]]:
     return ("rank " + str(table["max_rank"])) if "max_rank" in table else "—", rows
 
 
-def _verdicts(est: Any, cap: int) -> list[dict[str, str]]:
-    rows = []
-    for v in list(getattr(est, "verdicts", ()))[:cap]:
-        unit = str(getattr(v, "unit", "") or "")
-        rows.append(
-            {
-                "claim": str(getattr(v, "claim", "")),
-                "target": _fmt(getattr(v, "target", None), unit),
-                "estimate": _fmt(getattr(v, "estimate", None), unit),
-                "bound": _fmt(getattr(v, "bound", None), unit),
-                "verdict": str(getattr(v, "verdict", "unknown")),
-                "arithmetic": str(getattr(v, "arithmetic", "")),
-            }
-        )
-    return rows
-
-
-def estimate_part(est: Any | None, cap: int) -> dict[str, Any] | None:
+def estimate_part(est: Any | None) -> dict[str, Any] | None:
     """The report's estimate section, or ``None`` without an estimate."""
     if est is None:
         return None
     memory_rank, memory = _memory_rows(est)
-    total = len(list(getattr(est, "verdicts", ())))
-    return {
-        "metrics": _metrics(est),
-        "memory_rank": memory_rank,
-        "memory": memory,
-        "verdicts": _verdicts(est, cap),
-        "verdicts_more": max(0, total - cap),
-    }
+    return {"metrics": _metrics(est), "memory_rank": memory_rank, "memory": memory}

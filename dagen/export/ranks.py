@@ -9,8 +9,6 @@ Every node's tooltip (SVG ``<title>``) carries its id and attributes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 import graphviz
@@ -21,51 +19,18 @@ from dagen.errors import ExportError
 from dagen.export.base import ExportContext, select_nodes
 from dagen.export.dotkit import label
 from dagen.export.estimate import node_times
+from dagen.export.rankstyle import COLL_COLORS, EDGE_STYLES, KIND_SHAPES, OP_COLORS, legend
 from dagen.export.summary import human_bytes, human_count, rank_ranges, runs
 from dagen.graph.ir import OP_LABELS, Coll, EdgeKind, Graph, GroupKind, Kind
 
-__all__ = ["COLL_COLORS", "EDGE_STYLES", "KIND_SHAPES", "OP_COLORS", "draw_ranks"]
-
-OP_COLORS: Mapping[str, str] = MappingProxyType(
-    {
-        "embed": "#e3e3e3",
-        "attn": "#d9ead3",
-        "ffn": "#cfe2f3",
-        "moe": "#fce5cd",
-        "final": "#ead1dc",
-        "lm": "#ead1dc",
-        "logits": "#ead1dc",
-        "sample": "#ead1dc",
-        "pp": "#f4cccc",
-    }
-)
-"""Fill by operator family (the part of the op label before the dot)."""
-
-KIND_SHAPES: Mapping[Kind, str] = MappingProxyType(
-    {Kind.COMPUTE: "box", Kind.COLLECTIVE: "hexagon", Kind.SEND: "rarrow", Kind.RECV: "larrow"}
-)
-"""Shape by node kind."""
-
-COLL_COLORS: Mapping[Coll, str] = MappingProxyType(
-    {
-        Coll.ALL_REDUCE: "#1f77b4",
-        Coll.ALL_GATHER: "#2ca02c",
-        Coll.REDUCE_SCATTER: "#9467bd",
-        Coll.ALL_TO_ALL: "#d62728",
-    }
-)
-"""Colour of a collective instance and its dashed member lines."""
-
-EDGE_STYLES: Mapping[EdgeKind, Mapping[str, str]] = MappingProxyType(
-    {
-        EdgeKind.DATA: MappingProxyType({"color": "#666666"}),
-        EdgeKind.ORDER: MappingProxyType({"color": "#aaaaaa", "style": "dotted"}),
-        EdgeKind.P2P: MappingProxyType(
-            {"color": "#c0392b", "penwidth": "2", "fontcolor": "#c0392b"}
-        ),
-    }
-)
-"""Style by edge kind."""
+__all__ = [
+    "COLL_COLORS",
+    "EDGE_STYLES",
+    "KIND_SHAPES",
+    "OP_COLORS",
+    "draw_ranks",
+    "selection",
+]
 
 I64 = npt.NDArray[np.int64]
 
@@ -75,12 +40,59 @@ def _cli_set(values: list[int]) -> str:
     return ",".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs(values))
 
 
+def _nearest_layers(g: Graph, idx: I64) -> tuple[I64, I64, I64]:
+    """For each node of ``idx``: its layer, and the layer of the nearest layer node before
+    and after it in its rank's issue order for its step and micro-batch (-1: none)."""
+    order = np.lexsort((idx, g.mb[idx], g.step[idx], g.rank[idx]))
+    o = idx[order]
+    lay = g.layer[o].astype(np.int64)
+    n = o.size
+    key = np.stack([g.rank[o], g.step[o], g.mb[o]]).astype(np.int64)
+    new_seg = np.ones(n, dtype=np.bool_)
+    new_seg[1:] = np.any(key[:, 1:] != key[:, :-1], axis=0)
+    start = np.maximum.accumulate(np.where(new_seg, np.arange(n), 0))
+    end = np.minimum.accumulate(np.where(np.r_[new_seg[1:], True], np.arange(n), n)[::-1])[::-1]
+    at = np.arange(n)
+    prev = np.maximum.accumulate(np.where(lay >= 0, at, -1))
+    nxt = np.minimum.accumulate(np.where(lay >= 0, at, n)[::-1])[::-1]
+    before = np.where((prev >= start) & (prev >= 0), lay[np.clip(prev, 0, n - 1)], -1)
+    after = np.where((nxt <= end) & (nxt < n), lay[np.clip(nxt, 0, n - 1)], -1)
+    back = np.empty(n, dtype=np.int64)
+    back[order] = at
+    return lay[back], before[back], after[back]
+
+
+def selection(
+    g: Graph,
+    ranks: frozenset[int] | None,
+    layers: frozenset[int] | None,
+    microbatches: frozenset[int] | None,
+) -> I64:
+    """The nodes the ranks view draws, ascending: those of ``ranks`` and ``microbatches``
+    (default: the first micro-batch only, so that one column per rank fits a page) in
+    ``layers``, and a node outside every layer (embedding, LM head, pipeline send and
+    recv) only beside a drawn layer: the embedding and a stage's recv when the layer
+    after them is drawn, the head chain and a stage's send when the layer before them is.
+    """
+    if microbatches is None and g.n_nodes:
+        microbatches = frozenset({int(g.mb.min())})
+    idx = select_nodes(g, ranks, None, microbatches).astype(np.int64)
+    if layers is None or idx.size == 0:
+        return idx
+    wanted = np.fromiter(sorted(layers), dtype=np.int64)
+    lay, before, after = _nearest_layers(g, idx)
+    keep = np.where(
+        lay >= 0, np.isin(lay, wanted), np.isin(before, wanted) | np.isin(after, wanted)
+    )
+    return idx[keep]
+
+
 def _refuse(ctx: ExportContext, count: int) -> ExportError:
     g = ctx.graph
     tp0 = g.group(int(g.ranks.group["tp"][0])).tolist()
     layer0 = int(g.layer[g.layer >= 0].min()) if np.any(g.layer >= 0) else 0
     mb0 = int(g.mb.min()) if g.n_nodes else 0
-    small = select_nodes(g, frozenset(tp0), frozenset({layer0}), frozenset({mb0})).size
+    small = selection(g, frozenset(tp0), frozenset({layer0}), frozenset({mb0})).size
     ranks = _cli_set(tp0)
     return ExportError(
         f"the ranks view would draw {count:,} nodes, over the limit of {ctx.max_detail_nodes:,} "
@@ -133,11 +145,10 @@ def _rank_clusters(dot: graphviz.Digraph, ctx: ExportContext, idx: I64) -> None:
         coords = ", ".join(
             f"{d} {int(table.coords[d][r])}" for d in ("tp", "dp", "ep") if pool.mesh.sizes[d] > 1
         )
-        title = f"rank {r}: host {int(table.host[r])}, stage {int(table.stage[r])}" + (
-            f", {coords}" if coords else ""
-        )
+        head = f"rank {r}: host {int(table.host[r])}, stage {int(table.stage[r])}"
+        title = label(f"{head}\\n{coords}" if coords else head)
         with dot.subgraph(name=f"cluster_rank{r}") as c:
-            c.attr(label=title, style="rounded", color="#999999", fontsize="11")
+            c.attr(label=title, style="rounded", color="#999999", fontsize="10")
             for i in idx[g.rank[idx] == r].tolist():
                 family = OP_LABELS[int(g.op[i])].split(".")[0]
                 c.node(
@@ -159,17 +170,35 @@ def _edges(dot: graphviz.Digraph, g: Graph, keep: npt.NDArray[np.bool_]) -> None
         dot.edge(f"n{s}", f"n{d}", **attrs)
 
 
-def _instances(dot: graphviz.Digraph, g: Graph, idx: I64) -> None:
+def _hub_label(g: Graph, members: I64, kind: Coll, grp: int) -> str:
+    """``moe.dispatch`` / ``all-to-all over EP`` / ``L0 mb0`` / ``4 of 32 ranks drawn``."""
+    i = int(members[0])
+    where = [f"L{int(g.layer[i])}"] if g.layer[i] >= 0 else []
+    where.append(f"mb{int(g.mb[i])}")
+    size = int(g.group(grp).size)
+    drawn = np.unique(g.rank[members]).size
+    shown = f"all {size} ranks" if drawn == size else f"{drawn} of {size} ranks"
+    group = GroupKind(int(g.group_kind[grp])).label.upper()
+    return label(
+        f"{OP_LABELS[int(g.op[i])]} {' '.join(where)}\\n{kind.label} over {group}\\n{shown}"
+    )
+
+
+def _instances(dot: graphviz.Digraph, g: Graph, idx: I64) -> set[Coll]:
+    """One hub per collective instance with two or more drawn members; the kinds drawn."""
     coll = idx[g.kind[idx] == Kind.COLLECTIVE]
     insts, counts = np.unique(g.inst[coll], return_counts=True)
+    drawn: set[Coll] = set()
     for inst in insts[counts >= 2].tolist():
         kind = Coll(int(g.inst_coll[inst]))
+        drawn.add(kind)
         grp = int(g.inst_group[inst])
         color = COLL_COLORS[kind]
+        members = coll[g.inst[coll] == inst]
         group_label = GroupKind(int(g.group_kind[grp])).label.upper()
         dot.node(
             f"i{inst}",
-            label=label(f"{kind.label}\\n{group_label} #{grp}"),
+            label=_hub_label(g, members, kind, grp),
             shape="ellipse",
             style="filled",
             fillcolor="white",
@@ -181,8 +210,9 @@ def _instances(dot: graphviz.Digraph, g: Graph, idx: I64) -> None:
                 f"{kind.label} instance {inst} over {group_label} group {grp}: ranks {rank_ranges(g.group(grp).tolist())}"
             ),
         )
-        for i in coll[g.inst[coll] == inst].tolist():
+        for i in members.tolist():
             dot.edge(f"n{i}", f"i{inst}", style="dashed", color=color, arrowhead="none")
+    return drawn
 
 
 def draw_ranks(ctx: ExportContext, dot: graphviz.Digraph) -> graphviz.Digraph:
@@ -192,7 +222,7 @@ def draw_ranks(ctx: ExportContext, dot: graphviz.Digraph) -> graphviz.Digraph:
         ExportError: the selection holds more than ``ctx.max_detail_nodes`` nodes, or none.
     """
     g = ctx.graph
-    idx = select_nodes(g, ctx.ranks, ctx.layers, ctx.microbatches)
+    idx = selection(g, ctx.ranks, ctx.layers, ctx.microbatches)
     if idx.size > ctx.max_detail_nodes:
         raise _refuse(ctx, int(idx.size))
     if idx.size == 0:
@@ -203,7 +233,50 @@ def draw_ranks(ctx: ExportContext, dot: graphviz.Digraph) -> graphviz.Digraph:
         )
     keep = np.zeros(g.n_nodes, dtype=np.bool_)
     keep[idx] = True
+    # Tight columns: four ranks of one micro-batch fit a 900 px page.
+    # mclimit: almost no crossing reduction, so the columns keep the order _order_columns
+    # gives them (with it, hubs and sends pull ranks out of order: 1, 0, 3, 2, …).
+    dot.attr(nodesep="0.12", ranksep="0.22", mclimit="0.01")
+    dot.attr("node", fontsize="9", margin="0.04,0.02", height="0.3")
     _rank_clusters(dot, ctx, idx)
+    _order_columns(dot, g, idx)
     _edges(dot, g, keep)
-    _instances(dot, g, idx)
+    hubs = _instances(dot, g, idx)
+    legend(dot, g, idx, hubs)
     return dot
+
+
+def _order_columns(dot: graphviz.Digraph, g: Graph, idx: I64) -> None:
+    """Ranks left to right in rank order, and within a rank its micro-batches in order.
+
+    The first node of each (rank, micro-batch) column sits on one row, chained by
+    invisible edges, under a hidden root whose out-edges keep their order
+    (``ordering=out``): the legend first, then the columns. A chain alone is not enough:
+    crossing reduction swaps clusters joined by collective hubs."""
+    _, first = np.unique(np.stack([g.rank[idx], g.mb[idx]]), axis=1, return_index=True)
+    heads = idx[np.sort(first)]
+    heads = heads[np.lexsort((heads, g.mb[heads], g.rank[heads]))]
+    with dot.subgraph(name="column_order") as c:
+        c.attr(rank="same")
+        for i in heads.tolist():
+            c.node(f"n{i}")
+        for a, b in zip(heads[:-1].tolist(), heads[1:].tolist(), strict=True):
+            c.edge(f"n{a}", f"n{b}", style="invis")
+    dot.node("columns", label="", shape="point", style="invis", width="0", ordering="out")
+    for name in ["legend", *(f"n{i}" for i in heads.tolist())]:
+        dot.edge("columns", name, style="invis")
+    for i in heads.tolist():  # the legend above every column (one edge would pull one)
+        dot.edge("legend", f"n{i}", style="invis")
+
+
+def ranks_note(ctx: ExportContext) -> list[str]:
+    """The title line saying what the ranks view draws (and what it leaves out)."""
+    g = ctx.graph
+    mbs = sorted(set(np.unique(g.mb).tolist()))
+    shown = sorted(ctx.microbatches) if ctx.microbatches is not None else mbs[:1]
+    what = "micro-batch " + _cli_set(shown)
+    if ctx.microbatches is None and len(mbs) > 1:
+        what += f" of {_cli_set(mbs)} (--microbatches for more)"
+    layers = f"layers {_cli_set(sorted(ctx.layers))}" if ctx.layers is not None else "every layer"
+    ranks = f"ranks {_cli_set(sorted(ctx.ranks))}" if ctx.ranks is not None else "every rank"
+    return [f"ranks view: {ranks}, {layers}, {what}"]
