@@ -9,7 +9,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "dagen"
 
-# plan → mesh → graph → checks → cost → export → api → cli; errors/findings are shared bases.
+# plan → mesh → graph → checks → cost → export → api → study → cli; errors/findings are shared bases.
 LAYERS = [
     "errors",
     "codes",
@@ -21,6 +21,7 @@ LAYERS = [
     "cost",
     "export",
     "api",
+    "study",
     "cli",
 ]
 BASES = {"errors": 0, "codes": 0, "findings": 0}
@@ -30,6 +31,7 @@ ONLY_IN = {
     "pydot": {"export"},
     "pygraphviz": {"export"},
     "jinja2": {"export"},
+    "matplotlib": {"export", "study"},
 }
 
 
