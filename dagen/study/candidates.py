@@ -42,11 +42,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SECONDS_PER_CELL = 1.5e-4
+SECONDS_PER_CELL = 2e-4
 """Planning figure: seconds one (GPU, layer, micro-batch, step) cell of a candidate's
-graph takes to build and simulate on the 2-core reference machine (docs/search.md,
-"Budget": seed-moe-10b-fixed, 64·4·4 cells of its representative in 0.11 s ≈ 1.1e-4,
-rounded up for the larger graphs' extra levels)."""
+representative graph takes to build and simulate on the 2-core reference machine
+(docs/search.md, "Budget": the default seed search, 948,224 cells in 161 s ≈ 1.7e-4,
+rounded up for larger graphs' extra simulation levels)."""
 
 
 class SearchSpaceTooLarge(DagenError):

@@ -338,11 +338,12 @@ def _name(metric: Metric) -> str:
     return {Metric.TTFT_S: "TTFT", Metric.TPOT_MS: "TPOT"}.get(metric, "throughput")
 
 
-def _show(c: Candidate, metric: Metric) -> str:
-    v = _value(c, metric)
+def _versus(a: Candidate, b: Candidate, metric: Metric) -> str:
+    """``73,362 vs 27,004 tokens/s/GPU`` or ``TTFT 0.0558 s vs 0.152 s``."""
+    x, y = _value(a, metric), _value(b, metric)
     if metric is Metric.TOKENS_PER_S_PER_GPU:
-        return f"{v:,.0f} tokens/s/GPU"
-    return f"{_name(metric)} {v:.4g} {metric.unit}"
+        return f"{x:,.0f} vs {y:,.0f} tokens/s/GPU"
+    return f"{_name(metric)} {x:.4g} {metric.unit} vs {y:.4g} {metric.unit}"
 
 
 def _no_worse(a: float, b: float, metric: Metric) -> bool:
@@ -368,5 +369,4 @@ def _judge(r: SearchResult) -> Verdict:
     change = _value(best, r.ranked) / p0 - 1
     return Verdict(optimal=False, better=best, text=(
         f"beaten by {best.layout.label()}: {change:+.1%} {_name(r.ranked)} at the same or better "
-        f"{_name(held)} ({_show(best, r.ranked)} vs {_show(g, r.ranked)}; "
-        f"{_show(best, held)} vs {_show(g, held)})"))  # fmt: skip
+        f"{_name(held)} ({_versus(best, g, r.ranked)}; {_versus(best, g, held)})"))  # fmt: skip
