@@ -21,11 +21,11 @@ from dagen.api import analyse
 from dagen.cost import estimate, figures, model_for
 from dagen.cost.metrics import Figures
 from dagen.errors import DagenError, PlanInfeasible
-from dagen.findings import Severity
+from dagen.findings import Code, Finding, Severity
 from dagen.graph.build import build_graph
 from dagen.plan.model import Plan
 from dagen.plan.params import count_params, routed_params
-from dagen.plan.rules import blocking, plan_findings
+from dagen.plan.rules import plan_findings
 from dagen.study.replica import representative
 from dagen.study.space import Layout, Only, apply, layouts
 
@@ -36,6 +36,7 @@ __all__ = [
     "check_budget",
     "check_fully",
     "estimate_one",
+    "layout_errors",
     "search_space",
     "weight_floor",
 ]
@@ -97,10 +98,18 @@ def weight_floor(plan: Plan) -> int:
     )
 
 
+def layout_errors(plan: Plan) -> list[Finding]:
+    """The error-level plan findings that refute a layout: every one, even those the
+    graph could be built despite (an uneven layer split, more stages than layers), but
+    not ``PLAN-PARAMS``, which is about the model every layout shares."""
+    found = plan_findings(plan)
+    return [f for f in found if f.severity is Severity.ERROR and f.code != Code.PLAN_PARAMS]
+
+
 def _prune(plan: Plan, lay: Layout, gpus: int) -> Candidate | Plan:
     """The candidate's plan, or the candidate pruned with its reason."""
     cand = apply(plan, lay, gpus)
-    errors = blocking(plan_findings(cand))
+    errors = layout_errors(cand)
     if errors:
         first = errors[0]
         return Candidate(layout=lay, status=Status.RULES, reason=f"{first.code}: {first.message}")

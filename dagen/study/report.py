@@ -30,7 +30,7 @@ def _fig(c: Candidate, metric: Metric) -> str:
     if v is None:
         return "–"
     if metric is Metric.MFU:
-        return f"{v:.2%}"
+        return f"{v * 100:.3g}%"
     return f"{v:,.0f}" if metric is Metric.TOKENS_PER_S_PER_GPU else f"{v:.4g}"
 
 
