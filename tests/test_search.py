@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import make_plan
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from strategies import small_plans
 
 from dagen.cli import main
 from dagen.cost import estimate, figures, model_for
@@ -268,22 +269,35 @@ def test_representative_replicas_give_the_full_graphs_figures() -> None:
     plans = [p for s in _SAMPLES for p in _thinnable(s)]
     plans.append(make_plan(tp=2, dp=8, pp=2, batch=32, micro_batches=2))
     plans.append(make_plan(experts=8, tp=2, dp=8, pp=1, ep=4, batch=16))
-    thinned = 0
-    for plan in plans:
-        rep, k = representative(plan)
-        if k == 1 or plan.parallel.world() > 256:
-            continue
-        thinned += 1
-        full = figures(plan, estimate(build_graph(plan), cost_model=model_for(plan)))
-        part = figures(rep, estimate(build_graph(rep), cost_model=model_for(rep)))
-        assert rep.parallel.world() == plan.parallel.world() // k
-        for name in _FIGS:
-            a, b = getattr(full, name), getattr(part, name)
-            assert (a is None) == (b is None), name
-            if a is not None:
-                assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9), (plan.name, name, a, b)
-        assert math.isclose(full.tokens_per_s, part.tokens_per_s * k, rel_tol=1e-9)
-    assert thinned >= 4
+    thinned = [p for p in plans if replica_factor(p) > 1 and p.parallel.world() <= 256]
+    for plan in thinned:
+        assert _same_figures(plan) > 1
+    assert len(thinned) >= 4, [p.name for p in thinned]
+
+
+def _same_figures(plan: Plan) -> int:
+    """Assert the representative's per-GPU figures equal the full graph's; return k."""
+    rep, k = representative(plan)
+    full = figures(plan, estimate(build_graph(plan), cost_model=model_for(plan)))
+    part = figures(rep, estimate(build_graph(rep), cost_model=model_for(rep)))
+    for name in _FIGS:
+        a, b = getattr(full, name), getattr(part, name)
+        assert (a is None) == (b is None), name
+        if a is not None:
+            assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9), (name, a, b)
+    assert math.isclose(full.tokens_per_s, part.tokens_per_s * k, rel_tol=1e-9)
+    return k
+
+
+@settings(max_examples=25, deadline=None)
+@given(small_plans(every_stage_has_layers=True), st.sampled_from([1, 2]))
+def test_representative_replicas_on_random_plans(plan: Plan, per_node: int) -> None:
+    plan = dataclasses.replace(
+        plan, hardware=dataclasses.replace(plan.hardware, gpus_per_node=per_node)
+    )
+    assume(not blocking(plan_findings(plan)))
+    assume(replica_factor(plan) > 1)
+    assert _same_figures(plan) > 1
 
 
 def test_thinning_refuses_what_would_change_the_figures() -> None:
