@@ -355,6 +355,21 @@ def test_cli_refuses_a_space_over_the_budget(runner: CliRunner, tmp_path: Path) 
     assert not out.exists()
 
 
+def test_cli_refuses_a_space_too_large_to_judge_before_the_rules(runner: CliRunner) -> None:
+    qwen = ROOT / "samples" / "qwen3-235b-a22b.yaml"
+    result = runner.invoke(main, ["search", str(qwen), "--gpus", "4096", "--full"])
+    assert result.exit_code == 2, result.output
+    assert "160,363 layouts on 4,096 GPUs" in result.stderr and "--only" in result.stderr
+
+
+def test_a_given_plan_that_fails_its_rules_gets_no_verdict_but_a_frontier() -> None:
+    plan = load_plan(ROOT / "samples" / "seed-moe-10b.yaml")
+    r = search(plan, only=parse_only(["tp=1", "pp=4", "ep=16", "mb=4", "etp=1"]), top=1)
+    assert r.gpus == 128, "the declared world_size"
+    assert r.verdict.optimal is None and "PLAN-WORLD" in r.verdict.text
+    assert r.frontier
+
+
 @pytest.mark.parametrize(
     ("args", "flag"),
     [

@@ -50,6 +50,16 @@ representative graph takes to build and simulate on the 2-core reference machine
 rounded up for larger graphs' extra simulation levels)."""
 
 
+MAX_LAYOUTS = 50_000
+"""The most layouts one search judges; more are refused before the plan rules run
+(≈ 0.3 ms a layout: 50,000 take about 15 s on the reference machine)."""
+
+_NARROW = (
+    "Fix: narrow it with --only (e.g. --only pp=1,2,4 --only micro_batches=1,4 "
+    "--only sequence_parallel=0), or drop --full"
+)
+
+
 class SearchSpaceTooLarge(DagenError):
     """The space would take longer than the budget to estimate."""
 
@@ -135,7 +145,14 @@ def search_space(
     (``full=False``: the default space, :func:`dagen.study.space.in_default_space`)."""
     pruned: list[Candidate] = []
     alive: list[tuple[Layout, Plan]] = []
-    for lay in layouts(plan, gpus, only, full=full):
+    found = layouts(plan, gpus, only, full=full)
+    if len(found) > MAX_LAYOUTS:
+        raise SearchSpaceTooLarge(
+            f"the search space has {len(found):,} layouts on {gpus:,} GPUs, more than the "
+            f"{MAX_LAYOUTS:,} one search judges (the plan rules alone would take about "
+            f"{len(found) * 3e-4:,.0f} s). " + _NARROW
+        )
+    for lay in found:
         got = _prune(plan, lay, gpus)
         if isinstance(got, Candidate):
             pruned.append(got)
@@ -158,8 +175,7 @@ def check_budget(alive: list[tuple[Layout, Plan]], size: int, budget_s: float) -
         f"--budget: the search space has {size:,} layouts, {len(alive):,} of which pass the "
         f"plan rules and the memory bound; estimating them means {total:,} graph cells, "
         f"about {predicted:,.0f} s at {SECONDS_PER_CELL * 1e6:.0f} µs a cell, over the budget "
-        f"of {budget_s:,.0f} s. Fix: narrow it with --only (e.g. --only pp=1,2,4 "
-        "--only micro_batches=1,4 --only sequence_parallel=0), or raise --budget"
+        f"of {budget_s:,.0f} s. " + _NARROW + ", or raise --budget"
     )
 
 

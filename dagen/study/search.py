@@ -275,13 +275,14 @@ def search(
     budget_s: float = DEFAULT_BUDGET_S,
     meter: Meter | None = None,
 ) -> SearchResult:
-    """Search every layout of ``plan`` on ``gpus`` GPUs (default: the plan's world).
+    """Search every layout of ``plan`` on ``gpus`` GPUs (default: the plan's declared
+    ``world_size``, else the degrees' product).
 
     Raises:
         SearchError: the objective does not fit the workload.
         SearchSpaceTooLarge: the survivors would take longer than ``budget_s``.
     """
-    gpus = gpus or plan.parallel.world()
+    gpus = gpus or plan.parallel.world_size or plan.parallel.world()
     slo = dict(slo or {})
     ranked, latency = axes(plan, objective)
     pruned, alive = search_space(plan, gpus, only, full=full)
@@ -356,7 +357,10 @@ def _judge(r: SearchResult) -> Verdict:
     better, against the given plan on the ranked axis."""
     g = r.given
     if not g.ok:
-        return Verdict(optimal=None, text=f"the given plan has no figures ({g.status}: {g.reason})")
+        code = g.reason.split(":", 1)[0]
+        return Verdict(
+            optimal=None, text=f"no verdict: the given plan is {g.status.value} ({code})"
+        )
     held = r.latency if r.ranked is Metric.TOKENS_PER_S_PER_GPU else Metric.TOKENS_PER_S_PER_GPU
     rivals = [c for c in r.frontier if _no_worse(_value(c, held), _value(g, held), held)]
     best = min(rivals, key=lambda c: rank_key(c, r.ranked), default=None)
