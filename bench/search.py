@@ -52,6 +52,7 @@ def run(budget_s: float) -> dict[str, Any]:
     checked = meter.marks.get("checking the best", time.perf_counter())
     by = Counter(c.status.value for c in r.candidates)
     priced = [c.replicas_priced for c in r.candidates if c.status is Status.ESTIMATED]
+    survivors = sum(c.status not in (Status.RULES, Status.WEIGHTS) for c in r.candidates)
     return {
         "plan": str(PLAN.relative_to(ROOT)),
         "gpus": r.gpus,
@@ -64,7 +65,8 @@ def run(budget_s: float) -> dict[str, Any]:
             "estimate": round(checked - est, 2),
             "check_best_and_given": round(t0 + total - checked, 2),
         },
-        "per_estimate_ms": round(1e3 * (checked - est) / max(len(priced), 1), 1),
+        "survivors_estimated": survivors,
+        "per_estimate_ms": round(1e3 * (checked - est) / max(survivors, 1), 1),
         "mean_gpus_priced": round(sum(priced) / max(len(priced), 1), 1),
         "verdict": r.verdict.text,
         "target": TARGET,
