@@ -31,13 +31,13 @@ from dataclasses import dataclass
 from dagen.cost.metrics import Figures
 from dagen.errors import DagenError
 from dagen.plan.model import Metric, Plan
-from dagen.plan.rules import blocking, plan_findings
 from dagen.study.candidates import (
     Candidate,
     Status,
     check_budget,
     check_fully,
     estimate_one,
+    layout_errors,
     search_space,
 )
 from dagen.study.frontier import Point, at_least, pareto
@@ -292,7 +292,7 @@ def search(
     estimated = _check_top(estimated, plans, ranked, top, slo, meter)
     cands = sorted([*pruned, *estimated], key=lambda c: c.layout.key())
     front = _frontier(cands, latency, slo)
-    given = _given(plan, cands, gpus)
+    given = _given(plan)
     result = SearchResult(
         plan=plan, gpus=gpus, objective=objective, ranked=ranked, latency=latency, slo=slo,
         size=len(cands), candidates=tuple(cands), frontier=tuple(front), given=given,
@@ -312,18 +312,15 @@ def _frontier(
     return [cands[p.key] for p in pareto(points)]
 
 
-def _given(plan: Plan, cands: list[Candidate], gpus: int) -> Candidate:
-    """The given plan, checked in full (its own layer split, order and claims aside)."""
+def _given(plan: Plan) -> Candidate:
+    """The given plan, checked in full (its claims aside), or pruned by the same rules as
+    every candidate."""
     lay = layout_of(plan)
     bare = dataclasses.replace(plan, claims=(), alternatives=())
-    errors = next((c for c in cands if c.layout == lay and c.status is Status.RULES), None)
-    if errors is not None and plan.parallel.world() == gpus:
-        return errors
-    start = Candidate(layout=lay, status=Status.ESTIMATED)
-    bad = blocking(plan_findings(bare))
+    bad = layout_errors(bare)
     if bad:
         return Candidate(layout=lay, status=Status.RULES, reason=f"{bad[0].code}: {bad[0].message}")
-    return check_fully(start, bare)
+    return check_fully(Candidate(layout=lay, status=Status.ESTIMATED), bare)
 
 
 def judge(r: SearchResult) -> Verdict:
