@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 SECONDS_PER_CELL = 2e-4
 """Planning figure: seconds one (GPU, layer, micro-batch, step) cell of a candidate's
 representative graph takes to build and simulate on the 2-core reference machine
-(docs/search.md, "Budget": the default seed search, 948,224 cells in 161 s ≈ 1.7e-4,
-rounded up for larger graphs' extra simulation levels)."""
+(docs/search.md, "Budget": the default seed search took 4.3e-5 s a cell on an idle
+machine and 1.7e-4 on a shared one; this is the loaded rate, rounded up)."""
 
 
 MAX_LAYOUTS = 50_000
