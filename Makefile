@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench overviews clean
+.PHONY: demo test lint bench bench-search overviews clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: lint
 # AGAINST=REV also times build + check of git revision REV in the same run.
 bench: $(STAMP)
 	$(BIN)/python -m bench $(if $(AGAINST),--against $(AGAINST))
+
+# dagen search over 1,246 layouts of a 4,096-GPU plan (docs/search.md, "Benchmark").
+bench-search: $(STAMP)
+	$(BIN)/python -m bench.search
 
 # The committed overview pictures of the samples (docs/overview/*.svg).
 overviews: $(STAMP)

@@ -473,3 +473,72 @@ def explain(state: _State, code: str | None) -> None:
     for line in text.splitlines():
         indent = line[: len(line) - len(line.lstrip())]
         click.echo(textwrap.fill(line, width, subsequent_indent=indent + "  ") if line else "")
+
+
+_EPILOG_SEARCH = """\b
+Examples:
+  dagen search samples/seed-moe-10b-fixed.yaml -o frontier.md -o frontier.svg
+  dagen search plan.yaml --gpus 64 --objective ttft --slo ttft=6 --top 5
+  dagen search plan.yaml --only pp=1,2 --only mb=1,4 --full
+"""
+
+
+@main.command(epilog=_EPILOG_SEARCH)
+@_plan_arg
+@click.option("--gpus", type=click.IntRange(1, MAX_WORLD), default=None,
+              help="GPUs to lay the model over (default: the plan's world).")  # fmt: skip
+@click.option(
+    "--objective",
+    type=click.Choice(["throughput", "ttft", "tpot"]),
+    default="throughput",
+    show_default=True,
+    help="What to rank by: tokens/s per GPU, or a latency.",
+)
+@click.option("--slo", default=None, help="Latency bounds, e.g. ttft=6,tpot=50 (s, ms).")
+@click.option("--top", type=click.IntRange(1, 100), default=3, show_default=True,
+              help="Build and graph-check this many of the best in full.")  # fmt: skip
+@click.option(
+    "--only", multiple=True, help="Keep only these values of an axis, e.g. pp=1,2 (repeatable)."
+)
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Every micro-batch count, etp, cp and SP choice, not the default space.",
+)
+@click.option("--budget", type=click.FloatRange(0, min_open=True), default=None,
+              help="Refuse a space predicted to take longer than this many seconds (default 900).")  # fmt: skip
+@click.option(
+    "-o",
+    "--output",
+    "outputs",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the frontier: .md (Markdown), .svg or .png (plot) (repeatable).",
+)
+@click.pass_obj
+def search(
+    state: _State, /, plan: Path, outputs: tuple[Path, ...], slo: str | None,
+    only: tuple[str, ...], budget: float | None, **opts: Any,
+) -> None:  # fmt: skip
+    """Search every layout on N GPUs: prune, estimate, print the Pareto frontier and a verdict."""
+    from dagen.study import report
+    from dagen.study import search as study
+    from dagen.study.write import frontier_format, write_frontier
+
+    with _user_errors(state):
+        for p in outputs:
+            frontier_format(p)
+        kw = {"budget_s": budget} if budget is not None else {}
+        result = study.search(
+            api.load_plan(plan), gpus=opts["gpus"], objective=study.Objective(opts["objective"]),
+            slo=study.parse_slo(slo), top=opts["top"], only=study.parse_only(only),
+            full=opts["full"], meter=state.bars, **kw,
+        )  # fmt: skip
+        if not result.valid():
+            click.echo("\n".join(report.failure_lines(result)), err=True)
+            sys.exit(EXIT_FINDINGS)
+        write_frontier(result, outputs)
+    click.echo("\n".join(report.summary_lines(result)))
+    if not state.quiet:
+        for p in outputs:
+            click.echo(f"wrote {p}", err=True)

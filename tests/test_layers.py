@@ -32,6 +32,7 @@ ONLY_IN = {
     "pygraphviz": {"export"},
     "jinja2": {"export"},
     "google": {"export"},  # protobuf: the Chakra traces
+    "matplotlib": {"export", "study"},
 }
 
 

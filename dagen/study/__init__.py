@@ -1,4 +1,8 @@
-"""Studies over several plans: side-by-side comparison (and search), built on the api."""
+"""Studies of many plans at once: ``dagen compare`` and ``dagen search``.
+
+The layer after :mod:`dagen.api`: it builds, checks and estimates plan variants and
+weighs them against each other.
+"""
 
 from __future__ import annotations
 
