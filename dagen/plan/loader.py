@@ -45,7 +45,7 @@ from dagen.plan.variant import Override, flag_origins, overlay, override_node
 from dagen.plan.yamlsrc import compose_text, too_large
 from dagen.plan.ynode import Kind, YNode, plain
 
-__all__ = ["flag_comments", "load_plan", "load_plan_text"]
+__all__ = ["flag_comments", "load_plan", "load_plan_root", "load_plan_text"]
 
 
 def load_plan(path: str | os.PathLike[str], overrides: Sequence[Override] | None = None) -> Plan:
@@ -113,6 +113,23 @@ def load_plan_text(
         fix = "start the file with 'model:', 'parallel:', 'workload:' and 'hardware:' sections"
         problems.append(_at(Code.P_NOT_MAPPING, "", root, msg, fix))
         raise PlanError(problems, source)
+    return load_plan_root(root, problems, source, base_dir, overrides, text)
+
+
+def load_plan_root(
+    root: YNode,
+    problems: list[Finding],
+    source: str,
+    base_dir: Path | None = None,
+    overrides: Sequence[Override] | None = None,
+    text: str = "",
+) -> Plan:
+    """The plan of a composed YAML mapping ``root`` (``problems``: the composer's), as
+    :func:`load_plan_text`; a deployment's pools are each loaded this way.
+
+    Raises:
+        PlanError: with every problem found.
+    """
     if overrides:
         root = overlay(root, override_node(overrides))
     base = base_dir or Path.cwd()
