@@ -299,6 +299,36 @@ class Code(enum.StrEnum):
         _GRAPH,
         "A recv's micro-batch or step is not its send's, by the schedule.",
     )
+    GRAPH_KV_REPLICA = (
+        "GRAPH-KV-REPLICA",
+        _E,
+        _GRAPH,
+        "A request's KV cache reaches no decode replica, or more than one.",
+    )
+    GRAPH_KV_INCOMPLETE = (
+        "GRAPH-KV-INCOMPLETE",
+        _E,
+        _GRAPH,
+        "A decode rank misses, or receives twice, a layer or head shard of a request's cache.",
+    )
+    GRAPH_KV_BYTES = (
+        "GRAPH-KV-BYTES",
+        _E,
+        _GRAPH,
+        "A KV-cache message's bytes are not the model's, or a kv node's are not its message's.",
+    )
+    GRAPH_KV_NODES = (
+        "GRAPH-KV-NODES",
+        _E,
+        _GRAPH,
+        "A KV-cache message has no kv.send or kv.recv node, or a kv node no message.",
+    )
+    GRAPH_KV_ORDER = (
+        "GRAPH-KV-ORDER",
+        _E,
+        _GRAPH,
+        "A kv.recv is not before its decode rank's first op, or a kv.send not after its prefill rank's last.",
+    )
     GRAPH_COLL_MEMBERS = (
         "GRAPH-COLL-MEMBERS",
         _E,

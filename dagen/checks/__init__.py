@@ -12,6 +12,8 @@ them all. Codes, meanings and algorithms: docs/graph-checks.md.
   every collective instance joined by exactly its group with equal sizes and one op.
 - :func:`check_collective_order`: the members of a group issue its collectives in the
   same order.
+- :func:`check_transfers`: a disaggregated graph's KV-cache transfers: every request's
+  cache to exactly one decode replica, whole, in the model's bytes, in order.
 
 The engines these checks run on (contraction, the rank sweep, the schedule
 certificate, exact Kahn) and the graph edits the fault-injection tests use are graph
@@ -34,9 +36,11 @@ from dagen.checks.comms import check_comms
 from dagen.checks.completeness import check_completeness
 from dagen.checks.order import check_collective_order
 from dagen.checks.shared import Shared
+from dagen.checks.transfers import check_transfers
 from dagen.errors import GraphError
 from dagen.findings import Finding, finding
-from dagen.graph.algo import guard
+from dagen.graph.algo import drop_nodes, guard
+from dagen.graph.transfer import transfer_nodes
 from dagen.graph.ir import Graph
 
 __all__ = [
@@ -46,6 +50,7 @@ __all__ = [
     "check_comms",
     "check_completeness",
     "check_graph",
+    "check_transfers",
 ]
 
 log = logging.getLogger(__name__)
@@ -83,8 +88,15 @@ def check_graph(graph: Graph, *, lint: bool = False) -> list[Finding]:
         start = time.perf_counter()
         if check is check_completeness and len(graph.pools) > 1:
             for p in range(len(graph.pools)):  # each pool against its own plan
-                findings += check_completeness(graph.pool_view(p))
+                findings += check_completeness(_without_transfers(graph.pool_view(p)))
         else:
             findings += check(graph, shared)
         log.debug("%s: %.3f s", check.__name__, time.perf_counter() - start)
-    return findings
+    return findings + check_transfers(graph)
+
+
+def _without_transfers(view: Graph) -> Graph:
+    """A pool's view without its ``kv.send``/``kv.recv`` nodes: the pool's plan calls for
+    its own ops; the transfers are :func:`check_transfers`' to judge."""
+    kv = transfer_nodes(view)
+    return drop_nodes(view, kv) if kv.size else view

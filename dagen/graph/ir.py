@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     import networkx as nx
 
     from dagen.graph.pool import Pool, RankTable
+    from dagen.graph.reshard import Transfers
     from dagen.graph.schedule import Schedule
     from dagen.mesh import Mesh
     from dagen.plan.model import Model
@@ -163,6 +164,9 @@ class Graph:
     group_members: I32
     meta: dict[str, Any] = field(default_factory=dict)
     """Free-form notes of the builder (e.g. replicas folded for scale)."""
+    transfers: Transfers | None = None
+    """The KV-cache messages between a prefill and a decode pool (:mod:`dagen.graph.reshard`),
+    one row per ``kv.send``/``kv.recv`` pair; None without a disaggregated deployment."""
 
     NODE_COLUMNS = ("rank", "layer", "mb", "step", "op", "kind", "expert", "inst", "aux", "tmpl")
     EDGE_COLUMNS = ("src", "dst", "ekind")

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from dagen.graph.ir import Graph
     from dagen.graph.schedule import Schedule
 
-__all__ = ["BlockIndex", "message_ends", "occurrence", "slots_of"]
+__all__ = ["BlockIndex", "message_ends", "occurrence", "slots_of", "transfer_ends", "transfer_rows"]
 
 I64 = npt.NDArray[np.int64]
 Bool = npt.NDArray[np.bool_]
@@ -167,12 +167,66 @@ def slots_of(graph: Graph, ranks: Int, step: Int, mb: Int, occ: Int) -> tuple[Bo
     return found, slot
 
 
+_KV = (38, 39)
+"""Op codes of ``kv.send`` and ``kv.recv`` (:class:`dagen.graph.ops.Op`; a test holds it)."""
+
+
+def transfer_rows(graph: Graph, nodes: I64, sending: bool) -> I64:
+    """The row of the graph's transfer table each KV-cache send (or recv) of ``nodes``
+    stands for, -1 for none: the ``k``-th ``kv.send`` a rank issues for a prefill
+    micro-batch is the ``k``-th row of that (src, mb) in table order; the ``k``-th
+    ``kv.recv`` the ``k``-th row of that (dst, mb) ordered by (src, layer, head)."""
+    tr = graph.transfers
+    n = nodes.shape[0]
+    if tr is None or n == 0 or tr.size == 0:
+        return np.full(n, -1, dtype=np.int64)
+    rows = (np.arange(tr.size) if sending
+            else np.lexsort((tr.head0, tr.layer0, tr.src, tr.mb, tr.dst)))  # fmt: skip
+    own = (tr.src if sending else tr.dst)[rows].astype(np.int64)
+    rmb = tr.mb[rows].astype(np.int64)
+    me, mb = graph.rank[nodes].astype(np.int64), graph.mb[nodes].astype(np.int64)
+    mbs = max(int(rmb.max()), int(mb.max())) + 1
+    width = tr.size + n + 1
+    key_rows = (own * mbs + rmb) * width + occurrence(own, rmb)
+    key_nodes = (me * mbs + mb) * width + occurrence(me, mb)
+    order = np.argsort(key_rows, kind="stable")
+    keys = key_rows[order]
+    pos = np.searchsorted(keys, key_nodes).clip(0, tr.size - 1)
+    return np.where(keys[pos] == key_nodes, rows[order][pos], -1)
+
+
+def transfer_ends(graph: Graph, nodes: I64, sending: bool) -> tuple[Bool, I64, I64, I64]:
+    """Where KV-cache sends ``nodes`` must go (or recvs come from): (found, peer, step 0,
+    micro-batch), by :func:`transfer_rows`."""
+    row = transfer_rows(graph, nodes, sending)
+    hit = row >= 0
+    tr = graph.transfers
+    peer = np.full(nodes.shape[0], -1, dtype=np.int64)
+    if tr is not None and hit.any():
+        peer[hit] = (tr.dst if sending else tr.src)[row[hit]]
+    mb = graph.mb[nodes].astype(np.int64)
+    return hit, peer, np.zeros(nodes.shape[0], dtype=np.int64), mb
+
+
 def message_ends(graph: Graph, nodes: I64, sending: bool) -> tuple[Bool, I64, I64, I64]:
     """Where sends ``nodes`` must go (``sending``) or recvs come from: (found, peer rank,
     step, micro-batch), by the pool's schedule and its pipeline groups. The ``k``-th send
     a rank issues for a (step, micro-batch) is the schedule's ``k``-th pair from that
     block of its stage; the peer is the rank at the same (tp, cp, dp) coordinates in the
-    paired stage."""
+    paired stage. KV-cache messages are answered by :func:`transfer_ends`."""
+    kv = np.isin(graph.op[nodes], _KV)
+    if kv.any():
+        n = nodes.shape[0]
+        out = [np.zeros(n, dtype=np.bool_)] + [np.zeros(n, dtype=np.int64) for _ in range(3)]
+        for part, ends in ((kv, transfer_ends(graph, nodes[kv], sending)),
+                           (~kv, _schedule_ends(graph, nodes[~kv], sending))):  # fmt: skip
+            for a, b in zip(out, ends, strict=True):
+                a[part] = b
+        return out[0], out[1], out[2], out[3]
+    return _schedule_ends(graph, nodes, sending)
+
+
+def _schedule_ends(graph: Graph, nodes: I64, sending: bool) -> tuple[Bool, I64, I64, I64]:
     n = nodes.shape[0]
     ranks = graph.rank[nodes]
     step, mb = graph.step[nodes], graph.mb[nodes]

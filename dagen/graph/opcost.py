@@ -33,6 +33,8 @@ __all__ = [
     "ffn_up",
     "final_norm",
     "hidden",
+    "kv_cache",
+    "kv_token_bytes",
     "last_rows",
     "lm_head",
     "logits",
@@ -199,6 +201,20 @@ def final_norm(d: Dims) -> Cost:
 
 def p2p(d: Dims) -> Cost:
     return _act(d.stream, d.h, d)
+
+
+def kv_token_bytes(d: Dims) -> float:
+    """KV-cache bytes of one token of one layer on a rank: K and V of its KV heads
+    (2 · kv_heads · head_dim) or the MLA latent (kv_lora_rank + qk_rope_head_dim), in the
+    KV-cache format."""
+    width = 2 * d.kv_heads * d.head_dim if d.mla is None else d.mla.kv_lora_rank + d.mla.qk_rope_head_dim
+    return width * d.ekv
+
+
+def kv_cache(d: Dims) -> Cost:
+    """One layer of a micro-batch's KV cache on a rank (a transfer's messages are sized by
+    :mod:`dagen.graph.reshard`, which splits this over requests, layers and heads)."""
+    return Cost((d.seqs, d.prompt), round(d.seqs * d.prompt * kv_token_bytes(d)), 0.0)
 
 
 def token_ids(d: Dims) -> Cost:

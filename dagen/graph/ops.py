@@ -179,6 +179,10 @@ class Op(enum.IntEnum):
     MOE_SHARED_REDUCESCATTER = _coll("moe.shared_reducescatter", _M, _RS, _TP, opcost.hidden)
     EMBED_REDUCESCATTER = _coll("embed.reducescatter", _E, _RS, _TP, opcost.hidden)
     LM_ALLGATHER = _coll("lm.allgather", _H, _AG, _TP, opcost.last_rows)
+    KV_SEND = OpSpec(label="kv.send", kind=Kind.SEND, block=_P, cost=opcost.kv_cache)
+    """A prefill rank's KV cache of some requests, layers and heads, to a decode rank."""
+    KV_RECV = OpSpec(label="kv.recv", kind=Kind.RECV, block=_P, cost=opcost.kv_cache)
+    """The decode rank's side: posted (its cache reserved) before decode starts."""
 
     @property
     def label(self) -> str:

@@ -71,6 +71,8 @@ class Pool:
     stage_layers: tuple[range, ...]
     schedule: Schedule
     residency: Residency
+    units: int = 1
+    """Identical units of this pool the deployment runs (the graph expands one)."""
 
     @property
     def world(self) -> int:
