@@ -243,6 +243,24 @@ class Code(enum.StrEnum):
     )
     PLAN_FP8_HW = "PLAN-FP8-HW", _W, _PLAN, "dtype fp8 on hardware that lists no fp8 peak."
     PLAN_TP_NODES = "PLAN-TP-NODES", _W, _PLAN, "tp spans more GPUs than a node has."
+    PLAN_POOL_MODEL = (
+        "PLAN-POOL-MODEL",
+        _E,
+        _PLAN,
+        "A pool of a deployment serves another model than the first pool.",
+    )
+    PLAN_POOL_KV_DTYPE = (
+        "PLAN-POOL-KV-DTYPE",
+        _E,
+        _PLAN,
+        "The decode pool holds the KV cache in another format than prefill writes it.",
+    )
+    PLAN_POOL_LAYOUT = (
+        "PLAN-POOL-LAYOUT",
+        _E,
+        _PLAN,
+        "The pools' layouts cannot hand a KV cache over (phases, cp, prompt length, KV heads).",
+    )
     # The graph is unsound.
     GRAPH_IR = "GRAPH-IR", _E, _GRAPH, "The graph's columns do not index what they claim."
     GRAPH_CYCLE = "GRAPH-CYCLE", _E, _GRAPH, "The graph has a cycle: its ranks deadlock."
@@ -405,6 +423,18 @@ class Code(enum.StrEnum):
         "A stated memory figure per GPU, against the estimate within a tolerance.",
     )
     COST_CLAIM = "COST-CLAIM", _I, _COST, "An absolute claim of the claims list, on any metric."
+    COST_POOL_MEMORY = (
+        "COST-POOL-MEMORY",
+        _E,
+        _COST,
+        "The decode pool has too little memory for the transferred caches at its concurrency.",
+    )
+    COST_POOL_SLO = (
+        "COST-POOL-SLO",
+        _W,
+        _COST,
+        "A disaggregated deployment misses its TTFT or TPOT SLO: its goodput is 0.",
+    )
     COST_COMPARE = (
         "COST-COMPARE",
         _I,

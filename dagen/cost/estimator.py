@@ -29,6 +29,7 @@ from dagen.cost.verdicts import Verdict
 from dagen.graph.dims import steady
 from dagen.graph.ir import Graph, Kind
 from dagen.graph.pool import Pool
+from dagen.graph.transfer import TRANSFER_OPS
 from dagen.plan.model import Hardware
 
 __all__ = ["Estimate", "PoolFigures", "estimate"]
@@ -142,11 +143,15 @@ def _serving_figures(pool: Pool, makespan: float) -> PoolFigures:
 def _pool_figures(graph: Graph, sched: Schedule) -> tuple[PoolFigures, ...]:
     if len(graph.pools) == 1:
         return (_figures(graph.pools[0], sched.makespan_s),)
-    ends = [sched.end_s[graph.node_slice(p)] for p in range(len(graph.pools))]
-    return tuple(
-        _figures(pool, float(end.max()) if end.size else 0.0)
-        for pool, end in zip(graph.pools, ends, strict=True)
-    )
+    own = ~np.isin(graph.op, TRANSFER_OPS)  # a pool's figures leave its KV transfers out:
+    out = []  # prefill ends with its last op, decode starts after its last kv.recv
+    for p, pool in enumerate(graph.pools):
+        at = graph.node_slice(p)
+        keep = own[at]
+        end, start = sched.end_s[at][keep], sched.start_s[at][keep]
+        span = float(end.max() - (start.min() if graph.transfers is not None else 0.0))
+        out.append(_figures(pool, span if end.size else 0.0))
+    return tuple(out)
 
 
 def _latest(values: list[float | None]) -> float | None:
