@@ -20,12 +20,13 @@ from typing import Any
 
 import click
 
-from dagen import __version__, api
+from dagen import __version__, api, study
 from dagen.errors import DagenError, PlanError
 from dagen.findings import Finding, Severity
 from dagen.graph.ir import INT16_MAX
 from dagen.mesh import MAX_WORLD, mesh_of
 from dagen.plan.importers import FRAMEWORKS
+from dagen.plan.deploy import is_deployment, load_deployment
 from dagen.plan.model import CostModelName, Plan
 
 EXIT_FINDINGS = 1
@@ -238,6 +239,14 @@ def _analyse(state: _State, path: Path, cost: str | None = None) -> api.Analysis
     return api.analyse(plan, progress=state.progress, meter=state.bars)
 
 
+def _deployment(path: Path) -> bool:
+    """Whether ``path`` is a deployment file (a ``pools`` section; docs/disaggregation.md)."""
+    try:
+        return is_deployment(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return False  # the plan loader says what is wrong with the file
+
+
 _cost_opt = click.option(
     "--cost",
     type=click.Choice([m.value for m in CostModelName]),
@@ -254,7 +263,10 @@ _cost_opt = click.option(
 def check(state: _State, plan: Path, fmt: str, cost: str | None) -> None:
     """Check a plan: its rules, its graph (deadlock, completeness, comms) and its claims."""
     with _user_errors(state):
-        analysis = _analyse(state, plan, cost)
+        analysis: api.Analysis | study.DeploymentAnalysis = (
+            study.analyse_deployment(load_deployment(plan), progress=state.progress)
+            if _deployment(plan) else _analyse(state, plan, cost)
+        )  # fmt: skip
     _print_findings(analysis.findings, str(plan), fmt, state.quiet)
     if fmt == "text" and not state.quiet:
         for line in analysis.summary():
@@ -323,13 +335,20 @@ def build(
 
     with _user_errors(state):
         targets = [(p, format_for(p, to)) for p in outputs]
-        analysis = _analyse(state, plan, cost)
+        deployment = _deployment(plan)
+        analysis: api.Analysis | study.DeploymentAnalysis = (
+            study.analyse_deployment(load_deployment(plan), progress=state.progress)
+            if deployment else _analyse(state, plan, cost)
+        )  # fmt: skip
         _print_findings(analysis.findings, str(plan), fmt, state.quiet)
         if analysis.graph is None or (strict and not analysis.ok):
             click.echo("error: not writing outputs: the plan has error-level findings", err=True)
             sys.exit(EXIT_FINDINGS)
         state.progress(f"writing {len(targets)} output(s)")
-        api.write(analysis, targets, meter=state.bars, force=force, **view)
+        if isinstance(analysis, study.DeploymentAnalysis):
+            study.write_deployment(analysis, targets, force=force, **view)
+        else:
+            api.write(analysis, targets, meter=state.bars, force=force, **view)
     if not state.quiet:
         for p, f in targets:
             click.echo(f"wrote {p} ({f})", err=True)

@@ -97,7 +97,7 @@ def _rate(graph: Graph, est: Estimate, p: int) -> PoolRate:
         tokens = fig.tokens_per_s
         reqs = tokens / w.prompt_len
     return PoolRate(
-        name=pool.name, phase=pool.phase.value, units=pool.units, gpus_per_unit=pool.world,
+        name=pool.name, phase="decode" if w.decoding else "prefill", units=pool.units, gpus_per_unit=pool.world,
         latency_s=latency, tokens_per_s=tokens, requests_per_s=reqs,
         gpus_per_node=pool.hardware.gpus_per_node,
     )  # fmt: skip

@@ -65,6 +65,9 @@ class ExportContext:
     """Micro-batches the ``ranks`` view draws (``None``: all)."""
     max_detail_nodes: int = 5000
     """The ``ranks`` view refuses to draw more nodes than this."""
+    disagg: Any | None = None
+    """A :class:`dagen.cost.disagg.Disagg`: a disaggregated deployment's figures (the report's
+    per-pool tables and rate match)."""
     meter: Meter | None = None
     """Told ``(rows written, rows)`` by the streaming exporters (JSON, timeline);
     :func:`dagen.export.write_outputs` sets it per output."""

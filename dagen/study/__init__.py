@@ -7,5 +7,14 @@ weighs them against each other.
 from __future__ import annotations
 
 from dagen.study.compare import Comparison, Row, compare, vary_plans
+from dagen.study.disagg import DeploymentAnalysis, analyse_deployment, write_deployment
 
-__all__ = ["Comparison", "Row", "compare", "vary_plans"]
+__all__ = [
+    "Comparison",
+    "DeploymentAnalysis",
+    "Row",
+    "analyse_deployment",
+    "compare",
+    "vary_plans",
+    "write_deployment",
+]

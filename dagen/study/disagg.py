@@ -10,8 +10,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +22,8 @@ from dagen.checks import check_graph
 from dagen.cost import Estimate, Verdict, estimate, figures, judge_comparison, model_for
 from dagen.cost.disagg import Disagg, disagg_figures
 from dagen.cost.metrics import Figures
+from dagen.errors import PlanInfeasible
+from dagen.export import ExportContext, write_outputs
 from dagen.findings import Code, Finding, Severity, finding, has_errors
 from dagen.graph.deployment import build_deployment
 from dagen.graph.ir import Graph
@@ -28,7 +32,7 @@ from dagen.plan.deploy import Deployment
 from dagen.plan.deploy_rules import deployment_findings
 from dagen.plan.rules import blocking
 
-__all__ = ["DeploymentAnalysis", "analyse_deployment"]
+__all__ = ["DeploymentAnalysis", "analyse_deployment", "write_deployment"]
 
 _JUDGED = frozenset({Metric.TTFT_S, Metric.TPOT_MS, Metric.TOKENS_PER_S, Metric.TOKENS_PER_S_PER_GPU})
 """The metrics a deployment's figures define (per GPU: of every GPU of both pools)."""
@@ -49,6 +53,34 @@ class DeploymentAnalysis:
     @property
     def ok(self) -> bool:
         return not has_errors(list(self.findings))
+
+    def summary(self) -> list[str]:
+        """A few lines for people: the graph, each pool, the transfer, the rate match."""
+        if self.graph is None:
+            return ["graph: not built (the deployment has errors)"]
+        g = self.graph
+        tr = g.transfers
+        assert tr is not None
+        lines = [f"graph: {g.n_nodes:,} nodes, {g.n_edges:,} edges on {g.world:,} GPUs "
+                 f"(one unit of each pool); {tr.size:,} KV-cache messages, "
+                 f"{int(tr.nbytes.sum()):,} B for {tr.requests:,} requests"]  # fmt: skip
+        d = self.disagg
+        if d is None:
+            return [*lines, "estimate: not simulated (the graph has errors)"]
+        for p in (d.prefill, d.decode):
+            what = "TTFT" if p.phase == "prefill" else "TPOT"
+            kind = "input" if p.phase == "prefill" else "output"
+            lines.append(f"{p.name}: {p.units} × {p.gpus_per_unit} GPUs; {what} "
+                         f"{p.latency_s * (1 if p.phase == 'prefill' else 1e3):.4g} "
+                         f"{'s' if p.phase == 'prefill' else 'ms'}; {p.tokens_per_s:,.0f} {kind} "
+                         f"tokens/s per unit ({p.tokens_per_s_per_node:,.0f} per node)")  # fmt: skip
+        lines.append(f"transfer: {d.transfer_bytes_per_request:,.0f} B per request in "
+                     f"{d.transfer_s * 1e3:.4g} ms (max {d.transfer_max_s * 1e3:.4g} ms)")  # fmt: skip
+        lines.append(f"rate match: {d.units_ratio:.3g} prefill units per decode unit balance them; "
+                     f"{d.prefill.units}:{d.decode.units} runs {d.requests_per_s:,.1f} requests/s "
+                     f"({d.bottleneck}-bound), {d.tokens_per_s_per_gpu:,.0f} output tokens/s per "
+                     f"GPU; goodput {d.goodput_requests_per_s:,.1f} requests/s ({d.slo_note})")  # fmt: skip
+        return lines
 
 
 def _memory(dep: Deployment, graph: Graph, est: Estimate) -> list[Finding]:
@@ -158,3 +190,16 @@ def analyse_deployment(
     found += _verdict_findings(dep, verdicts)
     return DeploymentAnalysis(deployment=dep, findings=tuple(found), graph=graph, estimate=est,
                               disagg=d, colocated=tuple(others))  # fmt: skip
+
+
+def write_deployment(
+    result: DeploymentAnalysis, outputs: Sequence[tuple[Path, str]], *, force: bool = False,
+    **view: Any,
+) -> None:
+    """Write each ``(path, format)`` of ``outputs`` for a deployment (as :func:`dagen.api.write`,
+    the report with its per-pool tables and rate match)."""
+    if result.graph is None:
+        raise PlanInfeasible("the deployment has errors, so there is no graph to export")
+    ctx = ExportContext(graph=result.graph, findings=result.findings, estimate=result.estimate,
+                        disagg=result.disagg, **view)  # fmt: skip
+    write_outputs(ctx, outputs, force=force)
