@@ -32,7 +32,7 @@ from dagen.export.fold import StageRun, fold_stages
 from dagen.export.overview import Block, BlockKind, Link, overview
 from dagen.export.ranks import draw_ranks, ranks_note
 
-__all__ = ["BLOCK_COLORS", "build", "emit", "source"]
+__all__ = ["BLOCK_COLORS", "LINK_COLOR", "build", "emit", "source"]
 
 BLOCK_COLORS: Mapping[BlockKind, str] = MappingProxyType(
     {
@@ -63,11 +63,14 @@ def _block_node(c: graphviz.Digraph, name: str, block: Block) -> None:
     c.node(name, label=shown, fillcolor=BLOCK_COLORS[block.kind], tooltip=shown)
 
 
-def _stage_cluster(dot: graphviz.Digraph, stage: StageRun, shape: str) -> list[str]:
+def _stage_cluster(
+    dot: graphviz.Digraph, stage: StageRun, shape: str, prefix: str = ""
+) -> list[str]:
     """The stage's cluster; its title is a plain node on top, so that pipeline edges
-    entering the cluster are routed around it rather than through a cluster label."""
-    names = [f"s{stage.index}b{i}" for i in range(len(stage.blocks))]
-    head = f"s{stage.index}head"
+    entering the cluster are routed around it rather than through a cluster label.
+    ``prefix`` keeps the names of several pools' stages apart."""
+    names = [f"{prefix}s{stage.index}b{i}" for i in range(len(stage.blocks))]
+    head = f"{prefix}s{stage.index}head"
     lines = [f"ranks {stage.ranks}; {'host' if stage.hosts.isdigit() else 'hosts'} {stage.hosts}"]
     if stage.folded:
         lines.append("(pipeline sends between them as on the arrow out)")
@@ -75,7 +78,7 @@ def _stage_cluster(dot: graphviz.Digraph, stage: StageRun, shape: str) -> list[s
     title = graphviz.nohtml(
         "".join(f"{text(x)}\\l" for x in (f"{stage.heading} ({shape})", *lines))
     )
-    with dot.subgraph(name=f"cluster_stage{stage.index}") as c:
+    with dot.subgraph(name=f"cluster_{prefix}stage{stage.index}") as c:
         c.attr(label="", style="rounded,filled", fillcolor=STAGE_FILL, color=STAGE_BORDER)
         c.node(head, label=title, shape="plaintext", style="", fontsize="12")
         for name, block in zip(names, stage.blocks, strict=True):
@@ -87,9 +90,11 @@ def _stage_cluster(dot: graphviz.Digraph, stage: StageRun, shape: str) -> list[s
     return names
 
 
-def _link_edge(dot: graphviz.Digraph, link: Link, names: Mapping[int, list[str]]) -> None:
+def _link_edge(
+    dot: graphviz.Digraph, link: Link, names: Mapping[int, list[str]], prefix: str = ""
+) -> None:
     # The edge ends on the receiving stage's title node, the top of its cluster.
-    src, dst = names[link.src][-1], f"s{link.dst}head"
+    src, dst = names[link.src][-1], f"{prefix}s{link.dst}head"
     style = {"color": LINK_COLOR, "fontcolor": LINK_COLOR, "label": label(text(link.label))}
     if link.decode:
         dot.edge(src, dst, style="dashed", constraint="false", **style)
@@ -139,6 +144,10 @@ def _legend(
 
 def _overview(ctx: ExportContext) -> graphviz.Digraph:
     g = ctx.graph
+    if g.transfers is not None:
+        from dagen.export.pools import draw_pools
+
+        return draw_pools(ctx, _stage_cluster, _link_edge, _legend)
     s = single_pool(ctx, "overview").mesh.sizes
     ov = overview(g)
     dot = digraph(headline(ctx))
