@@ -289,5 +289,10 @@ def render_markdown(source: ExportContext | AnalysisLike) -> str:
 
 
 def emit(ctx: ExportContext, out: BinaryIO) -> None:
-    """Write the report (UTF-8) to ``out``."""
+    """Write the report (UTF-8) to ``out``; a deployment's is :mod:`dagen.export.mdpools`'s."""
+    if ctx.graph.transfers is not None:
+        from dagen.export.mdpools import render_pools
+
+        out.write(render_pools(ctx).encode("utf-8"))
+        return
     out.write(render_markdown(ctx).encode("utf-8"))
