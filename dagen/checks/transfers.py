@@ -80,12 +80,17 @@ def _replicas(graph: Graph, tr: Transfers) -> list[Finding]:
 
 
 def _wanted(graph: Graph, tr: Transfers) -> tuple[I64, I64, I64]:
-    """(decode rank, layer, head unit) of every cell a decode rank must hold."""
+    """(decode rank, layer, head unit) of every cell a decode rank must hold, on the
+    ranks of every replica that is sent requests (a batch smaller than the decode pool's
+    replicas leaves some without)."""
     pool = graph.pools[tr.decode]
     units, _ = kv_units(graph.model, 1.0)
     sets = head_sets(units, pool.mesh.sizes["tp"])
-    ranks, layers, heads = [], [], []
+    served = np.unique(graph.ranks.replica[tr.dst])
+    ranks, layers, heads = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     for r in pool.ranks:
+        if graph.ranks.replica[r] not in served:
+            continue
         lay = pool.stage_layers[int(graph.ranks.stage[r])]
         hs = sets[int(graph.ranks.coords["tp"][r])]
         grid = np.array(np.meshgrid(np.arange(lay.start, lay.stop), np.arange(hs.start, hs.stop),

@@ -143,14 +143,14 @@ def _serving_figures(pool: Pool, makespan: float) -> PoolFigures:
 def _pool_figures(graph: Graph, sched: Schedule) -> tuple[PoolFigures, ...]:
     if len(graph.pools) == 1:
         return (_figures(graph.pools[0], sched.makespan_s),)
-    own = ~np.isin(graph.op, TRANSFER_OPS)  # a pool's figures leave its KV transfers out:
-    out = []  # prefill ends with its last op, decode starts after its last kv.recv
+    kv = np.isin(graph.op, TRANSFER_OPS)  # a pool's figures leave its KV transfers out:
+    out = []  # prefill ends with its last op, decode starts when its last cache is in
     for p, pool in enumerate(graph.pools):
         at = graph.node_slice(p)
-        keep = own[at]
-        end, start = sched.end_s[at][keep], sched.start_s[at][keep]
-        span = float(end.max() - (start.min() if graph.transfers is not None else 0.0))
-        out.append(_figures(pool, span if end.size else 0.0))
+        end = sched.end_s[at][~kv[at]]
+        arrived = sched.end_s[at][kv[at] & (graph.kind[at] == Kind.RECV)]
+        start = float(arrived.max()) if arrived.size else 0.0
+        out.append(_figures(pool, float(end.max()) - start if end.size else 0.0))
     return tuple(out)
 
 
