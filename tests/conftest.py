@@ -95,9 +95,18 @@ UNBUILDABLE_SAMPLES = frozenset({"seed-moe-10b.yaml"})
 """Samples that must not build (their plan has errors on purpose)."""
 
 
+DEPLOYMENT_SAMPLES = frozenset({"deepseek-v3-disagg.yaml"})
+"""Samples that are deployments of several pools (docs/disaggregation.md), not plans."""
+
+
+def plan_samples() -> list[Path]:
+    """Every sample that is a plan (not a deployment), sorted."""
+    return sorted(p for p in SAMPLES.glob("*.yaml") if p.name not in DEPLOYMENT_SAMPLES)
+
+
 def buildable_samples() -> list[str]:
-    """File names of every sample that builds, sorted."""
-    return sorted(p.name for p in SAMPLES.glob("*.yaml") if p.name not in UNBUILDABLE_SAMPLES)
+    """File names of every plan sample that builds, sorted."""
+    return [p.name for p in plan_samples() if p.name not in UNBUILDABLE_SAMPLES]
 
 
 @functools.cache

@@ -34,6 +34,14 @@ TPOT the simulated decode step. Verdicts count the plan's targets by outcome.
 """
 
 
+FOOT = """
+A deployment of several pools (`deepseek-v3-disagg.yaml`, docs/disaggregation.md) is
+built as one unit of each pool with the KV transfers between them; its GPUs count every
+unit of every pool, its tokens/s are the deployment's output tokens per second at the
+rate match, and its memory is the fullest rank of either pool.
+"""
+
+
 def _row(path: Path) -> str:
     a = dagen.analyse(dagen.load_plan(path))
     structural = sum(
@@ -59,9 +67,39 @@ def _row(path: Path) -> str:
     )
 
 
+def _deployment_row(path: Path) -> str:
+    """A deployment (docs/disaggregation.md): one unit of each pool; memory of the fullest
+    rank of either; TTFT of prefill and TPOT of decode; tokens/s the deployment's output
+    over all its units' GPUs."""
+    from dagen.plan.deploy import load_deployment
+    from dagen.study import analyse_deployment
+
+    a = analyse_deployment(load_deployment(path))
+    g, e, d = a.graph, a.estimate, a.disagg
+    assert g is not None and e is not None and d is not None
+    structural = sum(
+        f.severity is Severity.ERROR and not f.code.startswith("COST-") for f in a.findings
+    )
+    peak = float(np.asarray(e.memory.total_bytes).max())
+    cap = float(e.memory.capacity_per_rank[int(np.asarray(e.memory.total_bytes).argmax())])
+    kinds = sorted({str(v.verdict) for v in e.verdicts})
+    verdicts = ", ".join(f"{sum(str(v.verdict) == k for v in e.verdicts)} {k}" for k in kinds)
+    return (
+        f"| `{path.name}` | {d.gpus:,} | prefill + decode | {g.n_nodes:,} | {g.n_edges:,} "
+        f"| {peak / 1e9:.3g} GB ({peak / cap:.1%}) | TTFT {d.ttft_s:.3g} s, TPOT "
+        f"{d.tpot_s * 1e3:.3g} ms | {d.output_tokens_per_s:,.0f} | {d.tokens_per_s_per_gpu:,.0f} "
+        f"| — | {structural} | {verdicts or '—'} |"
+    )
+
+
 def render() -> str:
-    rows = [_row(p) for p in sorted((ROOT / "samples").glob("*.yaml"))]
-    return HEAD + "\n".join(rows) + "\n"
+    from conftest import DEPLOYMENT_SAMPLES
+
+    rows = [
+        _deployment_row(p) if p.name in DEPLOYMENT_SAMPLES else _row(p)
+        for p in sorted((ROOT / "samples").glob("*.yaml"))
+    ]
+    return HEAD + "\n".join(rows) + "\n" + FOOT
 
 
 def test_samples_doc_is_current() -> None:

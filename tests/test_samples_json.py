@@ -22,7 +22,7 @@ import jsonschema  # type: ignore[import-untyped]
 import networkx as nx
 import orjson
 import pytest
-from conftest import analysed_sample
+from conftest import analysed_sample, plan_samples
 
 from dagen.api import Analysis
 from dagen.api import write as export_outputs
@@ -41,7 +41,7 @@ VALIDATOR = jsonschema.Draft202012Validator(dag_schema())
 
 
 def _samples() -> list[object]:
-    names = sorted(p.name for p in SAMPLES.glob("*.yaml") if p.name not in UNBUILDABLE)
+    names = [p.name for p in plan_samples() if p.name not in UNBUILDABLE]
     return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in names]
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from conftest import make_plan
+from conftest import make_plan, plan_samples
 
 from dagen.checks import check_graph
 from dagen.cost import estimate
@@ -173,7 +173,7 @@ def test_dagens_own_schedules_lint_clean_on_every_sample_and_grid_plan() -> None
     root = Path(__file__).resolve().parent.parent
     plans = [
         load_plan(p)
-        for p in sorted((root / "samples").glob("*.yaml"))
+        for p in plan_samples()
         if p.name != "seed-moe-10b.yaml"
     ]
     plans += [make_plan(pp=pp, micro_batches=m, batch=4, phase=ph, decode_steps=t, gen_len=4)

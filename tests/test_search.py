@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_plan
+from conftest import make_plan, plan_samples
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from strategies import small_plans
@@ -251,7 +251,7 @@ def test_an_slo_excludes_what_misses_it(serving: SearchResult) -> None:
 
 # ----------------------------------------------------------------- symmetry
 
-_SAMPLES = [*sorted((ROOT / "samples").glob("*.yaml")), TINY_MOE, TINY_DENSE]
+_SAMPLES = [*plan_samples(), TINY_MOE, TINY_DENSE]
 _FIGS = ("ttft_s", "tpot_ms", "tokens_per_s_per_gpu", "memory_gib", "memory_fraction",
          "gpu_utilization", "bubble_fraction", "comm_s", "comm_share", "mfu")  # fmt: skip
 
