@@ -143,7 +143,8 @@ def _load_pool(
         plan = load_plan_root(_pool_root(root, node), [], source, base)
     except PlanError as err:
         for p in err.problems:
-            problems.append(dataclasses.replace(p, message=f"{path}: {p.message}"))
+            problems.append(dataclasses.replace(p, message=f"{path}: {p.message}",
+                                                path=f"{path}.{p.path}" if p.path else path))  # fmt: skip
         return None
     plan = dataclasses.replace(plan, name=f"{plan.name}.{name}")
     return PoolPlan(name=name, units=units, plan=plan, path=path)
