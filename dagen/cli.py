@@ -25,8 +25,8 @@ from dagen.errors import DagenError, PlanError
 from dagen.findings import Finding, Severity
 from dagen.graph.ir import INT16_MAX
 from dagen.mesh import MAX_WORLD, mesh_of
-from dagen.plan.importers import FRAMEWORKS
 from dagen.plan.deploy import is_deployment, load_deployment
+from dagen.plan.importers import FRAMEWORKS
 from dagen.plan.model import CostModelName, Plan
 
 EXIT_FINDINGS = 1

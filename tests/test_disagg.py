@@ -23,7 +23,7 @@ from dagen.graph.codes import EdgeKind
 from dagen.graph.deployment import build_deployment
 from dagen.graph.ir import Graph, Kind, Op
 from dagen.graph.lookup import _KV
-from dagen.graph.reshard import Transfers, head_sets, kv_units
+from dagen.graph.reshard import head_sets, kv_units
 from dagen.plan.deploy import Deployment, load_deployment
 from dagen.plan.deploy_rules import deployment_findings
 from dagen.study import analyse_deployment
@@ -129,7 +129,7 @@ def test_decode_memory_too_small_for_the_transferred_caches(tmp_path: Path) -> N
 
 
 def test_the_kv_op_codes_lookup_uses_are_the_registry_s() -> None:
-    assert _KV == (int(Op.KV_SEND), int(Op.KV_RECV))
+    assert (int(Op.KV_SEND), int(Op.KV_RECV)) == _KV
 
 
 def test_head_sets_split_or_replicate_the_kv_heads() -> None:

@@ -166,16 +166,9 @@ def test_a_schedule_with_wrong_slots_only_loses_the_certificate() -> None:
 
 def test_dagens_own_schedules_lint_clean_on_every_sample_and_grid_plan() -> None:
     """The builder does not lint its own schedules (for speed); this test does, widely."""
-    from pathlib import Path
-
     from dagen.plan.loader import load_plan
 
-    root = Path(__file__).resolve().parent.parent
-    plans = [
-        load_plan(p)
-        for p in plan_samples()
-        if p.name != "seed-moe-10b.yaml"
-    ]
+    plans = [load_plan(p) for p in plan_samples() if p.name != "seed-moe-10b.yaml"]
     plans += [make_plan(pp=pp, micro_batches=m, batch=4, phase=ph, decode_steps=t, gen_len=4)
               for pp in (1, 2, 3) for m in (1, 2) for ph in ("prefill", "decode") for t in (1, 3)]  # fmt: skip
     for plan in plans:

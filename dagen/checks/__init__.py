@@ -40,8 +40,8 @@ from dagen.checks.transfers import check_transfers
 from dagen.errors import GraphError
 from dagen.findings import Finding, finding
 from dagen.graph.algo import drop_nodes, guard
-from dagen.graph.transfer import transfer_nodes
 from dagen.graph.ir import Graph
+from dagen.graph.transfer import transfer_nodes
 
 __all__ = [
     "Code",

@@ -115,7 +115,11 @@ def _complete(graph: Graph, tr: Transfers) -> list[Finding]:
     lo_of, hi_of = _replica_blocks(graph, tr)
     rep = graph.ranks.replica.astype(np.int64)
     order = np.lexsort((tr.req0[row], key))
-    ks, lo, hi = key[order], tr.req0[row][order].astype(np.int64), tr.req1[row][order].astype(np.int64)
+    ks, lo, hi = (
+        key[order],
+        tr.req0[row][order].astype(np.int64),
+        tr.req1[row][order].astype(np.int64),
+    )
     pr = rep[tr.dst[row][order]]
     new = np.r_[True, ks[1:] != ks[:-1]]
     last = np.r_[new[1:], True]

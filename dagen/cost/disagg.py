@@ -125,7 +125,11 @@ def _transfer(graph: Graph, est: Estimate) -> tuple[float, float, float]:
 
 
 def disagg_figures(
-    graph: Graph, est: Estimate, *, ttft_slo_s: float | None = None, tpot_slo_ms: float | None = None
+    graph: Graph,
+    est: Estimate,
+    *,
+    ttft_slo_s: float | None = None,
+    tpot_slo_ms: float | None = None,
 ) -> Disagg:
     """The figures of a disaggregated deployment's graph and its estimate."""
     tr = graph.transfers
@@ -143,7 +147,11 @@ def disagg_figures(
         fails.append(f"TTFT {ttft:.4g} s > {ttft_slo_s:g} s")
     if tpot_slo_ms is not None and tpot * 1e3 > tpot_slo_ms:
         fails.append(f"TPOT {tpot * 1e3:.4g} ms > {tpot_slo_ms:g} ms")
-    note = "every request meets the SLOs" if not fails else "no request meets the SLOs: " + "; ".join(fails)
+    note = (
+        "every request meets the SLOs"
+        if not fails
+        else "no request meets the SLOs: " + "; ".join(fails)
+    )
     return Disagg(
         prefill=pre, decode=dec, transfer_s=mean, transfer_max_s=worst,
         transfer_bytes_per_request=nbytes,

@@ -67,7 +67,7 @@ def _rate_rows(ctx: ExportContext) -> list[str]:
         return lines
     p, q = d.prefill, d.decode
     w = ctx.graph.pools[tr.decode].workload
-    return lines + ["", "## Rate match", "", *_table(["", ""], [
+    return [*lines, "", "## Rate match", "", *_table(["", ""], [
         ["prefill admits", f"λp = {p.tokens_per_s:,.0f} ÷ {w.prompt_len:,} prompt tokens = {p.requests_per_s:,.2f} "
                            "requests/s per unit"],
         ["decode retires", f"λd = {q.tokens_per_s:,.0f} ÷ {w.gen_len:,} output tokens = {q.requests_per_s:,.2f} "

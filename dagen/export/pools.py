@@ -43,7 +43,9 @@ def pool_graph(graph: Graph, p: int) -> Graph:
     aux = view.aux.copy()
     aux[p2p] -= np.int32(pool.rank0)
     local = dataclasses.replace(pool, index=0, rank0=0, host0=0, node0=0, node1=view.n_nodes)
-    groups = {d: graph.ranks.group[d][pool.ranks.start : pool.ranks.stop] for d in graph.ranks.group}
+    groups = {
+        d: graph.ranks.group[d][pool.ranks.start : pool.ranks.stop] for d in graph.ranks.group
+    }
     return dataclasses.replace(
         view, rank=view.rank - np.int32(pool.rank0), aux=aux, pools=(local,),
         ranks=rank_table([local], [groups]), transfers=None,
@@ -78,8 +80,10 @@ def _transfer_label(ctx: ExportContext) -> str:
 
 
 def draw_pools(
-    ctx: ExportContext, stage_cluster: Callable[..., list[str]],
-    link_edge: Callable[..., None], legend: Callable[..., None],
+    ctx: ExportContext,
+    stage_cluster: Callable[..., list[str]],
+    link_edge: Callable[..., None],
+    legend: Callable[..., None],
 ) -> graphviz.Digraph:
     """Both pools side by side, the transfer from prefill's last block to decode's first
     stage (see the module docstring)."""

@@ -34,7 +34,9 @@ def build_deployment(dep: Deployment, *, max_nodes: int = MAX_NODES) -> Graph:
         raise PlanInfeasible(f"{dep.source}: pools: phases {phases}; a disaggregated deployment "
                              "has one prefill and one decode pool. Fix: set workload.phase of each")  # fmt: skip
     graph = build_pools([(p.name, p.plan) for p in dep.pools], max_nodes=max_nodes)
-    pools = tuple(dataclasses.replace(g, units=p.units) for g, p in zip(graph.pools, dep.pools, strict=True))
+    pools = tuple(
+        dataclasses.replace(g, units=p.units) for g, p in zip(graph.pools, dep.pools, strict=True)
+    )
     graph = dataclasses.replace(graph, pools=pools, name=dep.name)
     src = next(p for p in graph.pools if not p.workload.decoding)
     dst = next(p for p in graph.pools if p.workload.decoding)

@@ -217,12 +217,12 @@ def message_ends(graph: Graph, nodes: I64, sending: bool) -> tuple[Bool, I64, I6
     kv = np.isin(graph.op[nodes], _KV)
     if kv.any():
         n = nodes.shape[0]
-        out = [np.zeros(n, dtype=np.bool_)] + [np.zeros(n, dtype=np.int64) for _ in range(3)]
+        found = np.zeros(n, dtype=np.bool_)
+        peer, step, mb = (np.zeros(n, dtype=np.int64) for _ in range(3))
         for part, ends in ((kv, transfer_ends(graph, nodes[kv], sending)),
                            (~kv, _schedule_ends(graph, nodes[~kv], sending))):  # fmt: skip
-            for a, b in zip(out, ends, strict=True):
-                a[part] = b
-        return out[0], out[1], out[2], out[3]
+            found[part], peer[part], step[part], mb[part] = ends
+        return found, peer, step, mb
     return _schedule_ends(graph, nodes, sending)
 
 

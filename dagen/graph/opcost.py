@@ -207,7 +207,11 @@ def kv_token_bytes(d: Dims) -> float:
     """KV-cache bytes of one token of one layer on a rank: K and V of its KV heads
     (2 · kv_heads · head_dim) or the MLA latent (kv_lora_rank + qk_rope_head_dim), in the
     KV-cache format."""
-    width = 2 * d.kv_heads * d.head_dim if d.mla is None else d.mla.kv_lora_rank + d.mla.qk_rope_head_dim
+    width = (
+        2 * d.kv_heads * d.head_dim
+        if d.mla is None
+        else d.mla.kv_lora_rank + d.mla.qk_rope_head_dim
+    )
     return width * d.ekv
 
 

@@ -133,7 +133,7 @@ def rank_grid(pool: Pool) -> I32:
 def _pieces(src: Pool, dst: Pool, units: int) -> list[tuple[int, ...]]:
     """(decode stage, decode tp, prefill stage, prefill tp, layer0, layer1, head0, head1):
     every piece of one decode replica's cache and the prefill rank it comes from."""
-    out = []
+    out: list[tuple[int, ...]] = []
     hp = head_sets(units, src.mesh.sizes["tp"])
     hd = head_sets(units, dst.mesh.sizes["tp"])
     for sd, dl in enumerate(dst.stage_layers):

@@ -51,7 +51,8 @@ def transfer_nodes(graph: Graph) -> I64:
 def _occurrence(keys: I64, n: int) -> I64:
     """Position of each row among the rows of its key (rows sorted by key)."""
     counts = np.bincount(keys, minlength=n)
-    return np.arange(keys.shape[0]) - np.r_[0, np.cumsum(counts)][:-1][keys]
+    out: I64 = np.arange(keys.shape[0]) - np.r_[0, np.cumsum(counts)][:-1][keys]
+    return out
 
 
 def _positions(graph: Graph, tr: Transfers) -> tuple[I64, I64, I64, I64]:
@@ -94,7 +95,9 @@ def _templates(graph: Graph, tr: Transfers) -> tuple[dict[str, Any], I64]:
     return cols, base + 2 * inverse.reshape(-1).astype(np.int64)
 
 
-def _node_columns(graph: Graph, tr: Transfers, old: I64, send: I64, recv: I64, tmpl: I64) -> dict[str, Any]:
+def _node_columns(
+    graph: Graph, tr: Transfers, old: I64, send: I64, recv: I64, tmpl: I64
+) -> dict[str, Any]:
     total = graph.n_nodes + 2 * tr.size
     out: dict[str, Any] = {}
     new = {

@@ -28,8 +28,8 @@ from pathlib import Path
 from dagen.errors import PlanError
 from dagen.findings import Code, Finding, Origin, problem
 from dagen.plan.claims import Claim
-from dagen.plan.fields import spec
 from dagen.plan.convert import BAD, Context, convert_record
+from dagen.plan.fields import spec
 from dagen.plan.loader import load_plan_root
 from dagen.plan.model import Plan
 from dagen.plan.variant import overlay
@@ -48,10 +48,20 @@ _DEPLOYMENT_ONLY = ("pools", "claims", "slo", "targets")
 class Slo:
     """The service-level objectives goodput counts against (None: unbounded)."""
 
-    ttft_s: float | None = spec("Time to first token at most this.", default=None, unit="s",
-                                minimum=0, exclusive_minimum=True)
-    tpot_ms: float | None = spec("Time per output token at most this.", default=None, unit="ms",
-                                 minimum=0, exclusive_minimum=True)
+    ttft_s: float | None = spec(
+        "Time to first token at most this.",
+        default=None,
+        unit="s",
+        minimum=0,
+        exclusive_minimum=True,
+    )
+    tpot_ms: float | None = spec(
+        "Time per output token at most this.",
+        default=None,
+        unit="ms",
+        minimum=0,
+        exclusive_minimum=True,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,7 +166,7 @@ def _slo(root: YNode, problems: list[Finding]) -> Slo:
         return Slo()
     ctx = Context(problems=problems, stem="slo")
     out = convert_record(Slo, node, "slo", ctx)
-    return Slo() if out is BAD else out  # type: ignore[no-any-return]
+    return Slo() if out is BAD else out
 
 
 def _claims(
@@ -238,7 +248,7 @@ def _locations(root: YNode) -> dict[str, Origin]:
     for i, item in enumerate(claims.items if claims is not None else ()):
         put(f"claims.{i}", item)
     slo = root.get("slo")
-    for key, node in (slo.entries.items() if slo is not None else ()):
+    for key, node in slo.entries.items() if slo is not None else ():
         put(f"slo.{key}", node)
     return out
 

@@ -50,7 +50,7 @@ def _model(dep: Deployment) -> list[Finding]:
             for f in dataclasses.fields(first.plan.model)
             if getattr(first.plan.model, f.name) != getattr(pool.plan.model, f.name)
         ]
-        name, a, b = diffs[0]
+        name, a, _ = diffs[0]
         text = "; ".join(f"model.{n}: {first.name} {x!r}, {pool.name} {y!r}" for n, x, y in diffs)
         out.append(_at(dep, Code.PLAN_POOL_MODEL, f"pools.{pool.name}.model.{name}",
                        f"pool {pool.name!r} serves another model than pool {first.name!r}: {text}; "

@@ -34,7 +34,9 @@ from dagen.plan.rules import blocking
 
 __all__ = ["DeploymentAnalysis", "analyse_deployment", "write_deployment"]
 
-_JUDGED = frozenset({Metric.TTFT_S, Metric.TPOT_MS, Metric.TOKENS_PER_S, Metric.TOKENS_PER_S_PER_GPU})
+_JUDGED = frozenset(
+    {Metric.TTFT_S, Metric.TPOT_MS, Metric.TOKENS_PER_S, Metric.TOKENS_PER_S_PER_GPU}
+)
 """The metrics a deployment's figures define (per GPU: of every GPU of both pools)."""
 
 
@@ -193,7 +195,10 @@ def analyse_deployment(
 
 
 def write_deployment(
-    result: DeploymentAnalysis, outputs: Sequence[tuple[Path, str]], *, force: bool = False,
+    result: DeploymentAnalysis,
+    outputs: Sequence[tuple[Path, str]],
+    *,
+    force: bool = False,
     **view: Any,
 ) -> None:
     """Write each ``(path, format)`` of ``outputs`` for a deployment (as :func:`dagen.api.write`,
