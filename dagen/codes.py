@@ -243,24 +243,9 @@ class Code(enum.StrEnum):
     )
     PLAN_FP8_HW = "PLAN-FP8-HW", _W, _PLAN, "dtype fp8 on hardware that lists no fp8 peak."
     PLAN_TP_NODES = "PLAN-TP-NODES", _W, _PLAN, "tp spans more GPUs than a node has."
-    PLAN_POOL_MODEL = (
-        "PLAN-POOL-MODEL",
-        _E,
-        _PLAN,
-        "A pool of a deployment serves another model than the first pool.",
-    )
-    PLAN_POOL_KV_DTYPE = (
-        "PLAN-POOL-KV-DTYPE",
-        _E,
-        _PLAN,
-        "The decode pool holds the KV cache in another format than prefill writes it.",
-    )
-    PLAN_POOL_LAYOUT = (
-        "PLAN-POOL-LAYOUT",
-        _E,
-        _PLAN,
-        "The pools' layouts cannot hand a KV cache over (phases, cp, prompt length, KV heads).",
-    )
+    PLAN_POOL_MODEL = "PLAN-POOL-MODEL", _E, _PLAN, "A pool serves another model than the first."
+    PLAN_POOL_KV_DTYPE = "PLAN-POOL-KV-DTYPE", _E, _PLAN, "Decode keeps KV in another format."
+    PLAN_POOL_LAYOUT = "PLAN-POOL-LAYOUT", _E, _PLAN, "The pools' layouts cannot hand a cache over."
     # The graph is unsound.
     GRAPH_IR = "GRAPH-IR", _E, _GRAPH, "The graph's columns do not index what they claim."
     GRAPH_CYCLE = "GRAPH-CYCLE", _E, _GRAPH, "The graph has a cycle: its ranks deadlock."
@@ -317,36 +302,11 @@ class Code(enum.StrEnum):
         _GRAPH,
         "A recv's micro-batch or step is not its send's, by the schedule.",
     )
-    GRAPH_KV_REPLICA = (
-        "GRAPH-KV-REPLICA",
-        _E,
-        _GRAPH,
-        "A request's KV cache reaches no decode replica, or more than one.",
-    )
-    GRAPH_KV_INCOMPLETE = (
-        "GRAPH-KV-INCOMPLETE",
-        _E,
-        _GRAPH,
-        "A decode rank misses, or receives twice, a layer or head shard of a request's cache.",
-    )
-    GRAPH_KV_BYTES = (
-        "GRAPH-KV-BYTES",
-        _E,
-        _GRAPH,
-        "A KV-cache message's bytes are not the model's, or a kv node's are not its message's.",
-    )
-    GRAPH_KV_NODES = (
-        "GRAPH-KV-NODES",
-        _E,
-        _GRAPH,
-        "A KV-cache message has no kv.send or kv.recv node, or a kv node no message.",
-    )
-    GRAPH_KV_ORDER = (
-        "GRAPH-KV-ORDER",
-        _E,
-        _GRAPH,
-        "A kv.recv is not before its decode rank's first op, or a kv.send not after its prefill rank's last.",
-    )
+    GRAPH_KV_REPLICA = "GRAPH-KV-REPLICA", _E, _GRAPH, "A cache reaches 0 or 2+ decode replicas."
+    GRAPH_KV_INCOMPLETE = "GRAPH-KV-INCOMPLETE", _E, _GRAPH, "A decode rank lacks part of a cache."
+    GRAPH_KV_BYTES = "GRAPH-KV-BYTES", _E, _GRAPH, "A KV message's bytes are not the model's."
+    GRAPH_KV_NODES = "GRAPH-KV-NODES", _E, _GRAPH, "A KV message lacks a kv node, or vice versa."
+    GRAPH_KV_ORDER = "GRAPH-KV-ORDER", _E, _GRAPH, "A kv.recv late or a kv.send early."
     GRAPH_COLL_MEMBERS = (
         "GRAPH-COLL-MEMBERS",
         _E,
@@ -423,18 +383,8 @@ class Code(enum.StrEnum):
         "A stated memory figure per GPU, against the estimate within a tolerance.",
     )
     COST_CLAIM = "COST-CLAIM", _I, _COST, "An absolute claim of the claims list, on any metric."
-    COST_POOL_MEMORY = (
-        "COST-POOL-MEMORY",
-        _E,
-        _COST,
-        "The decode pool has too little memory for the transferred caches at its concurrency.",
-    )
-    COST_POOL_SLO = (
-        "COST-POOL-SLO",
-        _W,
-        _COST,
-        "A disaggregated deployment misses its TTFT or TPOT SLO: its goodput is 0.",
-    )
+    COST_POOL_MEMORY = "COST-POOL-MEMORY", _E, _COST, "Decode cannot hold its transferred caches."
+    COST_POOL_SLO = "COST-POOL-SLO", _W, _COST, "A deployment misses its TTFT/TPOT SLO (goodput 0)."
     COST_COMPARE = (
         "COST-COMPARE",
         _I,
