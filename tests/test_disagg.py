@@ -180,7 +180,7 @@ def test_resharding_mla_goes_to_one_decode_rank_per_request() -> None:
     assert tr is not None and tr.heads == 1 and tr.unit_bytes == (512 + 64) * 2
     assert tr.size == 64  # DP32 → DP144, TP1: one message per request
     assert np.unique(tr.replica).size == 64
-    assert int(tr.nbytes[0]) == 4096 * 61 * 576 * 2
+    assert int(tr.nbytes[0]) == 4383 * 61 * 576 * 2  # prompt · layers · latent · bf16
     assert check_transfers(g) == []
 
 
@@ -363,3 +363,17 @@ def test_cli_checks_and_builds_a_deployment(tmp_path: Path) -> None:
     md = tmp_path / "r.md"
     result = runner.invoke(main, ["build", str(TINY), "-o", str(md)])
     assert result.exit_code == 0 and "## Rate match" in md.read_text(encoding="utf-8")
+
+
+def test_the_day6_comparison_in_the_docs_is_current() -> None:
+    a = analyse_deployment(load_deployment(SAMPLE))
+    d = a.disagg
+    assert d is not None and [f.code for f in a.findings if f.severity.value == "error"] == []
+    doc = (ROOT / "docs" / "cost-model.md").read_text(encoding="utf-8")
+    pre, dec = d.prefill.tokens_per_s_per_node, d.decode.tokens_per_s_per_node
+    for figure in (f"{pre:,.0f}", f"{dec:,.0f}", f"{pre / 0.437:,.0f}", f"{d.units_ratio:.3g}",
+                   f"{pre / (73_700 * 0.437) - 1:+.1%}".replace("-", "−").replace("%", " %"),
+                   f"{dec / 14_800 - 1:+.1%}".replace("-", "−").replace("%", " %")):  # fmt: skip
+        assert figure in doc, figure
+    assert d.prefill.units == 24 and d.decode.units == 7
+    assert d.transfer_bytes_per_request == 4383 * 61 * (512 + 64) * 2

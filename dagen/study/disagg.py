@@ -117,7 +117,8 @@ def _slo(dep: Deployment, d: Disagg) -> list[Finding]:
     return [finding(Code.COST_POOL_SLO, f"goodput 0 requests/s: {d.slo_note} (the estimate is "
                     "one schedule, so every request meets an SLO or none does)",
                     fix="add prefill units or shorten the prefill batch (TTFT); shrink the decode "
-                    "batch (TPOT)", path="slo", origin=dep.where("slo.ttft_s"))]  # fmt: skip
+                    "batch (TPOT)", path="slo",
+                    origin=dep.where("slo.ttft_s") or dep.where("slo.tpot_ms"))]  # fmt: skip
 
 
 def _this(d: Disagg, metric: Metric) -> Figures | None:
