@@ -72,10 +72,10 @@ def _transfer_label(ctx: ExportContext) -> str:
     tr = ctx.graph.transfers
     assert tr is not None
     per = int(tr.nbytes.sum()) / max(tr.requests, 1)
-    parts = [f"KV cache: {tr.size:,} kv.send → kv.recv", f"{human_bytes(per)} per request "
+    parts = [f"  KV cache: {tr.size:,} kv.send → kv.recv", f"  {human_bytes(per)} per request "
              f"({tr.requests:,} requests)"]  # fmt: skip
     if ctx.disagg is not None:
-        parts.append(f"{ctx.disagg.transfer_s * 1e3:.3g} ms per request (inter-node link)")
+        parts.append(f"  {ctx.disagg.transfer_s * 1e3:.3g} ms per request (inter-node link)")
     return label(*(text(x) for x in parts))
 
 
@@ -106,7 +106,8 @@ def draw_pools(
                               f"({pool.workload.phase.value}); global ranks {pool.rank0}–"
                               f"{pool.rank0 + pool.world - 1}, numbered from 0 below"),
                    style="rounded,dashed",
-                   color="#666666", fontsize="14")  # fmt: skip
+                   color="#666666", fontsize="14",
+                   labelloc="b" if pool.workload.decoding else "t")  # fmt: skip
             names = {run.index: stage_cluster(c, run, shape, prefix) for run in runs}
         for link in links:
             link_edge(dot, link, names, prefix)
