@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from dagen import __version__, api, study
-from dagen.errors import DagenError, PlanError
+from dagen.errors import DagenError, PlanError, PlanInfeasible
 from dagen.findings import Finding, Severity
 from dagen.graph.ir import INT16_MAX
 from dagen.mesh import MAX_WORLD, mesh_of
@@ -235,8 +235,19 @@ def _costed(plan: Plan, cost: str | None) -> Plan:
 
 
 def _analyse(state: _State, path: Path, cost: str | None = None) -> api.Analysis:
-    plan = _costed(api.load_plan(path), cost)
+    plan = _costed(_plan_only(path), cost)
     return api.analyse(plan, progress=state.progress, meter=state.bars)
+
+
+def _plan_only(path: Path) -> Plan:
+    """``path``'s plan; a deployment file is refused (exit 2) for commands of one plan."""
+    if _deployment(path):
+        raise PlanInfeasible(
+            f"{path}: pools: a deployment of several pools; this command takes one plan. "
+            "Fix: run dagen check or dagen build on the deployment, or this command on a "
+            "plan of one pool"
+        )
+    return api.load_plan(path)
 
 
 def _deployment(path: Path) -> bool:
@@ -363,7 +374,7 @@ def ranks(state: _State, plan: Path, as_json: bool) -> None:
     from dagen.mesh import rank_table
 
     with _user_errors(state):
-        p = api.load_plan(plan)
+        p = _plan_only(plan)
         rows = rank_table(mesh_of(p))
     if as_json:
         click.echo(json.dumps(rows, indent=1))
@@ -421,7 +432,7 @@ def compare(
         if not varies and len(plans) < 2:
             raise click.UsageError("give two or more plans, or one plan with --vary")
         given = (
-            vary_plans(plans[0], varies) if varies else [(str(p), api.load_plan(p)) for p in plans]
+            vary_plans(plans[0], varies) if varies else [(str(p), _plan_only(p)) for p in plans]
         )
         result = run([(label, _costed(p, cost)) for label, p in given], progress=state.progress)
     render = {"json": as_json, "markdown": as_markdown}.get(fmt, as_text)
@@ -549,7 +560,7 @@ def search(
             frontier_format(p)
         kw = {"budget_s": budget} if budget is not None else {}
         result = study.search(
-            api.load_plan(plan), gpus=opts["gpus"], objective=study.Objective(opts["objective"]),
+            _plan_only(plan), gpus=opts["gpus"], objective=study.Objective(opts["objective"]),
             slo=study.parse_slo(slo), top=opts["top"], only=study.parse_only(only),
             full=opts["full"], meter=state.bars, **kw,
         )  # fmt: skip

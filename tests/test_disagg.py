@@ -377,3 +377,26 @@ def test_the_day6_comparison_in_the_docs_is_current() -> None:
         assert figure in doc, figure
     assert d.prefill.units == 24 and d.decode.units == 7
     assert d.transfer_bytes_per_request == 4383 * 61 * (512 + 64) * 2
+
+
+def test_commands_of_one_plan_refuse_a_deployment_cleanly() -> None:
+    runner = CliRunner(env={"COLUMNS": "1000"})
+    result = runner.invoke(main, ["ranks", str(TINY)])
+    assert result.exit_code == 2
+    assert "a deployment of several pools; this command takes one plan" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_deployment_s_json_validates_against_the_dag_schema(dep: Deployment) -> None:
+    import jsonschema
+
+    from dagen.export.schema import dag_schema
+
+    a = analyse_deployment(dep)
+    assert a.graph is not None
+    buf = io.BytesIO()
+    emit("json", ExportContext(graph=a.graph, findings=a.findings, estimate=a.estimate), buf)
+    doc = json.loads(buf.getvalue())
+    jsonschema.Draft202012Validator(dag_schema()).validate(doc)
+    assert set(doc["plan"]["pools"]) == {"prefill", "decode"}
+    assert doc["meta"]["transfers"] == {"messages": 16, "requests": 8, "bytes": 65536}

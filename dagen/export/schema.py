@@ -175,7 +175,12 @@ def dag_schema() -> dict[str, Any]:
         "directed": {"const": True},
         "multigraph": {"const": True},
         "graph": {"type": "object", "required": graph_keys},
-        "plan": {"type": "object", "required": plan_keys},
+        "plan": {"anyOf": [  # one plan, or a deployment: each pool's plan by its name
+            {"type": "object", "required": plan_keys},
+            {"type": "object", "required": ["pools"], "properties": {"pools": {
+                "type": "object", "additionalProperties": {"type": "object", "required": plan_keys},
+            }}},
+        ]},  # fmt: skip
         "mesh": _mesh(),
         "meta": {"type": "object"},
         "findings": {"type": "array", "items": _finding()},
