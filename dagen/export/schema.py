@@ -169,18 +169,19 @@ def dag_schema() -> dict[str, Any]:
     """
     graph_keys = ["name", "model", "world", "nodes", "edges", "collectives", "groups"]
     plan_keys = ["name", "model", "parallel", "workload", "hardware", "world"]
+    one_plan = {"type": "object", "required": plan_keys}
+    pools = {  # a deployment: each pool's plan by its name
+        "type": "object",
+        "required": ["pools"],
+        "properties": {"pools": {"type": "object", "additionalProperties": one_plan}},
+    }
     props: dict[str, Any] = {
         "format": {"const": FORMAT},
         "version": {"const": VERSION},
         "directed": {"const": True},
         "multigraph": {"const": True},
         "graph": {"type": "object", "required": graph_keys},
-        "plan": {"anyOf": [  # one plan, or a deployment: each pool's plan by its name
-            {"type": "object", "required": plan_keys},
-            {"type": "object", "required": ["pools"], "properties": {"pools": {
-                "type": "object", "additionalProperties": {"type": "object", "required": plan_keys},
-            }}},
-        ]},  # fmt: skip
+        "plan": {"anyOf": [one_plan, pools]},
         "mesh": _mesh(),
         "meta": {"type": "object"},
         "findings": {"type": "array", "items": _finding()},
