@@ -431,9 +431,7 @@ def compare(
             raise click.UsageError("--vary takes exactly one plan")
         if not varies and len(plans) < 2:
             raise click.UsageError("give two or more plans, or one plan with --vary")
-        given = (
-            vary_plans(plans[0], varies) if varies else [(str(p), _plan_only(p)) for p in plans]
-        )
+        given = vary_plans(plans[0], varies) if varies else [(str(p), _plan_only(p)) for p in plans]
         result = run([(label, _costed(p, cost)) for label, p in given], progress=state.progress)
     render = {"json": as_json, "markdown": as_markdown}.get(fmt, as_text)
     click.echo(render(result), nl=False)
