@@ -383,7 +383,7 @@ class Code(enum.StrEnum):
         "A stated memory figure per GPU, against the estimate within a tolerance.",
     )
     COST_CLAIM = "COST-CLAIM", _I, _COST, "An absolute claim of the claims list, on any metric."
-    COST_POOL_MEMORY = "COST-POOL-MEMORY", _E, _COST, "Decode cannot hold its transferred caches."
+    COST_POOL_MEMORY = "COST-POOL-MEMORY", _E, _COST, "A pool cannot hold its weights and caches."
     COST_POOL_SLO = "COST-POOL-SLO", _W, _COST, "A deployment misses its TTFT/TPOT SLO (goodput 0)."
     COST_COMPARE = (
         "COST-COMPARE",

@@ -86,29 +86,30 @@ class DeploymentAnalysis:
 
 
 def _memory(dep: Deployment, graph: Graph, est: Estimate) -> list[Finding]:
-    """COST-POOL-MEMORY: the decode pool's fullest rank against its capacity."""
-    tr = graph.transfers
-    assert tr is not None
-    pool = graph.pools[tr.decode]
-    m = est.memory
-    r = pool.rank0 + int(np.argmax(m.total_bytes[pool.ranks.start : pool.ranks.stop]))
-    total, cap = int(m.total_bytes[r]), int(m.capacity_per_rank[r])
-    if total <= cap:
-        return []
-    w = pool.workload
-    g = 2.0**30
-    path = f"pools.{pool.name}.hardware.memory_gib"
-    return [finding(
-        Code.COST_POOL_MEMORY,
-        f"pool {pool.name!r}: rank {r} needs weights {m.weights_bytes[r] / g:.3g} GiB + KV cache "
-        f"{m.kv_bytes[r] / g:.3g} GiB (its share of {w.batch:,} sequences × ({w.prompt_len:,} "
-        f"transferred + {w.gen_len:,} generated) tokens) + activations "
-        f"{m.activation_bytes[r] / g:.3g} GiB + buffers {m.buffer_bytes[r] / g:.3g} GiB = "
-        f"{total / g:.3g} GiB > {cap / g:.3g} GiB on the GPU",
-        fix=f"lower pools.{pool.name}.workload.batch, shard the pool wider (tp, ep) or give it "
-        "GPUs with more memory",
-        path=path, origin=dep.where(path) or dep.where(f"pools.{pool.name}"), ranks=(r,),
-    )]  # fmt: skip
+    """COST-POOL-MEMORY: each pool's fullest rank against its capacity (decode's KV cache
+    holds the transferred prompts and the generated tokens of its whole concurrency)."""
+    out = []
+    m, g = est.memory, 2.0**30
+    for pool in graph.pools:
+        r = pool.rank0 + int(np.argmax(m.total_bytes[pool.ranks.start : pool.ranks.stop]))
+        total, cap = int(m.total_bytes[r]), int(m.capacity_per_rank[r])
+        if total <= cap:
+            continue
+        w = pool.workload
+        tokens = (f"({w.prompt_len:,} transferred + {w.gen_len:,} generated)" if w.decoding
+                  else f"{w.prompt_len:,} prompt")  # fmt: skip
+        path = f"pools.{pool.name}.hardware.memory_gib"
+        out.append(finding(
+            Code.COST_POOL_MEMORY,
+            f"pool {pool.name!r}: rank {r} needs weights {m.weights_bytes[r] / g:.3g} GiB + KV "
+            f"cache {m.kv_bytes[r] / g:.3g} GiB (its share of {w.batch:,} sequences × {tokens} "
+            f"tokens) + activations {m.activation_bytes[r] / g:.3g} GiB + buffers "
+            f"{m.buffer_bytes[r] / g:.3g} GiB = {total / g:.3g} GiB > {cap / g:.3g} GiB on the GPU",
+            fix=f"lower pools.{pool.name}.workload.batch, shard the pool wider (tp, ep) or give "
+            "it GPUs with more memory",
+            path=path, origin=dep.where(path) or dep.where(f"pools.{pool.name}"), ranks=(r,),
+        ))  # fmt: skip
+    return out
 
 
 def _slo(dep: Deployment, d: Disagg) -> list[Finding]:
