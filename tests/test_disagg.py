@@ -400,3 +400,53 @@ def test_a_deployment_s_json_validates_against_the_dag_schema(dep: Deployment) -
     jsonschema.Draft202012Validator(dag_schema()).validate(doc)
     assert set(doc["plan"]["pools"]) == {"prefill", "decode"}
     assert doc["meta"]["transfers"] == {"messages": 16, "requests": 8, "bytes": 65536}
+
+
+@pytest.mark.parametrize(
+    ("prefill", "decode"),
+    [
+        # KV heads replicated in prefill (tp 4 > 2 KV heads), split in decode (tp 2)
+        ("tp: 4, pp: 1, dp: 1, ep: 4, world_size: 4", "tp: 2, dp: 2, ep: 4, world_size: 4"),
+        # stage boundaries that do not line up: prefill L0-1 | L2-3, decode L0 | L1-3
+        ("tp: 2, pp: 2, dp: 1, ep: 2, world_size: 4",
+         "tp: 1, pp: 2, dp: 2, ep: 2, layers_per_stage: [1, 3], world_size: 4"),
+    ],
+)  # fmt: skip
+def test_resharding_across_tp_and_pp_layouts_is_complete(
+    tmp_path: Path, prefill: str, decode: str
+) -> None:
+    p = _variant(tmp_path, "tp: 2, pp: 2, dp: 1, ep: 2, world_size: 4", prefill)
+    text = p.read_text(encoding="utf-8").replace("tp: 1, dp: 4, ep: 4, world_size: 4", decode)
+    p.write_text(text, encoding="utf-8")
+    g = build_deployment(load_deployment(p))
+    tr = g.transfers
+    assert tr is not None
+    assert int(tr.nbytes.sum()) == 8 * 16 * 4 * 2 * 64  # every byte once, whatever the layout
+    assert check_graph(g) == []
+    dec = g.pools[1]
+    for r in dec.ranks:  # each decode rank receives exactly its stage's layers × its heads
+        mine = tr.dst == r
+        layers = dec.stage_layers[int(g.ranks.stage[r])]
+        heads = head_sets(2, dec.mesh.sizes["tp"])[int(g.ranks.coords["tp"][r])]
+        cells = ((tr.layer1 - tr.layer0) * (tr.head1 - tr.head0) * (tr.req1 - tr.req0))[mine]
+        reqs = 8 // dec.mesh.sizes["dp"]
+        assert int(cells.sum()) == len(layers) * len(heads) * reqs
+    if "tp: 4" in prefill:  # head 0 is on prefill TP ranks 0 and 1, head 1 on 2 and 3:
+        # decode TP rank b takes its head from holder b mod 2, so 0 (for b 0) and 3 (b 1)
+        assert sorted(set(tr.src.tolist())) == [0, 3]
+
+
+def test_outputs_of_a_deployment_are_byte_deterministic(dep: Deployment) -> None:
+    def once() -> dict[str, bytes]:
+        a = analyse_deployment(dep)
+        assert a.graph is not None
+        ctx = ExportContext(graph=a.graph, findings=a.findings, estimate=a.estimate,
+                            disagg=a.disagg)  # fmt: skip
+        out = {}
+        for fmt in ("json", "timeline", "md", "dot"):
+            buf = io.BytesIO()
+            emit(fmt, ctx, buf)
+            out[fmt] = buf.getvalue()
+        return out
+
+    assert once() == once()
