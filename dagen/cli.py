@@ -387,12 +387,14 @@ def ranks(state: _State, plan: Path, as_json: bool) -> None:
 
 
 @main.command(epilog=_EPILOG_SCHEMA)
-@click.argument("which", type=click.Choice(["plan", "dag"]))
+@click.argument("which", type=click.Choice(["plan", "deployment", "dag"]))
 def schema(which: str) -> None:
-    """Print the JSON Schema of the plan file or of the DAG JSON output."""
+    """Print the JSON Schema of the plan file, the deployment file or the DAG JSON output."""
     make: Callable[[], dict[str, Any]]
     if which == "plan":
         from dagen.plan.schema import plan_schema as make
+    elif which == "deployment":
+        from dagen.plan.deploy import deployment_schema as make
     else:
         from dagen.export.json_ import dag_schema as make
     click.echo(json.dumps(make(), indent=2, sort_keys=True))

@@ -450,3 +450,21 @@ def test_outputs_of_a_deployment_are_byte_deterministic(dep: Deployment) -> None
         return out
 
     assert once() == once()
+
+
+def test_the_deployment_schema_accepts_the_sample_and_names_a_stray_pool_key() -> None:
+    import jsonschema
+    import yaml
+
+    from dagen.plan.deploy import deployment_schema
+
+    validator = jsonschema.Draft202012Validator(deployment_schema())
+    for path in (SAMPLE, TINY):
+        validator.validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    doc = yaml.safe_load(TINY.read_text(encoding="utf-8"))
+    doc["pools"]["decode"]["replicas"] = 2
+    errors = list(validator.iter_errors(doc))
+    assert errors and "replicas" in errors[0].message
+    runner = CliRunner()
+    result = runner.invoke(main, ["schema", "deployment"])
+    assert result.exit_code == 0 and '"dagen deployment"' in result.output

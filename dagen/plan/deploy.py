@@ -24,6 +24,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dagen.errors import PlanError
 from dagen.findings import Code, Finding, Origin, problem
@@ -32,11 +33,19 @@ from dagen.plan.convert import BAD, Context, convert_record
 from dagen.plan.fields import spec
 from dagen.plan.loader import load_plan_root
 from dagen.plan.model import Plan
+from dagen.plan.schema import plan_schema, record_schema
 from dagen.plan.variant import overlay
 from dagen.plan.yamlsrc import compose_text
 from dagen.plan.ynode import Kind, YNode
 
-__all__ = ["Deployment", "PoolPlan", "Slo", "is_deployment", "load_deployment"]
+__all__ = [
+    "Deployment",
+    "PoolPlan",
+    "Slo",
+    "deployment_schema",
+    "is_deployment",
+    "load_deployment",
+]
 
 POOL_KEYS = ("units", "model", "parallel", "hardware", "workload", "precision", "runtime",
              "targets")  # fmt: skip
@@ -256,3 +265,44 @@ def _locations(root: YNode) -> dict[str, Origin]:
 def pool_plans(dep: Deployment) -> list[tuple[str, Plan]]:
     """(name, plan) of every pool, in file order (what :func:`build_pools` takes)."""
     return [(p.name, p.plan) for p in dep.pools]
+
+
+def _loose(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with nothing required: a pool writes only what it changes."""
+    return {k: v for k, v in schema.items() if k not in ("required", "anyOf")}
+
+
+def deployment_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of a deployment file: a plan's sections, shared, and
+    ``pools`` (at least two), each a pool's own sections with nothing required (which
+    fields the merged plan lacks is the loader's to say), plus ``slo``.
+
+    >>> sorted(deployment_schema()["properties"]["pools"]["additionalProperties"]["properties"])
+    ['hardware', 'model', 'parallel', 'precision', 'runtime', 'targets', 'units', 'workload']
+    """
+    plan = plan_schema()
+    defs = {name: _loose(d) for name, d in plan["$defs"].items()}
+    section = {key: plan["properties"][key] for key in POOL_KEYS if key != "units"}
+    pool = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "units": {"type": "integer", "minimum": 1, "description": "Identical units of the pool."},
+            **section,
+        },
+    }  # fmt: skip
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://dagen.dev/schemas/deployment.json",
+        "title": "dagen deployment",
+        "type": "object",
+        "description": "A disaggregated deployment: pools sharing a model and a workload.",
+        "properties": {
+            **plan["properties"],
+            "pools": {"type": "object", "minProperties": 2, "additionalProperties": pool},
+            "slo": record_schema(Slo),
+        },
+        "required": ["model", "pools"],
+        "additionalProperties": False,
+        "$defs": defs,
+    }

@@ -47,6 +47,7 @@ __all__ = [
     "format_table_markdown",
     "plan_schema",
     "record_fields",
+    "record_schema",
 ]
 
 COUNT_PATTERN = r"^\s*[0-9][0-9_]*(\.[0-9]+)?([eE][+-]?[0-9]+)?\s*[kKmMbBgGtT]?\s*$"
@@ -316,6 +317,11 @@ def _record_schema(cls: type[Any]) -> dict[str, Any]:
     if cls is Parallel:
         schema["properties"]["order"]["pattern"] = r"^(tp|cp|ep|dp|pp)(-(tp|cp|ep|dp|pp)){4}$"
     return schema
+
+
+def record_schema(cls: type[Any]) -> dict[str, Any]:
+    """The JSON Schema of one record (a plan section, a deployment's ``slo``)."""
+    return _record_schema(cls)
 
 
 def plan_schema() -> dict[str, Any]:
