@@ -412,7 +412,7 @@ def test_ranks_view_keeps_rank_order_when_a_send_skips_drawn_ranks(
     ctx = ExportContext(graph=moe, view="ranks", ranks=frozenset(ranks))
     text = source(ctx)
     assert any(
-        re.search(rf"n(\d+) -> n(\d+) \[.*color=\"#c0392b\"", line) for line in text.splitlines()
+        re.search(r"n(\d+) -> n(\d+) \[.*color=\"#c0392b\"", line) for line in text.splitlines()
     )
     xs = _cluster_x(_bytes("svg", ctx))
     assert sorted(xs, key=xs.__getitem__) == list(ranks)
