@@ -77,7 +77,7 @@ def _run_child(
     proc = subprocess.run(
         [*wrapper, sys.executable, "-c", code, str(tree), rung, str(repeats), __file__],
         cwd=tree, capture_output=True, text=True, check=False,
-        env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0"},
     )  # fmt: skip
     if proc.returncode != 0:
         raise RuntimeError(f"{tree} {rung}: {proc.stderr.strip().splitlines()[-1:]}")
