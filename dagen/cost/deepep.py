@@ -31,8 +31,8 @@ a prefill pool, as DeepEP advises.
 2412.19437 §3.2.2: "only 20 SMs are sufficient to fully utilize the bandwidths of IB
 and NVLink", of the H800's 132); the low-latency ones overlap through a receive hook
 "without costing any GPU SMs" (DeepEP ``docs/legacy.md``). When communication overlaps
-compute (``schedule.overlap: two_batch``) with normal kernels, every compute node of the
-pool is slowed by the share the communication kernels hold: ``t / (1 − 20/132)``.
+compute (``schedule.overlap: two_batch``) with normal kernels, every compute node of a
+MoE layer is slowed by the share the communication kernels hold: ``t / (1 − 20/132)``.
 
 Example:
     >>> round(expected_nodes(4, 8), 3)
@@ -139,8 +139,10 @@ def is_all_to_all(graph: Graph, idx: I64) -> npt.NDArray[np.bool_]:
 
 
 def contended(graph: Graph, seconds: F64) -> F64:
-    """``seconds`` with every compute node of a two-batch-overlap pool on normal kernels
-    slowed by the SMs those kernels take: ``t / (1 − COMM_SMS / GPU_SMS)``."""
+    """``seconds`` with the compute nodes of every MoE layer (a layer with a dispatch) of
+    a two-batch-overlap pool on normal kernels slowed by the SMs those kernels take:
+    ``t / (1 − COMM_SMS / GPU_SMS)``. Dense layers, the embedding and the head run while
+    no all-to-all is in flight and keep their time."""
     out = seconds
     for p, pool in enumerate(graph.pools):
         if pool.schedule.name != OVERLAP_SCHEDULE or mode_of(pool) is not AllToAll.NORMAL:
@@ -148,6 +150,8 @@ def contended(graph: Graph, seconds: F64) -> F64:
         if out is seconds:
             out = seconds.copy()
         at = graph.node_slice(p)
-        compute = graph.kind[at] == Kind.COMPUTE
-        out[at][compute] /= 1.0 - COMM_SMS / GPU_SMS
+        layer = graph.layer[at]
+        moe = np.unique(layer[graph.op[at] == Op.MOE_DISPATCH])
+        slowed = (graph.kind[at] == Kind.COMPUTE) & np.isin(layer, moe)
+        out[at][slowed] /= 1.0 - COMM_SMS / GPU_SMS
     return out
