@@ -229,6 +229,12 @@ class Code(enum.StrEnum):
         _PLAN,
         "prompt_len does not split over cp (an error) or 2·cp (a warning).",
     )
+    PLAN_OVERLAP = (
+        "PLAN-OVERLAP",
+        _E,
+        _PLAN,
+        "two_batch overlap with no MoE all-to-all to hide, or under two micro-batches a replica.",
+    )
     PLAN_DECODE_STEPS = (
         "PLAN-DECODE-STEPS",
         _W,
@@ -385,12 +391,7 @@ class Code(enum.StrEnum):
     COST_CLAIM = "COST-CLAIM", _I, _COST, "An absolute claim of the claims list, on any metric."
     COST_POOL_MEMORY = "COST-POOL-MEMORY", _E, _COST, "A pool cannot hold its weights and caches."
     COST_POOL_SLO = "COST-POOL-SLO", _W, _COST, "A deployment misses its TTFT/TPOT SLO (goodput 0)."
-    COST_COMPARE = (
-        "COST-COMPARE",
-        _I,
-        _COST,
-        "A comparative claim: this plan against an alternative, on one metric.",
-    )
+    COST_COMPARE = "COST-COMPARE", _I, _COST, "A claim against an alternative plan, on one metric."
 
 
 _BY_VALUE: dict[str, Code] = {c.value: c for c in Code}
