@@ -1,0 +1,161 @@
+"""What every ``dagen`` command shares: exit codes, the run state, the error guard,
+the findings printer and the common options."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dagen import api
+from dagen.errors import DagenError, PlanError
+from dagen.findings import Finding, Severity
+from dagen.plan.model import CostModelName, Plan
+
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+WRAP_DEFAULT = 100
+"""Columns findings wrap to when the output is not a terminal and ``COLUMNS`` is unset."""
+WRAP_MIN = 40
+
+
+class Bars:
+    """A click progress bar per phase (``meter(phase, done, total)``), drawn on stderr."""
+
+    def __init__(self) -> None:
+        self.phase = ""
+        self.bar: Any = None
+        self.shown = 0
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if phase != self.phase:
+            self.close()
+            self.phase = phase
+            self.bar = click.progressbar(length=total, label=f"dagen: {phase}", file=sys.stderr)
+        self.bar.update(done - self.shown)
+        self.shown = done
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.render_finish()
+        self.phase, self.bar, self.shown = "", None, 0
+
+
+class State:
+    def __init__(self, quiet: bool, verbose: int, debug: bool) -> None:
+        self.quiet = quiet
+        self.verbose = verbose
+        self.debug = debug
+        self.live = not quiet and sys.stderr.isatty()
+        self.bars = Bars() if self.live else None
+        if verbose:
+            # -v: the library's timings and counts (INFO); -vv: its debug detail.
+            level = logging.INFO if verbose == 1 else logging.DEBUG
+            logging.basicConfig(
+                level=level, format="dagen: %(name)s: %(message)s", stream=sys.stderr
+            )
+
+    def progress(self, message: str) -> None:
+        if self.live:
+            click.echo(f"dagen: {message} …", err=True)
+
+
+@contextmanager
+def user_errors(state: State) -> Iterator[None]:
+    """Turn any DagenError into its message and exit status 2."""
+    try:
+        yield
+    except DagenError as exc:
+        if state.debug:
+            raise
+        # A plan error is findings, each rendered with its severity and code already.
+        click.echo(str(exc) if isinstance(exc, PlanError) else f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    finally:
+        if state.bars is not None:
+            state.bars.close()
+
+
+def int_set(
+    what: str, limit: int
+) -> Callable[[click.Context, click.Parameter, str | None], frozenset[int] | None]:
+    """A click callback: ``0-3,32`` → {0, 1, 2, 3, 32}, every value in 0 … ``limit``."""
+
+    def parse(
+        _ctx: click.Context, _param: click.Parameter, text: str | None
+    ) -> frozenset[int] | None:
+        if text is None:
+            return None
+        out: set[int] = set()
+        try:
+            for part in text.split(","):
+                lo, _, hi = part.strip().partition("-")
+                start, stop = int(lo), int(hi or lo)
+                if not 0 <= start <= stop <= limit:
+                    raise ValueError(part)
+                out.update(range(start, stop + 1))
+        except ValueError:
+            raise click.BadParameter(
+                f"{text!r} is not a list of {what} like 0-3,32 (ranges ascending, each value "
+                f"from 0 to {limit:,}). Fix: write e.g. 0-3,32"
+            ) from None
+        return frozenset(out)
+
+    return parse
+
+
+def term_width() -> int:
+    """Columns to wrap findings to: the terminal's (or ``COLUMNS``), else
+    :data:`WRAP_DEFAULT`; never under :data:`WRAP_MIN`."""
+    return max(WRAP_MIN, shutil.get_terminal_size((WRAP_DEFAULT, 24)).columns)
+
+
+def print_findings(findings: tuple[Finding, ...], source: str, fmt: str, quiet: bool) -> None:
+    if fmt == "json":
+        click.echo(json.dumps([f.to_dict() for f in findings], indent=2))
+        return
+    width = term_width()
+    for f in findings:
+        if quiet and f.severity is not Severity.ERROR:
+            continue
+        click.echo(f.render(source, width))
+    if not quiet:
+        errors = sum(f.severity is Severity.ERROR for f in findings)
+        warnings = sum(f.severity is Severity.WARNING for f in findings)
+        click.echo(f"{errors} error(s), {warnings} warning(s)", err=True)
+
+
+plan_arg = click.argument("plan", type=click.Path(dir_okay=False, path_type=Path))
+format_opt = click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Findings format."
+)
+
+
+def costed(plan: Plan, cost: str | None) -> Plan:
+    """``--cost`` overrides the plan's ``cost.model``."""
+    if cost is None:
+        return plan
+    return dataclasses.replace(plan, cost=dataclasses.replace(plan.cost, model=CostModelName(cost)))
+
+
+def analyse_plan(state: State, path: Path, cost: str | None = None) -> api.Analysis:
+    plan = costed(api.load_plan(path), cost)
+    return api.analyse(plan, progress=state.progress, meter=state.bars)
+
+
+cost_opt = click.option(
+    "--cost",
+    type=click.Choice([m.value for m in CostModelName]),
+    default=None,
+    help="Cost model, overriding the plan's cost.model (auto: measured where covered).",
+)
