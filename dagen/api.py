@@ -38,9 +38,9 @@ from dagen.cost import (
     model_for,
     verdict_findings,
 )
-from dagen.errors import DagenError, FlagError, MeshError, PlanInfeasible
+from dagen.errors import DagenError, FlagError, LayoutFault, MeshError, PlanInfeasible
 from dagen.export import ExportContext, Phases, write_outputs
-from dagen.findings import Finding, Severity, has_errors
+from dagen.findings import Finding, Severity, finding, has_errors
 from dagen.graph.build import build_graph
 from dagen.graph.ir import OP_LABELS, Graph
 from dagen.mesh import mesh_of
@@ -125,7 +125,20 @@ def build(plan: Plan) -> Graph:
     errors = blocking(plan_findings(plan))
     if errors:
         raise PlanInfeasible("\n".join(f.render(plan.source) for f in errors))
-    return build_graph(plan)
+    try:
+        return build_graph(plan)
+    except LayoutFault as fault:
+        raise PlanInfeasible(_layout_finding(plan, fault).render(plan.source)) from None
+
+
+def _layout_finding(plan: Plan, fault: LayoutFault) -> Finding:
+    """A layout the mesh cannot lay out, as the finding of its plan field."""
+    text = str(fault)
+    message, _, fix = text.partition(" Fix: ")
+    return finding(
+        fault.code, message.rstrip(". "), fix=fix.rstrip("."), path=fault.path,
+        origin=plan.where(fault.path),
+    )  # fmt: skip
 
 
 def _noop(_: str) -> None:
@@ -149,13 +162,18 @@ def analyse(
     """
     say = progress or _noop
     findings = list(plan_findings(plan))
-    if blocking(findings):
+    graph = None
+    if not blocking(findings):
+        say("building the graph")
+        try:
+            graph = build_graph(plan)
+        except LayoutFault as fault:
+            findings.append(_layout_finding(plan, fault))
+    if graph is None:
         say("judging claims against first-principles bounds")
         bounds = judge_plan_bounds(plan) + _comparisons(plan, None, cost_model, say)
         findings += verdict_findings(plan, bounds)
         return Analysis(plan=plan, findings=tuple(findings))
-    say("building the graph")
-    graph = build_graph(plan)
     say(f"checking {graph.n_nodes:,} nodes and {graph.n_edges:,} edges")
     findings += check_graph(graph)
     est = None

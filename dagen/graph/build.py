@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from dagen.errors import MeshError, PlanInfeasible
+from dagen.errors import LayoutFault, MeshError, PlanInfeasible
 from dagen.graph.assemble import MAX_NODES, PoolPart, assemble
 from dagen.graph.codes import Phase
 from dagen.graph.dims import derive_dims
@@ -102,6 +102,8 @@ def _placement(plan: Plan, mesh: Mesh) -> npt.NDArray[np.int32] | None:
         return None
     try:
         return expert_placement(moe.experts, mesh.sizes["ep"], plan.parallel.redundant_experts)
+    except LayoutFault:
+        raise  # a finding of the analysis (PLAN-EXPERT-PLACE)
     except MeshError as err:
         raise PlanInfeasible(f"parallel.redundant_experts: {err}") from err
 

@@ -10,7 +10,7 @@ classes in huggingface/transformers ``src/transformers/models/*/configuration_*.
 * ``llama``, ``mistral``, ``qwen2``, ``qwen3`` (dense): ``num_hidden_layers`` →
   layers, ``hidden_size``, ``num_attention_heads`` → heads, ``num_key_value_heads``
   → kv_heads, ``head_dim``, ``intermediate_size`` → ffn_size, ``vocab_size``,
-  ``tie_word_embeddings`` → tied_embeddings, ``torch_dtype`` (or ``dtype``) → dtype;
+  ``tie_word_embeddings`` → tied_embeddings, ``max_position_embeddings``, ``torch_dtype`` (or ``dtype``) → dtype;
 * ``mixtral``: also ``num_local_experts`` → moe.experts, ``num_experts_per_tok`` →
   moe.top_k, and ``intermediate_size`` is each expert's FFN;
 * ``qwen3_moe``, ``qwen2_moe``: ``num_experts``, ``num_experts_per_tok``,
@@ -54,6 +54,7 @@ _OPTIONAL = {
     "kv_heads": "num_key_value_heads",
     "head_dim": "head_dim",
     "tied_embeddings": "tie_word_embeddings",
+    "max_position_embeddings": "max_position_embeddings",
 }
 _DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "float8_e4m3fn": "fp8"}
 _ARCHITECTURES = {
