@@ -52,7 +52,7 @@ Examples:
 @click.pass_obj
 def check(state: State, plan: Path, fmt: str, cost: str | None) -> None:
     """Check a plan: its rules, its graph (deadlock, completeness, comms) and its claims."""
-    with user_errors(state):
+    with user_errors(state, fmt):
         analysis = analyse_plan(state, plan, cost)
     print_findings(analysis.findings, str(plan), fmt, state.quiet)
     if fmt == "text" and not state.quiet:
@@ -120,15 +120,16 @@ def build(
     Markdown, timeline."""
     from dagen.export import format_for
 
-    with user_errors(state):
+    with user_errors(state, fmt):
         targets = [(p, format_for(p, to)) for p in outputs]
-        analysis = analyse_plan(state, plan, cost)
-        print_findings(analysis.findings, str(plan), fmt, state.quiet)
+        analysis = analyse_plan(state, plan, cost, view)
         if analysis.graph is None or (strict and not analysis.ok):
+            print_findings(analysis.findings, str(plan), fmt, state.quiet)
             click.echo("error: not writing outputs: the plan has error-level findings", err=True)
             sys.exit(EXIT_FINDINGS)
         state.progress(f"writing {len(targets)} output(s)")
         api.write(analysis, targets, meter=state.bars, force=force, **view)
+    print_findings(analysis.findings, str(plan), fmt, state.quiet)
     if not state.quiet:
         for p, f in targets:
             click.echo(f"wrote {p} ({f})", err=True)

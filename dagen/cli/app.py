@@ -6,9 +6,19 @@ import click
 
 from dagen import __version__
 from dagen.cli.common import State
+from dagen.cli.guard import guarded
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class DagenGroup(click.Group):
+    """The group, running every command under :func:`dagen.cli.guard.guarded`."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        args = [*getattr(ctx, "_protected_args", []), *ctx.args]
+        with guarded(args):
+            return super().invoke(ctx)
+
+
+@click.group(cls=DagenGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dagen")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress.")
 @click.option("-v", "--verbose", count=True, help="More detail (repeatable).")

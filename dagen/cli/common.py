@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -16,8 +17,9 @@ from typing import Any
 import click
 
 from dagen import api
+from dagen.cli.guard import dagen_error_document
 from dagen.errors import DagenError, PlanError
-from dagen.findings import Finding, Severity
+from dagen.findings import Finding, Severity, printable
 from dagen.plan.model import CostModelName, Plan
 
 EXIT_FINDINGS = 1
@@ -71,25 +73,35 @@ class State:
 
 
 @contextmanager
-def user_errors(state: State) -> Iterator[None]:
-    """Turn any DagenError into its message and exit status 2."""
+def user_errors(state: State, fmt: str = "text") -> Iterator[None]:
+    """Turn any DagenError into its message (or, under ``--format json``, its JSON
+    document on stdout) and exit status 2."""
     try:
         yield
     except DagenError as exc:
         if state.debug:
             raise
-        # A plan error is findings, each rendered with its severity and code already.
-        click.echo(str(exc) if isinstance(exc, PlanError) else f"error: {exc}", err=True)
+        if fmt == "json":
+            click.echo(dagen_error_document(exc))
+        elif isinstance(exc, PlanError):  # findings, each rendered with severity and code
+            click.echo(str(exc), err=True)
+        else:
+            click.echo(f"error {exc.code}: {printable(str(exc), lines=True)}", err=True)
         sys.exit(EXIT_USAGE)
     finally:
         if state.bars is not None:
             state.bars.close()
 
 
+_RANGE = re.compile(r"([0-9]+)(?:-([0-9]+))?")
+
+
 def int_set(
     what: str, limit: int
 ) -> Callable[[click.Context, click.Parameter, str | None], frozenset[int] | None]:
-    """A click callback: ``0-3,32`` → {0, 1, 2, 3, 32}, every value in 0 … ``limit``."""
+    """A click callback: ``0-3,32`` → {0, 1, 2, 3, 32}, every value in 0 … ``limit``.
+    Open ranges (``0-``, ``-3``), descending ones, empty parts and non-ASCII digits are
+    refused; whether the values exist in the plan is :func:`check_filters`' business."""
 
     def parse(
         _ctx: click.Context, _param: click.Parameter, text: str | None
@@ -97,18 +109,16 @@ def int_set(
         if text is None:
             return None
         out: set[int] = set()
-        try:
-            for part in text.split(","):
-                lo, _, hi = part.strip().partition("-")
-                start, stop = int(lo), int(hi or lo)
-                if not 0 <= start <= stop <= limit:
-                    raise ValueError(part)
-                out.update(range(start, stop + 1))
-        except ValueError:
-            raise click.BadParameter(
-                f"{text!r} is not a list of {what} like 0-3,32 (ranges ascending, each value "
-                f"from 0 to {limit:,}). Fix: write e.g. 0-3,32"
-            ) from None
+        for part in text.split(","):
+            m = _RANGE.fullmatch(part.strip())
+            start, stop = (int(m.group(1)), int(m.group(2) or m.group(1))) if m else (1, 0)
+            if not 0 <= start <= stop <= limit:
+                raise click.BadParameter(
+                    f"{printable(text)!r} is not a list of {what} like 0-3,32 ({printable(part)!r}: "
+                    f"each part a number or a closed ascending range lo-hi, from 0 to {limit:,}). "
+                    "Fix: write e.g. 0-3,32"
+                )
+            out.update(range(start, stop + 1))
         return frozenset(out)
 
     return parse
@@ -148,9 +158,36 @@ def costed(plan: Plan, cost: str | None) -> Plan:
     return dataclasses.replace(plan, cost=dataclasses.replace(plan.cost, model=CostModelName(cost)))
 
 
-def analyse_plan(state: State, path: Path, cost: str | None = None) -> api.Analysis:
+def analyse_plan(
+    state: State, path: Path, cost: str | None = None, view: dict[str, Any] | None = None
+) -> api.Analysis:
+    """Load, check the view filters against the plan, then analyse."""
     plan = costed(api.load_plan(path), cost)
+    if view:
+        check_filters(plan, view)
     return api.analyse(plan, progress=state.progress, meter=state.bars)
+
+
+_FILTERS = {"ranks": ("--ranks", "ranks"), "layers": ("--layers", "layers"),
+            "microbatches": ("--microbatches", "micro-batches")}  # fmt: skip
+
+
+def check_filters(plan: Plan, view: dict[str, Any]) -> None:
+    """``--ranks``, ``--layers``, ``--microbatches`` name only what the plan has, whatever
+    the output format. Raises DagenError (P-USAGE) naming the flag."""
+    have = {"ranks": plan.parallel.world(), "layers": plan.model.layers,
+            "microbatches": plan.workload.micro_batches}  # fmt: skip
+    for key, (flag, noun) in _FILTERS.items():
+        chosen, n = view.get(key), have[key]
+        if chosen is None:
+            continue
+        past = sorted(v for v in chosen if v >= n)
+        if past:
+            what = "nothing" if len(past) == len(chosen) else f"{len(past)} value(s) past the end"
+            raise DagenError(
+                f"{flag}: selects {what} of the plan's {n:,} {noun} (0 … {n - 1:,}); "
+                f"{past[0]:,} is not one. Fix: choose values in 0-{n - 1}"
+            )
 
 
 cost_opt = click.option(

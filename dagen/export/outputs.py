@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -137,10 +138,33 @@ def _write_error(path: Path, exc: OSError) -> ExportError:
     )
 
 
+_NAME_MAX = 255
+"""Bytes in one file name on Linux and macOS file systems (ext4, XFS, APFS)."""
+
+
+def _temp_prefix(path: Path) -> str:
+    """``.name.`` for the temporary file beside ``path``, or ``.dagen.`` when that with
+    mkstemp's 8 random characters and the suffix would pass NAME_MAX."""
+    prefix = f".{path.name}."
+    if len(os.fsencode(prefix)) + 8 + len(".part") > _NAME_MAX:
+        return ".dagen."
+    return prefix
+
+
+def _mode_for(path: Path, default: int) -> int:
+    """The permissions of the file being replaced (kept), else ``default`` (from umask)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return default
+    return stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else default
+
+
 def _write_file(ctx: ExportContext, path: Path, write: Emitter, mode: int) -> Path:
     """Write one output to a temporary file beside ``path``; return the temporary path."""
+    mode = _mode_for(path, mode)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".part")
     except OSError as exc:
         raise _write_error(path, exc) from exc
     temp = Path(tmp)
@@ -159,7 +183,7 @@ def _write_file(ctx: ExportContext, path: Path, write: Emitter, mode: int) -> Pa
 def _write_dir(ctx: ExportContext, p: _Planned, mode: int) -> Path:
     """Write one directory output into a temporary directory beside its target."""
     try:
-        tmp = Path(tempfile.mkdtemp(dir=p.path.parent, prefix=f".{p.path.name}.", suffix=".part"))
+        tmp = Path(tempfile.mkdtemp(dir=p.path.parent, prefix=_temp_prefix(p.path), suffix=".part"))
     except OSError as exc:
         raise _write_error(p.path, exc) from exc
     try:
@@ -181,7 +205,7 @@ def _replace(temp: Path, target: Path) -> None:
     """Put ``temp`` in place of ``target``: a file by one rename, a directory by moving the
     old one aside first (then removing it)."""
     if temp.is_dir() and target.exists():
-        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old"))
+        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=_temp_prefix(target), suffix=".old"))
         os.replace(target, old / "x")
         os.replace(temp, target)
         shutil.rmtree(old, ignore_errors=True)

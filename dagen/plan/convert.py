@@ -20,11 +20,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dagen.findings import Code, Finding, Origin, problem
+from dagen.findings import Code, Finding, Origin, printable, problem
 from dagen.plan.aliases import ALIASES
 from dagen.plan.claims import Claim
 from dagen.plan.model import RATE_KEYS, Hardware, Mode, Model, Phase, Plan, Workload
@@ -88,8 +89,39 @@ def _int_fix(value: Any) -> str:
     return "write a whole number such as 8"
 
 
+_LAYERS_MAX = 32767  # the graph's layer column is int16
+_DIGITS_SHOWN = 24
+
+
 def _fmt(value: float) -> str:
-    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+    """``1,024``, ``0.5``; an integer too long to read is shown by its digit count."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = str(abs(value))
+        if len(text) > _DIGITS_SHOWN:
+            return f"{'-' if value < 0 else ''}{text[:6]}… (a {len(text):,}-digit integer)"
+        return f"{value:,}"
+    v = float(value)
+    return f"{int(v):,}" if v.is_integer() and abs(v) < 1e16 else f"{v:g}"
+
+
+_EXPONENT = re.compile(r"\s*([-+]?)([0-9]+)(?:\.([0-9]*))?[eE]([-+]?)([0-9]+)\s*")
+
+
+def _exponent_fix(text: str) -> tuple[Code, str, str] | None:
+    """(code, message, fix) for an exponent number PyYAML reads as a string: YAML 1.1
+    (PyYAML's resolver) needs a dot in the mantissa and a sign in the exponent, so
+    ``1e9`` and ``1.0e9`` are strings and ``1.0e+9`` is a float; past float range
+    (``1e400``) it is a range error."""
+    m = _EXPONENT.fullmatch(text)
+    if m is None:
+        return None
+    sign, whole, frac, esign, exp = m.groups()
+    written = f"{sign}{whole}.{frac or '0'}e{esign or '+'}{exp}"
+    if not math.isfinite(float(written)):
+        msg = f"found {text.strip()!r}, beyond the largest finite number (about 1.8e+308)"
+        return Code.P_RANGE, msg, "write a finite number within the field's bounds"
+    msg = f"found {text.strip()!r}, which YAML reads as a string (PyYAML needs a dot and an exponent sign)"
+    return Code.P_TYPE, msg, f"write {written}"
 
 
 def _bounds(info: FieldInfo, value: float, node: YNode, path: str, ctx: Context) -> Any:
@@ -104,8 +136,23 @@ def _bounds(info: FieldInfo, value: float, node: YNode, path: str, ctx: Context)
     return value
 
 
+def _not_finite(node: YNode, path: str, ctx: Context) -> Any:
+    """P-RANGE for inf, NaN or an exponent past float range; None if the value is none."""
+    value = node.value
+    if isinstance(value, float) and not math.isfinite(value):
+        msg = f"found {value}; expected a finite number"
+        return ctx.bad(Code.P_RANGE, path, node, msg, "write a finite number")
+    if isinstance(value, str) and (hit := _exponent_fix(value)) is not None:
+        code, msg, fix = hit
+        return ctx.bad(code, path, node, msg, fix)
+    return None
+
+
 def _int(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
     if node.kind is not Kind.SCALAR or not _is_int(node.value):
+        bad = _not_finite(node, path, ctx) if node.kind is Kind.SCALAR else None
+        if bad is not None:
+            return bad
         msg = f"found {node.describe()}; expected an integer"
         return ctx.bad(Code.P_TYPE, path, node, msg, _int_fix(node.value))
     return _bounds(info, node.value, node, path, ctx)
@@ -118,14 +165,19 @@ def _float(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
         or isinstance(value, bool)
         or not isinstance(value, int | float)
     ):
+        bad = _not_finite(node, path, ctx) if node.kind is Kind.SCALAR else None
+        if bad is not None:
+            return bad
         msg = f"found {node.describe()}; expected a number"
-        fix = "write a number such as 1.5 (without quotes; 1e9 must be written 1.0e9)"
+        fix = "write a number such as 1.5 (without quotes; 1e9 must be written 1.0e+9)"
         return ctx.bad(Code.P_TYPE, path, node, msg, fix)
-    if not math.isfinite(value):
-        msg = f"found {value}; expected a finite number"
-        return ctx.bad(Code.P_RANGE, path, node, msg, "write a finite number")
-    out = _bounds(info, float(value), node, path, ctx)
-    return out if out is BAD else float(value)
+    bad = _not_finite(node, path, ctx)
+    if bad is not None:
+        return bad
+    out = _bounds(info, value, node, path, ctx)
+    if out is not BAD and isinstance(value, int):
+        value = float(value)
+    return out if out is BAD else value
 
 
 def _count(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
@@ -163,7 +215,8 @@ def _str(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
         if issue:
             msg = f"found '{node.value}' ({issue}); expected names from tp, cp, ep, dp, pp, each at most once, joined by '-'"
             return ctx.bad(Code.P_ORDER, path, node, msg, "write e.g. order: tp-cp-ep-dp-pp")
-    return node.value
+    # Control characters never travel on: every output shows them as escapes.
+    return node.value if path.endswith("hf_config") else printable(node.value)
 
 
 def _suggest(word: str, choices: list[str]) -> str:
@@ -201,9 +254,11 @@ def _int_tuple(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
         if item.kind is not Kind.SCALAR or not _is_int(item.value):
             msg = f"found {item.describe()}; expected an integer"
             out.append(ctx.bad(Code.P_TYPE, sub, item, msg, _int_fix(item.value)))
-        elif item.value < 0:
-            msg = f"found {item.value}; expected at least 0"
-            out.append(ctx.bad(Code.P_RANGE, sub, item, msg, "use a count ≥ 0"))
+        elif not 0 <= item.value <= _LAYERS_MAX:
+            msg = f"found {_fmt(item.value)}; expected a count ≥ 0 and ≤ {_LAYERS_MAX:,}"
+            out.append(
+                ctx.bad(Code.P_RANGE, sub, item, msg, f"use a count from 0 to {_LAYERS_MAX:,}")
+            )
         else:
             out.append(item.value)
     return BAD if BAD in out else tuple(out)
@@ -217,7 +272,7 @@ def _dtype_map(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
     if not node.entries:
         return ctx.bad(Code.P_MISSING, path, node, "found no entry", "give at least bf16")
     out: dict[str, Any] = {}
-    number = dataclasses.replace(info, minimum=0, maximum=None, exclusive_minimum=True)
+    number = dataclasses.replace(info, minimum=0, exclusive_minimum=True)
     for key, child in node.entries.items():
         if key not in names:
             line, col = node.keys[key]

@@ -38,11 +38,12 @@ from typing import Any
 from dagen.errors import PlanError
 from dagen.findings import Code, Finding, Origin, problem
 from dagen.plan.convert import BAD, Context, convert_record, join
+from dagen.plan.files import Refused, read_limited
 from dagen.plan.hf import read_hf_config
 from dagen.plan.model import Plan
 from dagen.plan.presets import PRESETS
 from dagen.plan.variant import Override, flag_origins, overlay, override_node
-from dagen.plan.yamlsrc import compose_text, too_large
+from dagen.plan.yamlsrc import MAX_BYTES, compose_text, too_large
 from dagen.plan.ynode import Kind, YNode, plain
 
 __all__ = ["flag_comments", "load_plan", "load_plan_text"]
@@ -57,10 +58,10 @@ def load_plan(path: str | os.PathLike[str], overrides: Sequence[Override] | None
     p = Path(path)
     source = str(p)
     try:
-        big = too_large(p.stat().st_size)
-        if big is not None:  # refuse before reading a byte of it
-            raise PlanError([big], source)
-        text = p.read_text(encoding="utf-8")
+        text = read_limited(p, MAX_BYTES).decode("utf-8")
+    except Refused as exc:
+        big = too_large(exc.size) if exc.size is not None else None
+        raise PlanError([big or _file_problem(exc.reason, exc.fix)], source) from None
     except FileNotFoundError:
         problem = _file_problem(f"no plan file at {source}", "check the path")
         raise PlanError([problem], source) from None
