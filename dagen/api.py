@@ -41,6 +41,7 @@ from dagen.cost import (
 from dagen.errors import DagenError, FlagError, LayoutFault, MeshError, PlanInfeasible
 from dagen.export import ExportContext, Phases, write_outputs
 from dagen.findings import Finding, Severity, finding, has_errors
+from dagen.graph.budget import Peak
 from dagen.graph.build import build_graph
 from dagen.graph.ir import OP_LABELS, Graph
 from dagen.mesh import mesh_of
@@ -152,13 +153,18 @@ def analyse(
     progress: Progress | None = None,
     meter: Phases | None = None,
     simulate: bool = True,
+    exporting: bool = False,
 ) -> Analysis:
     """Run every check on ``plan``: rules, then (if they pass) graph checks and cost.
 
     When the rules fail the graph cannot be built; the plan's claims are then judged
     against first-principles bounds alone, which need no graph. ``cost_model`` prices the
     nodes (default :func:`dagen.cost.default_cost_model`). ``progress`` is told each
-    stage; ``meter(phase, done, total)`` follows the schedule simulation.
+    stage; ``meter(phase, done, total)`` follows the schedule simulation. ``exporting``
+    says the graph will be exported too, which raises the memory the guard reserves.
+
+    Raises:
+        MemoryLimit: the run would not fit in memory (refused before allocating).
     """
     say = progress or _noop
     findings = list(plan_findings(plan))
@@ -166,7 +172,8 @@ def analyse(
     if not blocking(findings):
         say("building the graph")
         try:
-            graph = build_graph(plan)
+            peak = Peak.EXPORT if exporting else Peak.SIMULATE if simulate else Peak.BUILD
+            graph = build_graph(plan, peak=peak)
         except LayoutFault as fault:
             findings.append(_layout_finding(plan, fault))
     if graph is None:

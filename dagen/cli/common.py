@@ -161,11 +161,13 @@ def costed(plan: Plan, cost: str | None) -> Plan:
 def analyse_plan(
     state: State, path: Path, cost: str | None = None, view: dict[str, Any] | None = None
 ) -> api.Analysis:
-    """Load, check the view filters against the plan, then analyse."""
+    """Load, check the view filters against the plan, then analyse (``view`` given: for
+    an export, which the memory guard counts)."""
     plan = costed(api.load_plan(path), cost)
-    if view:
+    if view is not None:
         check_filters(plan, view)
-    return api.analyse(plan, progress=state.progress, meter=state.bars)
+    return api.analyse(plan, progress=state.progress, meter=state.bars,
+                       exporting=view is not None)  # fmt: skip
 
 
 _FILTERS = {"ranks": ("--ranks", "ranks"), "layers": ("--layers", "layers"),
