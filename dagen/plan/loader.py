@@ -36,12 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from dagen.errors import PlanError
-from dagen.findings import Code, Finding, Origin, problem
+from dagen.findings import Code, Finding, Origin, printable, problem
 from dagen.plan.convert import BAD, Context, convert_record, join
 from dagen.plan.files import Refused, read_limited
 from dagen.plan.hf import read_hf_config
 from dagen.plan.model import Plan
 from dagen.plan.presets import PRESETS
+from dagen.plan.products import product_problems
 from dagen.plan.variant import Override, flag_origins, overlay, override_node
 from dagen.plan.yamlsrc import MAX_BYTES, compose_text, too_large
 from dagen.plan.ynode import Kind, YNode, plain
@@ -126,7 +127,10 @@ def load_plan_text(
         raise PlanError([_flagged(p, flags) for p in ctx.problems], source)
     written = {k: _flag_origin(v, flags) for k, v in ctx.locations.items()}
     locations = dict(sorted({**written, **flag_origins(overrides or ())}.items()))
-    out: Plan = dataclasses.replace(plan, source=source, locations=locations)
+    out: Plan = dataclasses.replace(plan, source=printable(source), locations=locations)
+    overflow = product_problems(out)
+    if overflow:
+        raise PlanError(overflow, source)
     return out
 
 
