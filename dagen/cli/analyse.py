@@ -21,6 +21,7 @@ from dagen.cli.common import (
     print_findings,
     user_errors,
 )
+from dagen.findings import printable
 from dagen.graph.ir import INT16_MAX
 from dagen.mesh import MAX_WORLD
 
@@ -132,7 +133,7 @@ def build(
     print_findings(analysis.findings, str(plan), fmt, state.quiet)
     if not state.quiet:
         for p, f in targets:
-            click.echo(f"wrote {p} ({f})", err=True)
+            click.echo(f"wrote {printable(str(p))} ({f})", err=True)
 
 
 @main.command(epilog=_EPILOG_REPORT)

@@ -145,7 +145,7 @@ def print_findings(findings: tuple[Finding, ...], source: str, fmt: str, quiet: 
         click.echo(f"{errors} error(s), {warnings} warning(s)", err=True)
 
 
-plan_arg = click.argument("plan", type=click.Path(dir_okay=False, path_type=Path))
+plan_arg = click.argument("plan", type=click.Path(path_type=Path))  # the loader refuses non-files
 format_opt = click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Findings format."
 )

@@ -23,7 +23,7 @@ from dagen.cli.common import (
     term_width,
     user_errors,
 )
-from dagen.findings import Severity
+from dagen.findings import Severity, printable
 from dagen.mesh import MAX_WORLD, mesh_of
 from dagen.plan.importers import FRAMEWORKS
 
@@ -174,7 +174,7 @@ def import_(
         write_plan(output, imported.text)
     print_findings(imported.findings, str(output), "text", state.quiet)
     if not state.quiet:
-        click.echo(f"wrote {output} ({framework} flags)", err=True)
+        click.echo(f"wrote {printable(str(output))} ({framework} flags)", err=True)
     sys.exit(EXIT_FINDINGS if any(f.severity is Severity.ERROR for f in imported.findings) else 0)
 
 
@@ -261,4 +261,4 @@ def search(
     click.echo("\n".join(report.summary_lines(result)))
     if not state.quiet:
         for p in outputs:
-            click.echo(f"wrote {p}", err=True)
+            click.echo(f"wrote {printable(str(p))}", err=True)
