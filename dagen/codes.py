@@ -116,25 +116,10 @@ class Code(enum.StrEnum):
         _PLAN,
         "head_dim is not given and hidden_size is not a multiple of heads.",
     )
-    P_USAGE = (
-        "P-USAGE",
-        _E,
-        _PLAN,
-        "A command-line flag or argument is invalid (a range, a filter, a choice).",
-    )
-    P_OUTPUT = (
-        "P-OUTPUT",
-        _E,
-        _PLAN,
-        "An output cannot be written: its path, a full disk, a closed stdout.",
-    )
-    P_IMPORT = "P-IMPORT", _E, _PLAN, "A framework's flags cannot be imported as a plan."
-    P_TOO_BIG = (
-        "P-TOO-BIG",
-        _E,
-        _PLAN,
-        "Building, simulating or exporting the graph would need more memory than allowed.",
-    )
+    P_USAGE = "P-USAGE", _E, _PLAN, "A command-line flag or argument is invalid."
+    P_OUTPUT = "P-OUTPUT", _E, _PLAN, "An output cannot be written (path, disk, stdout)."
+    P_IMPORT = "P-IMPORT", _E, _PLAN, "A framework's flags cannot be imported."
+    P_TOO_BIG = "P-TOO-BIG", _E, _PLAN, "The run would need more memory than allowed."
     P_MESH = "P-MESH", _E, _PLAN, "The degrees cannot be laid out over the ranks."
     # The plan is inconsistent.
     PLAN_WORLD = (
@@ -263,42 +248,12 @@ class Code(enum.StrEnum):
     )
     PLAN_FP8_HW = "PLAN-FP8-HW", _W, _PLAN, "dtype fp8 on hardware that lists no fp8 peak."
     PLAN_TP_NODES = "PLAN-TP-NODES", _W, _PLAN, "tp spans more GPUs than a node has."
-    PLAN_SP_TP1 = (
-        "PLAN-SP-TP1",
-        _W,
-        _PLAN,
-        "sequence_parallel with tp = 1: no TP group to split over (Megatron turns it off).",
-    )
-    PLAN_SP_TOKENS = (
-        "PLAN-SP-TOKENS",
-        _W,
-        _PLAN,
-        "Under SP the tokens of a micro-batch are not divisible by tp; the graph pads them.",
-    )
-    PLAN_ORDER_EDP = (
-        "PLAN-ORDER-EDP",
-        _E,
-        _PLAN,
-        "pp is not last in the order, yet expert DP differs from DP (Megatron refuses it).",
-    )
-    PLAN_CONTEXT = (
-        "PLAN-CONTEXT",
-        _E,
-        _PLAN,
-        "prompt + generated tokens exceed model.max_position_embeddings.",
-    )
-    PLAN_PP_GROUPS = (
-        "PLAN-PP-GROUPS",
-        _E,
-        _PLAN,
-        "The attention and expert layouts put a rank on different pipeline stages.",
-    )
-    PLAN_EXPERT_PLACE = (
-        "PLAN-EXPERT-PLACE",
-        _E,
-        _PLAN,
-        "The redundant experts cannot be placed on distinct EP ranks with free slots.",
-    )
+    PLAN_SP_TP1 = "PLAN-SP-TP1", _W, _PLAN, "sequence_parallel with tp = 1."
+    PLAN_SP_TOKENS = "PLAN-SP-TOKENS", _W, _PLAN, "Under SP, tp does not divide the tokens."
+    PLAN_ORDER_EDP = "PLAN-ORDER-EDP", _E, _PLAN, "pp not last in the order, edp ≠ dp."
+    PLAN_CONTEXT = "PLAN-CONTEXT", _E, _PLAN, "The context passes max_position_embeddings."
+    PLAN_PP_GROUPS = "PLAN-PP-GROUPS", _E, _PLAN, "Attention and experts disagree on stages."
+    PLAN_EXPERT_PLACE = "PLAN-EXPERT-PLACE", _E, _PLAN, "Redundant experts cannot be placed."
     # The graph is unsound.
     GRAPH_IR = "GRAPH-IR", _E, _GRAPH, "The graph's columns do not index what they claim."
     GRAPH_CYCLE = "GRAPH-CYCLE", _E, _GRAPH, "The graph has a cycle: its ranks deadlock."

@@ -76,7 +76,7 @@ def ranks(state: State, plan: Path, as_json: bool) -> None:
     """Print every rank's host, coordinates and groups under both decompositions."""
     from dagen.mesh import rank_table
 
-    with user_errors(state):
+    with user_errors(state, "json" if as_json else "text"):
         p = api.load_plan(plan)
         rows = rank_table(mesh_of(p))
     if as_json:
@@ -129,7 +129,7 @@ def compare(
     from dagen.study import vary_plans
     from dagen.study.render import as_json, as_markdown, as_text
 
-    with user_errors(state):
+    with user_errors(state, fmt):
         if varies and len(plans) != 1:
             raise click.UsageError("--vary takes exactly one plan")
         if not varies and len(plans) < 2:

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +27,7 @@ from dagen.findings import Code, Finding, Origin, printable, problem
 from dagen.plan.aliases import ALIASES
 from dagen.plan.claims import Claim
 from dagen.plan.model import RATE_KEYS, Hardware, Mode, Model, Phase, Plan, Workload
+from dagen.plan.numbers import LAYERS_MAX, fmt_number, int_fix, is_int, number_problem
 from dagen.plan.params import parse_count
 from dagen.plan.schema import FieldInfo, FKind, record_fields
 from dagen.plan.ynode import Kind, YNode
@@ -77,84 +76,31 @@ class Context:
 # ------------------------------------------------------------------ scalars
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _int_fix(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return f"write {int(value)} without the decimal point"
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return f"remove the quotes: {value.strip()}"
-    return "write a whole number such as 8"
-
-
-_LAYERS_MAX = 32767  # the graph's layer column is int16
-_DIGITS_SHOWN = 24
-
-
-def _fmt(value: float) -> str:
-    """``1,024``, ``0.5``; an integer too long to read is shown by its digit count."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        text = str(abs(value))
-        if len(text) > _DIGITS_SHOWN:
-            return f"{'-' if value < 0 else ''}{text[:6]}… (a {len(text):,}-digit integer)"
-        return f"{value:,}"
-    v = float(value)
-    return f"{int(v):,}" if v.is_integer() and abs(v) < 1e16 else f"{v:g}"
-
-
-_EXPONENT = re.compile(r"\s*([-+]?)([0-9]+)(?:\.([0-9]*))?[eE]([-+]?)([0-9]+)\s*")
-
-
-def _exponent_fix(text: str) -> tuple[Code, str, str] | None:
-    """(code, message, fix) for an exponent number PyYAML reads as a string: YAML 1.1
-    (PyYAML's resolver) needs a dot in the mantissa and a sign in the exponent, so
-    ``1e9`` and ``1.0e9`` are strings and ``1.0e+9`` is a float; past float range
-    (``1e400``) it is a range error."""
-    m = _EXPONENT.fullmatch(text)
-    if m is None:
-        return None
-    sign, whole, frac, esign, exp = m.groups()
-    written = f"{sign}{whole}.{frac or '0'}e{esign or '+'}{exp}"
-    if not math.isfinite(float(written)):
-        msg = f"found {text.strip()!r}, beyond the largest finite number (about 1.8e+308)"
-        return Code.P_RANGE, msg, "write a finite number within the field's bounds"
-    msg = f"found {text.strip()!r}, which YAML reads as a string (PyYAML needs a dot and an exponent sign)"
-    return Code.P_TYPE, msg, f"write {written}"
-
-
 def _bounds(info: FieldInfo, value: float, node: YNode, path: str, ctx: Context) -> Any:
     lo, hi = info.minimum, info.maximum
     if lo is not None and (value <= lo if info.exclusive_minimum else value < lo):
         sign, want = (">", "more than") if info.exclusive_minimum else ("≥", "at least")
-        msg = f"found {_fmt(value)}; expected {want} {_fmt(lo)}"
-        return ctx.bad(Code.P_RANGE, path, node, msg, f"use a value {sign} {_fmt(lo)}")
+        msg = f"found {fmt_number(value)}; expected {want} {fmt_number(lo)}"
+        return ctx.bad(Code.P_RANGE, path, node, msg, f"use a value {sign} {fmt_number(lo)}")
     if hi is not None and value > hi:
-        msg = f"found {_fmt(value)}; expected at most {_fmt(hi)} (a larger {info.name} is a typo, not a model)"
-        return ctx.bad(Code.P_RANGE, path, node, msg, f"use a value ≤ {_fmt(hi)}")
+        msg = f"found {fmt_number(value)}; expected at most {fmt_number(hi)} (a larger {info.name} is a typo, not a model)"
+        return ctx.bad(Code.P_RANGE, path, node, msg, f"use a value ≤ {fmt_number(hi)}")
     return value
 
 
 def _not_finite(node: YNode, path: str, ctx: Context) -> Any:
-    """P-RANGE for inf, NaN or an exponent past float range; None if the value is none."""
-    value = node.value
-    if isinstance(value, float) and not math.isfinite(value):
-        msg = f"found {value}; expected a finite number"
-        return ctx.bad(Code.P_RANGE, path, node, msg, "write a finite number")
-    if isinstance(value, str) and (hit := _exponent_fix(value)) is not None:
-        code, msg, fix = hit
-        return ctx.bad(code, path, node, msg, fix)
-    return None
+    """The problem of inf, NaN or an exponent PyYAML reads as a string; None if none."""
+    hit = number_problem(node.value)
+    return None if hit is None else ctx.bad(hit[0], path, node, hit[1], hit[2])
 
 
 def _int(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
-    if node.kind is not Kind.SCALAR or not _is_int(node.value):
+    if node.kind is not Kind.SCALAR or not is_int(node.value):
         bad = _not_finite(node, path, ctx) if node.kind is Kind.SCALAR else None
         if bad is not None:
             return bad
         msg = f"found {node.describe()}; expected an integer"
-        return ctx.bad(Code.P_TYPE, path, node, msg, _int_fix(node.value))
+        return ctx.bad(Code.P_TYPE, path, node, msg, int_fix(node.value))
     return _bounds(info, node.value, node, path, ctx)
 
 
@@ -251,13 +197,13 @@ def _int_tuple(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
     out = []
     for i, item in enumerate(node.items):
         sub = join(path, str(i))
-        if item.kind is not Kind.SCALAR or not _is_int(item.value):
+        if item.kind is not Kind.SCALAR or not is_int(item.value):
             msg = f"found {item.describe()}; expected an integer"
-            out.append(ctx.bad(Code.P_TYPE, sub, item, msg, _int_fix(item.value)))
-        elif not 0 <= item.value <= _LAYERS_MAX:
-            msg = f"found {_fmt(item.value)}; expected a count ≥ 0 and ≤ {_LAYERS_MAX:,}"
+            out.append(ctx.bad(Code.P_TYPE, sub, item, msg, int_fix(item.value)))
+        elif not 0 <= item.value <= LAYERS_MAX:
+            msg = f"found {fmt_number(item.value)}; expected a count ≥ 0 and ≤ {LAYERS_MAX:,}"
             out.append(
-                ctx.bad(Code.P_RANGE, sub, item, msg, f"use a count from 0 to {_LAYERS_MAX:,}")
+                ctx.bad(Code.P_RANGE, sub, item, msg, f"use a count from 0 to {LAYERS_MAX:,}")
             )
         else:
             out.append(item.value)

@@ -142,11 +142,7 @@ class Model:
     """The transformer being deployed."""
 
     name: str = spec("Model name, shown in outputs.")
-    layers: int = spec(
-        "Transformer layers (at most 32,767: the graph's layer column is int16).",
-        minimum=1,
-        maximum=32767,
-    )
+    layers: int = spec("Transformer layers (int16 in the graph).", minimum=1, maximum=32767)
     hidden_size: int = spec("Model (residual) width.", minimum=1, maximum=_BIG)
     heads: int = spec("Attention (query) heads.", minimum=1, maximum=65536)
     kv_heads: int = spec(
@@ -172,12 +168,9 @@ class Model:
         minimum=1,
     )
     max_position_embeddings: int | None = spec(
-        "Longest context the model serves (prompt + generated tokens); none: unchecked.",
-        default=None,
-        unit="tokens",
-        minimum=1,
-        maximum=1 << 30,
-    )
+        "Longest context (prompt + generated tokens); none: unchecked.", default=None,
+        unit="tokens", minimum=1, maximum=1 << 30,
+    )  # fmt: skip
     hf_config: str | None = spec(
         "Path to a local Hugging Face config.json to read the model from (never downloaded).",
         default=None,
