@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from test_plan_rules import changed
 
 from dagen.cli import main
 from dagen.plan.loader import load_plan_text
@@ -66,17 +67,7 @@ def _write(tmp: Path, doc: dict[str, Any] | str, name: str = "plan.yaml") -> Pat
 
 
 def _with(changes: dict[str, Any]) -> dict[str, Any]:
-    doc = json.loads(json.dumps(BASE))
-    for dotted, value in changes.items():
-        *parents, leaf = dotted.split(".")
-        box = doc
-        for part in parents:
-            box = box.setdefault(part, {})
-        if value is None:
-            box.pop(leaf, None)
-        else:
-            box[leaf] = value
-    return doc
+    return changed(BASE, changes)
 
 
 def _yaml_with(key: str, raw: str) -> str:

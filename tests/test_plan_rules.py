@@ -36,9 +36,9 @@ GOOD: dict[str, Any] = {
 MOE = {"experts": 8, "top_k": 2, "expert_ffn_size": 128}
 
 
-def make(changes: dict[str, Any]) -> Plan:
-    """GOOD with dotted-path changes (None deletes the key), loaded from YAML text."""
-    doc = copy.deepcopy(GOOD)
+def changed(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``base`` with dotted-path changes (None deletes the key)."""
+    doc = copy.deepcopy(base)
     for dotted, value in changes.items():
         *parents, leaf = dotted.split(".")
         box = doc
@@ -48,6 +48,12 @@ def make(changes: dict[str, Any]) -> Plan:
             box.pop(leaf, None)
         else:
             box[leaf] = value
+    return doc
+
+
+def make(changes: dict[str, Any]) -> Plan:
+    """GOOD with dotted-path changes (None deletes the key), loaded from YAML text."""
+    doc = changed(GOOD, changes)
     return load_plan_text(yaml.safe_dump(doc, sort_keys=False), source="rules.yaml")
 
 
