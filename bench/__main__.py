@@ -100,6 +100,10 @@ def main() -> None:
 
         names = tuple(r for r in ALL_RUNGS if not args.only or r in args.only)
         text += "\n" + render_against(compare(args.against, names))
+        from bench import instructions
+
+        counted = tuple(r for r in instructions.RUNGS if not args.only or r in args.only)
+        text += "\n" + instructions.render(instructions.compare(args.against, counted))
     args.out.write_text(text, encoding="utf-8")
     print(f"bench: wrote {args.out}", file=sys.stderr)
 

@@ -62,7 +62,11 @@ def _child(rung: str, repeats: int) -> dict[str, Any]:
     }
 
 
-def _run_child(tree: Path, rung: str, repeats: int) -> dict[str, Any]:
+def _run_child(
+    tree: Path, rung: str, repeats: int, wrapper: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Run :func:`_child` for ``tree`` in a fresh interpreter (under ``wrapper``, e.g.
+    valgrind, if given); its result, with the child's stderr under ``"stderr"``."""
     code = (
         "import importlib.util, json, sys; sys.path.insert(0, sys.argv[1]); "
         "spec = importlib.util.spec_from_file_location('_against', sys.argv[4]); "
@@ -71,13 +75,14 @@ def _run_child(tree: Path, rung: str, repeats: int) -> dict[str, Any]:
         "print(json.dumps(mod._child(sys.argv[2], int(sys.argv[3]))))"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code, str(tree), rung, str(repeats), __file__],
+        [*wrapper, sys.executable, "-c", code, str(tree), rung, str(repeats), __file__],
         cwd=tree, capture_output=True, text=True, check=False,
-        env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0"},
     )  # fmt: skip
     if proc.returncode != 0:
         raise RuntimeError(f"{tree} {rung}: {proc.stderr.strip().splitlines()[-1:]}")
     out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["stderr"] = proc.stderr
     return out
 
 

@@ -94,9 +94,10 @@ def section(info: dict[str, Any], results: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def splice(text: str, lines: list[str]) -> str:
-    """``text`` with its Parquet section replaced by ``lines`` (appended if absent)."""
-    head, sep, rest = text.partition(HEADING)
+def splice(text: str, lines: list[str], heading: str = HEADING) -> str:
+    """``text`` with its section ``heading`` (the Parquet one by default) replaced by
+    ``lines`` (appended if absent)."""
+    head, sep, rest = text.partition(heading)
     if not sep:
         return text.rstrip("\n") + "\n\n" + "\n".join(lines)
     after = rest.find("\n## ")

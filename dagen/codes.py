@@ -75,12 +75,7 @@ class Code(enum.StrEnum):
     P_YAML_SYNTAX = "P-YAML-SYNTAX", _E, _PLAN, "The YAML does not parse."
     P_EMPTY = "P-EMPTY", _E, _PLAN, "The file holds no document."
     P_MULTI_DOC = "P-MULTI-DOC", _E, _PLAN, "The file holds more than one YAML document."
-    P_NOT_MAPPING = (
-        "P-NOT-MAPPING",
-        _E,
-        _PLAN,
-        "The document, a section or a record is not a mapping.",
-    )
+    P_NOT_MAPPING = "P-NOT-MAPPING", _E, _PLAN, "The document or a section is not a mapping."
     P_TAG = "P-TAG", _E, _PLAN, "A tag other than YAML's core ones (never executed)."
     P_MERGE = "P-MERGE", _E, _PLAN, "A << merge key."
     P_ALIAS_BOMB = (
@@ -110,12 +105,7 @@ class Code(enum.StrEnum):
         _PLAN,
         "model.hf_config cannot be read, or lacks a key the plan does not supply.",
     )
-    P_HEAD_DIM = (
-        "P-HEAD-DIM",
-        _E,
-        _PLAN,
-        "head_dim is not given and hidden_size is not a multiple of heads.",
-    )
+    P_HEAD_DIM = "P-HEAD-DIM", _E, _PLAN, "No head_dim, and heads does not divide hidden_size."
     P_USAGE = "P-USAGE", _E, _PLAN, "A command-line flag or argument is invalid."
     P_OUTPUT = "P-OUTPUT", _E, _PLAN, "An output cannot be written (path, disk, stdout)."
     P_IMPORT = "P-IMPORT", _E, _PLAN, "A framework's flags cannot be imported."
@@ -233,6 +223,12 @@ class Code(enum.StrEnum):
         _W,
         _PLAN,
         "prompt_len does not split over cp (an error) or 2·cp (a warning).",
+    )
+    PLAN_OVERLAP = (
+        "PLAN-OVERLAP",
+        _E,
+        _PLAN,
+        "two_batch overlap with no MoE all-to-all to hide, or under two micro-batches a replica.",
     )
     PLAN_DECODE_STEPS = (
         "PLAN-DECODE-STEPS",

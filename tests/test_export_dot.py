@@ -401,6 +401,23 @@ def test_ranks_view_draws_ranks_left_to_right_in_order(moe: Graph) -> None:
         assert sum(x[(r, 0)]) / len(x[(r, 0)]) < sum(x[(r, 1)]) / len(x[(r, 1)])
 
 
+@pytest.mark.graphviz
+@pytest.mark.parametrize("ranks", [(2, 4, 6), (1, 4, 5), (3, 6, 7), (0, 1, 4, 5), (0, 2, 4, 6)])
+def test_ranks_view_keeps_rank_order_when_a_send_skips_drawn_ranks(
+    moe: Graph, ranks: tuple[int, ...]
+) -> None:
+    # Stage 0 (ranks 0-3) sends to stage 1 (4-7): rank r's peer is r + 4. In each
+    # selection a drawn rank lies between a sender and its peer; a send's arrow used to
+    # pull the peer next to the sender (2, 6, 4).
+    ctx = ExportContext(graph=moe, view="ranks", ranks=frozenset(ranks))
+    text = source(ctx)
+    assert any(
+        re.search(r"n(\d+) -> n(\d+) \[.*color=\"#c0392b\"", line) for line in text.splitlines()
+    )
+    xs = _cluster_x(_bytes("svg", ctx))
+    assert sorted(xs, key=xs.__getitem__) == list(ranks)
+
+
 def test_ranks_view_default_is_one_micro_batch_and_says_so(moe: Graph) -> None:
     text = source(ExportContext(graph=moe, view="ranks", ranks=frozenset({0})))
     drawn = {int(n[1:]) for n in re.findall(r"^\s+(n\d+) \[", text, re.M)}

@@ -47,54 +47,59 @@ def _signed(x: float) -> str:
     return f"{x:+.1%}".replace("-", "−")
 
 
-def _utilisation(plan: Plan, parts: EstimateParts | None, fig: Figures | None, t: float) -> Verdict:
-    est = fig.gpu_utilization if fig is not None else None
-    kind = decide(False, t, est, 1.0)
-    how = "not simulated"
-    if fig is not None:
-        how = (
-            f"compute-stream busy time ÷ makespan, mean over {fig.world} GPUs = {_pct(est or 0)} "
-            f"(pipeline bubble {_pct(fig.bubble_fraction)}, communication on the critical "
-            f"path {_pct(fig.comm_share)})"
-        )
-    return Verdict(
-        claim=f"GPU utilisation ≥ {_pct(t)}", path="targets.gpu_utilization", unit="fraction",
-        target=t, estimate=est, bound=1.0, verdict=kind, code=Code.COST_UTILIZATION,
-        arithmetic=f"GPU utilisation: {how}; claimed ≥ {_pct(t)} → {kind.value}.",
-    )  # fmt: skip
+@dataclasses.dataclass(frozen=True)
+class _Fraction:
+    """A claimed bound on a fraction of the estimate (utilisation, MFU, comm share)."""
+
+    claim: str
+    """The claim, with ``{}`` for the claimed fraction."""
+    path: str
+    code: Code
+    at_most: bool
+    value: Callable[[Figures], float]
+    how: Callable[[Figures], str]
+    """The arithmetic behind the estimated fraction."""
+
+    def __call__(
+        self, plan: Plan, parts: EstimateParts | None, fig: Figures | None, t: float
+    ) -> Verdict:
+        est = self.value(fig) if fig is not None else None
+        bound = 0.0 if self.at_most else 1.0
+        kind = decide(self.at_most, t, est, bound)
+        how = self.how(fig) if fig is not None else "not simulated"
+        sign = "≤" if self.at_most else "≥"
+        return Verdict(
+            claim=self.claim.format(_pct(t)), path=self.path, unit="fraction", target=t,
+            estimate=est, bound=bound, verdict=kind, code=self.code,
+            arithmetic=f"{how}; claimed {sign} {_pct(t)} → {kind.value}.",
+        )  # fmt: skip
 
 
-def _mfu(plan: Plan, parts: EstimateParts | None, fig: Figures | None, t: float) -> Verdict:
-    est = fig.mfu if fig is not None else None
-    kind = decide(False, t, est, 1.0)
-    how = "not simulated"
-    if fig is not None:
-        how = (
-            f"MFU = tokens/s × FLOP/token ÷ (GPUs × peak) = {fmt(fig.tokens_per_s)} × "
-            f"{fmt(fig.flop_per_token)} ÷ ({fig.world} × {fmt(fig.peak_flops / 1e12)} TFLOP/s) "
-            f"= {_pct(fig.mfu)}"
-        )
-    return Verdict(
-        claim=f"MFU ≥ {_pct(t)}", path="targets.mfu", unit="fraction", target=t, estimate=est,
-        bound=1.0, verdict=kind, code=Code.COST_MFU,
-        arithmetic=f"{how}; claimed ≥ {_pct(t)} → {kind.value}.",
-    )  # fmt: skip
-
-
-def _comm(plan: Plan, parts: EstimateParts | None, fig: Figures | None, t: float) -> Verdict:
-    est = fig.comm_share if fig is not None else None
-    kind = decide(True, t, est, 0.0)
-    how = "not simulated"
-    if fig is not None:
-        how = (
-            f"the critical path spends {fmt(fig.comm_s)} s of the {fmt(fig.makespan_s)} s "
-            f"makespan in communication = {_pct(fig.comm_share)}"
-        )
-    return Verdict(
-        claim=f"communication ≤ {_pct(t)} of the step", path="targets.max_comm_share",
-        unit="fraction", target=t, estimate=est, bound=0.0, verdict=kind, code=Code.COST_COMM,
-        arithmetic=f"{how}; claimed ≤ {_pct(t)} → {kind.value}.",
-    )  # fmt: skip
+_UTILISATION = _Fraction(
+    "GPU utilisation ≥ {}", "targets.gpu_utilization", Code.COST_UTILIZATION, False,
+    lambda f: f.gpu_utilization,
+    lambda f: (
+        f"GPU utilisation: compute-stream busy time ÷ makespan, mean over {f.world} GPUs = "
+        f"{_pct(f.gpu_utilization)} (pipeline bubble {_pct(f.bubble_fraction)}, "
+        f"communication on the critical path {_pct(f.comm_share)})"
+    ),
+)  # fmt: skip
+_MFU = _Fraction(
+    "MFU ≥ {}", "targets.mfu", Code.COST_MFU, False, lambda f: f.mfu,
+    lambda f: (
+        f"MFU = tokens/s × FLOP/token ÷ (GPUs × peak) = {fmt(f.tokens_per_s)} × "
+        f"{fmt(f.flop_per_token)} ÷ ({f.world} × {fmt(f.peak_flops / 1e12)} TFLOP/s) "
+        f"= {_pct(f.mfu)}"
+    ),
+)  # fmt: skip
+_COMM = _Fraction(
+    "communication ≤ {} of the step", "targets.max_comm_share", Code.COST_COMM, True,
+    lambda f: f.comm_share,
+    lambda f: (
+        f"the critical path spends {fmt(f.comm_s)} s of the {fmt(f.makespan_s)} s "
+        f"makespan in communication = {_pct(f.comm_share)}"
+    ),
+)  # fmt: skip
 
 
 def _stated_memory(plan: Plan, parts: EstimateParts | None, fig: Figures | None) -> Verdict | None:
@@ -139,9 +144,9 @@ def _stated_memory(plan: Plan, parts: EstimateParts | None, fig: Figures | None)
 
 
 _MORE: Mapping[str, Judge] = {
-    "gpu_utilization": _utilisation,
-    "mfu": _mfu,
-    "max_comm_share": _comm,
+    "gpu_utilization": _UTILISATION,
+    "mfu": _MFU,
+    "max_comm_share": _COMM,
 }
 
 _BY_METRIC: Mapping[tuple[Metric, bool], str] = {

@@ -249,24 +249,34 @@ def draw_ranks(ctx: ExportContext, dot: graphviz.Digraph) -> graphviz.Digraph:
 def _order_columns(dot: graphviz.Digraph, g: Graph, idx: I64) -> None:
     """Ranks left to right in rank order, and within a rank its micro-batches in order.
 
-    The first node of each (rank, micro-batch) column sits on one row, chained by
-    invisible edges, under a hidden root whose out-edges keep their order
-    (``ordering=out``): the legend first, then the columns. A chain alone is not enough:
-    crossing reduction swaps clusters joined by collective hubs."""
+    One hidden anchor per (rank, micro-batch) column sits on a row of its own, outside
+    every cluster, the anchors chained left to right by invisible edges (a flat chain
+    fixes their order) and each pulled straight above its column's first node by a heavy
+    invisible edge; a hidden root whose out-edges keep their order (``ordering=out``)
+    puts the legend before them. Chaining the columns' first nodes themselves is not
+    enough: they sit in clusters, where ``rank=same`` does not hold, and a pipeline
+    send then pulls its peer next to its sender (``--ranks 0,2,4,6`` of a PP2 plan drew
+    0, 4, 2, 6)."""
     _, first = np.unique(np.stack([g.rank[idx], g.mb[idx]]), axis=1, return_index=True)
     heads = idx[np.sort(first)]
     heads = heads[np.lexsort((heads, g.mb[heads], g.rank[heads]))]
     with dot.subgraph(name="column_order") as c:
         c.attr(rank="same")
-        for i in heads.tolist():
-            c.node(f"n{i}")
+        for j in range(heads.size):
+            c.node(f"col{j}", label="", shape="point", style="invis", width="0")
+        for j in range(heads.size - 1):
+            c.edge(f"col{j}", f"col{j + 1}", style="invis")
+    for j, i in enumerate(heads.tolist()):
+        dot.edge(f"col{j}", f"n{i}", style="invis", weight="100")
+    with dot.subgraph(name="head_order") as c:
+        c.attr(rank="same")
         for a, b in zip(heads[:-1].tolist(), heads[1:].tolist(), strict=True):
             c.edge(f"n{a}", f"n{b}", style="invis")
     dot.node("columns", label="", shape="point", style="invis", width="0", ordering="out")
-    for name in ["legend", *(f"n{i}" for i in heads.tolist())]:
+    for name in ["legend", *(f"col{j}" for j in range(heads.size))]:
         dot.edge("columns", name, style="invis")
-    for i in heads.tolist():  # the legend above every column (one edge would pull one)
-        dot.edge("legend", f"n{i}", style="invis")
+    for j in range(heads.size):  # the legend above every column (one edge would pull one)
+        dot.edge("legend", f"col{j}", style="invis")
 
 
 def ranks_note(ctx: ExportContext) -> list[str]:
