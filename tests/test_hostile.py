@@ -585,3 +585,42 @@ def test_non_utf8_file_names_work_in_every_format(tmp_path: Path, out: str) -> N
     if out.endswith(".json"):
         json.loads(text)
     assert set(os.listdir(os.fsencode(tmp_path))) == {b"plan-\xff\xfe.yaml", target}
+
+
+# ------------------------------------- every writer: import and search keep modes too
+
+
+MIXTRAL = str(ROOT / "tests" / "data" / "hf" / "mixtral-8x7b.json")
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640])
+def test_import_replaces_a_plan_keeping_its_permissions(tmp_path: Path, mode: int) -> None:
+    target = tmp_path / "plan.yaml"
+    target.write_text("old", encoding="utf-8")
+    target.chmod(mode)
+    result = _run(["import", "vllm", "-tp", "2", "--model-config", MIXTRAL, "-o", "plan.yaml"],
+                  tmp_path)  # fmt: skip
+    _no_crash(result)
+    assert result.exit_code in (0, 1), result.output
+    assert stat.S_IMODE(target.stat().st_mode) == mode and target.read_text() != "old"
+    assert _listing(tmp_path) == {"plan.yaml"}
+
+
+def test_import_into_a_missing_directory_is_exit_2(tmp_path: Path) -> None:
+    result = _run(["import", "vllm", "--model-config", MIXTRAL, "-o", "no/p.yaml"], tmp_path)
+    _no_crash(result)
+    assert result.exit_code == 2 and "P-IMPORT" in result.stderr and "no directory no" in result.stderr
+    assert _listing(tmp_path) == set()
+
+
+def test_search_replaces_a_frontier_keeping_its_permissions(tmp_path: Path) -> None:
+    _write(tmp_path, BASE)
+    target = tmp_path / "f.md"
+    target.write_text("old", encoding="utf-8")
+    target.chmod(0o600)
+    result = _run(["search", "plan.yaml", "--only", "pp=1,2", "--top", "1", "-o", "f.md"],
+                  tmp_path)  # fmt: skip
+    _no_crash(result)
+    assert result.exit_code in (0, 1), result.output
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600 and target.read_text() != "old"
+    assert _listing(tmp_path) == {"plan.yaml", "f.md"}

@@ -19,7 +19,6 @@ import contextlib
 import logging
 import os
 import shutil
-import stat
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -29,6 +28,7 @@ from typing import Any, BinaryIO
 from dagen.errors import ExportError
 from dagen.export.base import Emitter, ExportContext
 from dagen.export.registry import FORMATS, emitter, format_for
+from dagen.plan.files import kept_mode, new_file_mode, temp_prefix
 
 __all__ = ["MARKER", "DirEmitter", "OutDir", "Phases", "write_outputs"]
 
@@ -70,12 +70,6 @@ class _Planned:
     name: str
     write: Any
     directory: bool
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _check_directory(path: Path, force: bool) -> None:
@@ -138,33 +132,11 @@ def _write_error(path: Path, exc: OSError) -> ExportError:
     )
 
 
-_NAME_MAX = 255
-"""Bytes in one file name on Linux and macOS file systems (ext4, XFS, APFS)."""
-
-
-def _temp_prefix(path: Path) -> str:
-    """``.name.`` for the temporary file beside ``path``, or ``.dagen.`` when that with
-    mkstemp's 8 random characters and the suffix would pass NAME_MAX."""
-    prefix = f".{path.name}."
-    if len(os.fsencode(prefix)) + 8 + len(".part") > _NAME_MAX:
-        return ".dagen."
-    return prefix
-
-
-def _mode_for(path: Path, default: int) -> int:
-    """The permissions of the file being replaced (kept), else ``default`` (from umask)."""
-    try:
-        st = path.stat()
-    except OSError:
-        return default
-    return stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else default
-
-
 def _write_file(ctx: ExportContext, path: Path, write: Emitter, mode: int) -> Path:
     """Write one output to a temporary file beside ``path``; return the temporary path."""
-    mode = _mode_for(path, mode)
+    mode = kept_mode(path, mode)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".part")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".part")
     except OSError as exc:
         raise _write_error(path, exc) from exc
     temp = Path(tmp)
@@ -183,7 +155,7 @@ def _write_file(ctx: ExportContext, path: Path, write: Emitter, mode: int) -> Pa
 def _write_dir(ctx: ExportContext, p: _Planned, mode: int) -> Path:
     """Write one directory output into a temporary directory beside its target."""
     try:
-        tmp = Path(tempfile.mkdtemp(dir=p.path.parent, prefix=_temp_prefix(p.path), suffix=".part"))
+        tmp = Path(tempfile.mkdtemp(dir=p.path.parent, prefix=temp_prefix(p.path), suffix=".part"))
     except OSError as exc:
         raise _write_error(p.path, exc) from exc
     try:
@@ -205,7 +177,7 @@ def _replace(temp: Path, target: Path) -> None:
     """Put ``temp`` in place of ``target``: a file by one rename, a directory by moving the
     old one aside first (then removing it)."""
     if temp.is_dir() and target.exists():
-        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=_temp_prefix(target), suffix=".old"))
+        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=temp_prefix(target), suffix=".old"))
         os.replace(target, old / "x")
         os.replace(temp, target)
         shutil.rmtree(old, ignore_errors=True)
@@ -236,7 +208,7 @@ def write_outputs(
             limit), or an I/O error.
     """
     planned = _plan_outputs(outputs, force)
-    mode = 0o666 & ~_umask()
+    mode = new_file_mode()
     temps: list[tuple[Path, Path]] = []
     try:
         for p in planned:
