@@ -609,7 +609,9 @@ def test_import_replaces_a_plan_keeping_its_permissions(tmp_path: Path, mode: in
 def test_import_into_a_missing_directory_is_exit_2(tmp_path: Path) -> None:
     result = _run(["import", "vllm", "--model-config", MIXTRAL, "-o", "no/p.yaml"], tmp_path)
     _no_crash(result)
-    assert result.exit_code == 2 and "P-IMPORT" in result.stderr and "no directory no" in result.stderr
+    assert (
+        result.exit_code == 2 and "P-IMPORT" in result.stderr and "no directory no" in result.stderr
+    )
     assert _listing(tmp_path) == set()
 
 
