@@ -7,7 +7,7 @@ string (``PLAN-WORLD``) that outputs print. The one factory of findings
 unless the check decides otherwise; ``dagen explain CODE`` prints the entry; a test keeps
 the docs' tables and this one equal. Codes fall in four families:
 
-* ``P-…``: the plan file is not a plan (exit 2, nothing is built);
+* ``P-…``: the plan file is not a plan, or the run is refused (exit 2, nothing is built);
 * ``PLAN-…``: the plan is well formed but inconsistent;
 * ``GRAPH-…``: the expanded graph is unsound;
 * ``COST-…``: memory and the plan's claims against the estimate and the bounds.
