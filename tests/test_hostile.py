@@ -626,3 +626,15 @@ def test_search_replaces_a_frontier_keeping_its_permissions(tmp_path: Path) -> N
     assert result.exit_code in (0, 1), result.output
     assert stat.S_IMODE(target.stat().st_mode) == 0o600 and target.read_text() != "old"
     assert _listing(tmp_path) == {"plan.yaml", "f.md"}
+
+
+@pytest.mark.parametrize("raw", [HUGE_INT, "!!int 12x"])
+def test_a_value_the_parser_cannot_read_is_reported_once(raw: str) -> None:
+    from dagen.errors import PlanError
+
+    with pytest.raises(PlanError) as err:
+        load_plan_text(_yaml_with("batch", raw), source="p.yaml")
+    assert [p.code for p in err.value.problems if p.path == "workload.batch"] in (
+        ["P-RANGE"],
+        ["P-TAG"],
+    )

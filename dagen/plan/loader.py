@@ -77,6 +77,13 @@ def load_plan(path: str | os.PathLike[str], overrides: Sequence[Override] | None
     return load_plan_text(text, source=source, base_dir=p.parent, overrides=overrides)
 
 
+def _first_at_each(problems: list[Finding]) -> list[Finding]:
+    """Drop the ``found null`` a value the parser could not read leaves behind: the
+    parser's own problem (P-TAG, P-RANGE) at the same path says it."""
+    unread = {p.path for p in problems if p.code in (Code.P_TAG, Code.P_RANGE)}
+    return [p for p in problems if not (p.code == Code.P_TYPE and p.path in unread)]
+
+
 def _file_problem(message: str, fix: str) -> Finding:
     return problem(Code.P_FILE, message, fix)
 
@@ -124,7 +131,7 @@ def load_plan_text(
         plan = dataclasses.replace(plan, alternatives=_alternatives(root, plan, base, ctx))
     flags = flag_comments(text)
     if ctx.problems or plan is BAD:
-        raise PlanError([_flagged(p, flags) for p in ctx.problems], source)
+        raise PlanError([_flagged(p, flags) for p in _first_at_each(ctx.problems)], source)
     written = {k: _flag_origin(v, flags) for k, v in ctx.locations.items()}
     locations = dict(sorted({**written, **flag_origins(overrides or ())}.items()))
     out: Plan = dataclasses.replace(plan, source=printable(source), locations=locations)
