@@ -136,11 +136,15 @@ def guarded(args: Sequence[str]) -> Iterator[None]:
         click.echo(f"dagen: interrupted ({name}); outputs not written", err=True)
         raise click.exceptions.Exit(128 + sig.signum) from None
     except click.UsageError as exc:
-        if not wants_json(args):
-            raise
-        param = getattr(exc, "param", None)
-        where = {"flag": "/".join(param.opts)} if param is not None else {}
-        click.echo(error_document(exc.format_message(), Code.P_USAGE, where))
+        message = printable(exc.format_message(), lines=True)
+        if wants_json(args):
+            param = getattr(exc, "param", None)
+            where = {"flag": "/".join(param.opts)} if param is not None else {}
+            click.echo(error_document(message, Code.P_USAGE, where))
+        else:
+            if exc.ctx is not None:
+                click.echo(exc.ctx.get_usage(), err=True)
+            click.echo(f"error {Code.P_USAGE}: {message}", err=True)
         raise click.exceptions.Exit(EXIT_USAGE) from None
     except OSError as exc:
         if not _is_stdout(exc):
