@@ -38,9 +38,10 @@ from dagen.cost import (
     model_for,
     verdict_findings,
 )
-from dagen.errors import DagenError, FlagError, MeshError, PlanInfeasible
+from dagen.errors import DagenError, FlagError, LayoutFault, MeshError, PlanInfeasible
 from dagen.export import ExportContext, Phases, write_outputs
-from dagen.findings import Finding, Severity, has_errors
+from dagen.findings import Finding, Severity, finding, has_errors
+from dagen.graph.budget import Peak
 from dagen.graph.build import build_graph
 from dagen.graph.ir import OP_LABELS, Graph
 from dagen.mesh import mesh_of
@@ -125,7 +126,20 @@ def build(plan: Plan) -> Graph:
     errors = blocking(plan_findings(plan))
     if errors:
         raise PlanInfeasible("\n".join(f.render(plan.source) for f in errors))
-    return build_graph(plan)
+    try:
+        return build_graph(plan)
+    except LayoutFault as fault:
+        raise PlanInfeasible(_layout_finding(plan, fault).render(plan.source)) from None
+
+
+def _layout_finding(plan: Plan, fault: LayoutFault) -> Finding:
+    """A layout the mesh cannot lay out, as the finding of its plan field."""
+    text = str(fault)
+    message, _, fix = text.partition(" Fix: ")
+    return finding(
+        fault.code, message.rstrip(". "), fix=fix.rstrip("."), path=fault.path,
+        origin=plan.where(fault.path),
+    )  # fmt: skip
 
 
 def _noop(_: str) -> None:
@@ -139,23 +153,34 @@ def analyse(
     progress: Progress | None = None,
     meter: Phases | None = None,
     simulate: bool = True,
+    exporting: bool = False,
 ) -> Analysis:
     """Run every check on ``plan``: rules, then (if they pass) graph checks and cost.
 
     When the rules fail the graph cannot be built; the plan's claims are then judged
     against first-principles bounds alone, which need no graph. ``cost_model`` prices the
     nodes (default :func:`dagen.cost.default_cost_model`). ``progress`` is told each
-    stage; ``meter(phase, done, total)`` follows the schedule simulation.
+    stage; ``meter(phase, done, total)`` follows the schedule simulation. ``exporting``
+    says the graph will be exported too, which raises the memory the guard reserves.
+
+    Raises:
+        MemoryLimit: the run would not fit in memory (refused before allocating).
     """
     say = progress or _noop
     findings = list(plan_findings(plan))
-    if blocking(findings):
+    graph = None
+    if not blocking(findings):
+        say("building the graph")
+        try:
+            peak = Peak.EXPORT if exporting else Peak.SIMULATE if simulate else Peak.BUILD
+            graph = build_graph(plan, peak=peak)
+        except LayoutFault as fault:
+            findings.append(_layout_finding(plan, fault))
+    if graph is None:
         say("judging claims against first-principles bounds")
         bounds = judge_plan_bounds(plan) + _comparisons(plan, None, cost_model, say)
         findings += verdict_findings(plan, bounds)
         return Analysis(plan=plan, findings=tuple(findings))
-    say("building the graph")
-    graph = build_graph(plan)
     say(f"checking {graph.n_nodes:,} nodes and {graph.n_edges:,} edges")
     findings += check_graph(graph)
     est = None

@@ -7,7 +7,7 @@ string (``PLAN-WORLD``) that outputs print. The one factory of findings
 unless the check decides otherwise; ``dagen explain CODE`` prints the entry; a test keeps
 the docs' tables and this one equal. Codes fall in four families:
 
-* ``P-…``: the plan file is not a plan (exit 2, nothing is built);
+* ``P-…``: the plan file is not a plan, or the run is refused (exit 2, nothing is built);
 * ``PLAN-…``: the plan is well formed but inconsistent;
 * ``GRAPH-…``: the expanded graph is unsound;
 * ``COST-…``: memory and the plan's claims against the estimate and the bounds.
@@ -75,12 +75,7 @@ class Code(enum.StrEnum):
     P_YAML_SYNTAX = "P-YAML-SYNTAX", _E, _PLAN, "The YAML does not parse."
     P_EMPTY = "P-EMPTY", _E, _PLAN, "The file holds no document."
     P_MULTI_DOC = "P-MULTI-DOC", _E, _PLAN, "The file holds more than one YAML document."
-    P_NOT_MAPPING = (
-        "P-NOT-MAPPING",
-        _E,
-        _PLAN,
-        "The document, a section or a record is not a mapping.",
-    )
+    P_NOT_MAPPING = "P-NOT-MAPPING", _E, _PLAN, "The document or a section is not a mapping."
     P_TAG = "P-TAG", _E, _PLAN, "A tag other than YAML's core ones (never executed)."
     P_MERGE = "P-MERGE", _E, _PLAN, "A << merge key."
     P_ALIAS_BOMB = (
@@ -110,12 +105,12 @@ class Code(enum.StrEnum):
         _PLAN,
         "model.hf_config cannot be read, or lacks a key the plan does not supply.",
     )
-    P_HEAD_DIM = (
-        "P-HEAD-DIM",
-        _E,
-        _PLAN,
-        "head_dim is not given and hidden_size is not a multiple of heads.",
-    )
+    P_HEAD_DIM = "P-HEAD-DIM", _E, _PLAN, "No head_dim, and heads does not divide hidden_size."
+    P_USAGE = "P-USAGE", _E, _PLAN, "A command-line flag or argument is invalid."
+    P_OUTPUT = "P-OUTPUT", _E, _PLAN, "An output cannot be written (path, disk, stdout)."
+    P_IMPORT = "P-IMPORT", _E, _PLAN, "A framework's flags cannot be imported."
+    P_TOO_BIG = "P-TOO-BIG", _E, _PLAN, "The run would need more memory than allowed."
+    P_MESH = "P-MESH", _E, _PLAN, "The degrees cannot be laid out over the ranks."
     # The plan is inconsistent.
     PLAN_WORLD = (
         "PLAN-WORLD",
@@ -252,6 +247,12 @@ class Code(enum.StrEnum):
     PLAN_POOL_MODEL = "PLAN-POOL-MODEL", _E, _PLAN, "A pool serves another model than the first."
     PLAN_POOL_KV_DTYPE = "PLAN-POOL-KV-DTYPE", _E, _PLAN, "Decode keeps KV in another format."
     PLAN_POOL_LAYOUT = "PLAN-POOL-LAYOUT", _E, _PLAN, "The pools' layouts cannot hand a cache over."
+    PLAN_SP_TP1 = "PLAN-SP-TP1", _W, _PLAN, "sequence_parallel with tp = 1."
+    PLAN_SP_TOKENS = "PLAN-SP-TOKENS", _W, _PLAN, "Under SP, tp does not divide the tokens."
+    PLAN_ORDER_EDP = "PLAN-ORDER-EDP", _E, _PLAN, "pp not last in the order, edp ≠ dp."
+    PLAN_CONTEXT = "PLAN-CONTEXT", _E, _PLAN, "The context passes max_position_embeddings."
+    PLAN_PP_GROUPS = "PLAN-PP-GROUPS", _E, _PLAN, "Attention and experts disagree on stages."
+    PLAN_EXPERT_PLACE = "PLAN-EXPERT-PLACE", _E, _PLAN, "Redundant experts cannot be placed."
     # The graph is unsound.
     GRAPH_IR = "GRAPH-IR", _E, _GRAPH, "The graph's columns do not index what they claim."
     GRAPH_CYCLE = "GRAPH-CYCLE", _E, _GRAPH, "The graph has a cycle: its ranks deadlock."

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from dagen.codes import Code
+
 if TYPE_CHECKING:
     from dagen.findings import Finding
 
@@ -17,6 +19,8 @@ __all__ = [
     "ExportError",
     "FlagError",
     "GraphError",
+    "LayoutFault",
+    "MemoryLimit",
     "MeshError",
     "PlanError",
     "PlanInfeasible",
@@ -26,6 +30,9 @@ __all__ = [
 class DagenError(Exception):
     """Base of every error dagen raises on purpose."""
 
+    code: Code = Code.P_USAGE
+    """The registered code ``--format json`` reports for it (``docs/plan-checks.md``)."""
+
 
 class PlanError(DagenError):
     """The file is not a valid plan: every problem found (``P-…`` findings), in file order."""
@@ -33,6 +40,8 @@ class PlanError(DagenError):
     def __init__(self, problems: list[Finding], source: str = "") -> None:
         self.problems = sorted(problems, key=lambda p: (p.line or 0, p.column or 0, p.path, p.code))
         self.source = source
+        if self.problems:
+            self.code = Code.of(self.problems[0].code)
         super().__init__("\n".join(p.render(source) for p in self.problems))
 
 
@@ -40,13 +49,33 @@ class FlagError(DagenError):
     """A framework's command line cannot be imported: an unknown flag, conflicting flags,
     a value the framework itself rejects, or a layout dagen cannot write."""
 
+    code = Code.P_IMPORT
+
 
 class PlanInfeasible(DagenError):
     """The plan is well formed but cannot be expanded (error-level plan findings)."""
 
 
+class MemoryLimit(PlanInfeasible):
+    """Building, simulating or exporting would need more memory than allowed."""
+
+    code = Code.P_TOO_BIG
+
+
 class MeshError(DagenError):
     """The parallel degrees do not factor the world into a mesh."""
+
+    code = Code.P_MESH
+
+
+class LayoutFault(MeshError):
+    """A layout the plan's degrees allow but the mesh cannot lay out: pipeline groups that
+    disagree, redundant experts that cannot be placed. The analysis reports it as a
+    finding of ``code`` at the plan field ``path``, not as bad input."""
+
+    def __init__(self, message: str, code: Code, path: str) -> None:
+        super().__init__(message)
+        self.code, self.path = code, path
 
 
 class GraphError(DagenError):
@@ -55,3 +84,5 @@ class GraphError(DagenError):
 
 class ExportError(DagenError):
     """An output could not be produced (unknown format, missing engine, size limit)."""
+
+    code = Code.P_OUTPUT

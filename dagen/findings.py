@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,34 @@ import numpy as np
 import numpy.typing as npt
 
 from dagen.codes import Code, Severity
+
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_UNSAFE_IN_TEXT = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+
+
+def _escape(match: re.Match[str]) -> str:
+    o = ord(match.group())
+    if 0xDC80 <= o <= 0xDCFF:  # a byte of a non-UTF-8 file name (surrogateescape)
+        return f"\\x{o - 0xDC00:02x}"
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}"
+
+
+def printable(text: str, *, lines: bool = False) -> str:
+    r"""``text`` with every control character written as an escape: C0 (ESC, BEL,
+    backspace, NUL, …), DEL, C1, the line and bidirectional-override separators, and
+    the undecodable bytes of a non-UTF-8 file name, so no plan value or file name can
+    move a terminal's cursor, recolour it, or break a Markdown, SVG, DOT or JSON output.
+    ``lines`` keeps newlines and tabs (a message's own layout).
+
+    >>> printable("tiny\x1b[2J\x07")
+    'tiny\\x1b[2J\\x07'
+    >>> printable("a\nb", lines=True), printable("a\nb")
+    ('a\nb', 'a\\x0ab')
+    """
+    return (_UNSAFE_IN_TEXT if lines else _UNSAFE).sub(_escape, text)
+
 
 __all__ = [
     "HEADLINE_CHARS",
@@ -32,6 +61,7 @@ __all__ = [
     "count",
     "finding",
     "has_errors",
+    "printable",
     "problem",
     "rank_list",
 ]
@@ -156,6 +186,7 @@ class Finding:
                 4 / 3 = 1.33
                 fix: tp=2
         """
+        source = printable(source)
         origin = self.origin.at(source) if self.origin is not None else Origin(source)
         where = f"{origin}: " if str(origin) else ""
         field_ = f"{self.path}: " if self.path else ""
@@ -202,8 +233,9 @@ def finding(
     if not isinstance(code, Code):
         raise TypeError(f"finding: {code!r} is not a registered Code")
     return Finding(
-        code=code.value, severity=severity or code.severity, message=message, fix=fix,
-        path=path, origin=origin, nodes=nodes, ranks=ranks, data=data or {},
+        code=code.value, severity=severity or code.severity,
+        message=printable(message, lines=True), fix=printable(fix, lines=True),
+        path=printable(path), origin=origin, nodes=nodes, ranks=ranks, data=data or {},
     )  # fmt: skip
 
 

@@ -36,9 +36,9 @@ LAYOUTS: dict[str, tuple[str, dict[str, Any]]] = {
         "tiny_moe",
         {"parallel.convention": "orthogonal", "parallel.dp": 1, "parallel.ep": 2},
     ),
-    "order tp-pp-dp-ep, etp = tp": (
+    "order tp-ep-pp-dp, etp·ep = tp": (  # pp not last: Megatron needs edp = dp (PLAN-ORDER-EDP)
         "tiny_moe",
-        {"parallel.order": "tp-pp-dp-ep", "parallel.etp": 2, "parallel.ep": 2},
+        {"parallel.order": "tp-ep-pp-dp", "parallel.etp": 1, "parallel.ep": 2},
     ),
     "moe_layer_freq 2": ("tiny_moe", {"model.moe.moe_layer_freq": 2}),
     "first dense layer": ("tiny_moe", {"model.moe.first_dense_layers": 1}),

@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 from dagen.errors import ExportError
 from dagen.export.base import Emitter, ExportContext
 from dagen.export.registry import FORMATS, emitter, format_for
+from dagen.plan.files import kept_mode, new_file_mode, temp_prefix
 
 __all__ = ["MARKER", "DirEmitter", "OutDir", "Phases", "write_outputs"]
 
@@ -69,12 +70,6 @@ class _Planned:
     name: str
     write: Any
     directory: bool
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _check_directory(path: Path, force: bool) -> None:
@@ -139,8 +134,9 @@ def _write_error(path: Path, exc: OSError) -> ExportError:
 
 def _write_file(ctx: ExportContext, path: Path, write: Emitter, mode: int) -> Path:
     """Write one output to a temporary file beside ``path``; return the temporary path."""
+    mode = kept_mode(path, mode)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".part")
     except OSError as exc:
         raise _write_error(path, exc) from exc
     temp = Path(tmp)
@@ -159,7 +155,7 @@ def _write_file(ctx: ExportContext, path: Path, write: Emitter, mode: int) -> Pa
 def _write_dir(ctx: ExportContext, p: _Planned, mode: int) -> Path:
     """Write one directory output into a temporary directory beside its target."""
     try:
-        tmp = Path(tempfile.mkdtemp(dir=p.path.parent, prefix=f".{p.path.name}.", suffix=".part"))
+        tmp = Path(tempfile.mkdtemp(dir=p.path.parent, prefix=temp_prefix(p.path), suffix=".part"))
     except OSError as exc:
         raise _write_error(p.path, exc) from exc
     try:
@@ -181,7 +177,7 @@ def _replace(temp: Path, target: Path) -> None:
     """Put ``temp`` in place of ``target``: a file by one rename, a directory by moving the
     old one aside first (then removing it)."""
     if temp.is_dir() and target.exists():
-        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old"))
+        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=temp_prefix(target), suffix=".old"))
         os.replace(target, old / "x")
         os.replace(temp, target)
         shutil.rmtree(old, ignore_errors=True)
@@ -212,7 +208,7 @@ def write_outputs(
             limit), or an I/O error.
     """
     planned = _plan_outputs(outputs, force)
-    mode = 0o666 & ~_umask()
+    mode = new_file_mode()
     temps: list[tuple[Path, Path]] = []
     try:
         for p in planned:

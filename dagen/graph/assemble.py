@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from dagen.errors import PlanInfeasible
+from dagen.errors import MemoryLimit
+from dagen.graph.budget import Peak, check_budget
 from dagen.graph.expand import Expansion
 from dagen.graph.ir import COLUMN_DTYPES, Graph, Kind
 from dagen.graph.pool import Pool, rank_table
@@ -30,7 +31,8 @@ from dagen.plan.summary import plan_summary
 __all__ = ["MAX_NODES", "PoolPart", "assemble"]
 
 MAX_NODES = 400_000_000
-"""Default ceiling on nodes (≈ 15 GB of columns); past it the plan is refused, not built."""
+"""Default ceiling on nodes; the memory guard (:mod:`dagen.graph.budget`) refuses far
+fewer on most machines."""
 
 _INT32 = (1 << 31) - 1
 
@@ -44,17 +46,20 @@ class PoolPart:
     costs: PriceTable
 
 
-def _guard(plan: Plan, parts: Sequence[PoolPart], max_nodes: int) -> None:
+def _guard(plan: Plan, parts: Sequence[PoolPart], max_nodes: int, peak: Peak) -> None:
     n = sum(p.exp.nodes.total for p in parts)
     m = sum(p.exp.edges.total for p in parts)
     inst = sum(p.exp.n_inst for p in parts)
     limit = min(max_nodes, _INT32)
     if n > limit or m > _INT32 or inst > _INT32:
-        raise PlanInfeasible(
+        raise MemoryLimit(
             f"{plan.source or 'plan'}: the graph would have {n:,} nodes and {m:,} edges; "
-            f"expected at most {limit:,} nodes (int32 indices, ~37 bytes each). Fix: model "
+            f"expected at most {limit:,} nodes (int32 indices). Fix: model "
             "fewer micro-batches or decode steps, or pass a larger max_nodes"
         )
+    check_budget(plan.source or plan.name or "plan", n, m, peak,
+                 steps=plan.workload.unrolled_steps, micro_batches=plan.workload.micro_batches,
+                 world=sum(p.pool.parallel.world() for p in parts))  # fmt: skip
 
 
 def _fill(part: PoolPart) -> dict[str, Any]:
@@ -108,10 +113,14 @@ def _concat(filled: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def assemble(plans: Sequence[Plan], parts: Sequence[PoolPart], max_nodes: int = MAX_NODES) -> Graph:
-    """The graph of ``parts``, each expanded from the plan of the same position."""
+def assemble(
+    plans: Sequence[Plan], parts: Sequence[PoolPart], max_nodes: int = MAX_NODES,
+    peak: Peak = Peak.BUILD,
+) -> Graph:  # fmt: skip
+    """The graph of ``parts``, each expanded from the plan of the same position; refused
+    before any column is allocated when ``peak``'s run would not fit in memory."""
     plan = plans[0]
-    _guard(plan, parts, max_nodes)
+    _guard(plan, parts, max_nodes, peak)
     filled = [_fill(p) for p in parts]
     group0 = inst0 = tmpl0 = 0
     groups: list[dict[str, npt.NDArray[np.int32]]] = []

@@ -20,8 +20,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from dagen.errors import MeshError, PlanInfeasible
+from dagen.errors import LayoutFault, MeshError, PlanInfeasible
 from dagen.graph.assemble import MAX_NODES, PoolPart, assemble
+from dagen.graph.budget import Peak
 from dagen.graph.codes import Phase
 from dagen.graph.dims import derive_dims
 from dagen.graph.expand import Expansion
@@ -103,6 +104,8 @@ def _placement(plan: Plan, mesh: Mesh) -> npt.NDArray[np.int32] | None:
         return None
     try:
         return expert_placement(moe.experts, mesh.sizes["ep"], plan.parallel.redundant_experts)
+    except LayoutFault:
+        raise  # a finding of the analysis (PLAN-EXPERT-PLACE)
     except MeshError as err:
         raise PlanInfeasible(f"parallel.redundant_experts: {err}") from err
 
@@ -169,6 +172,7 @@ def build_graph(
     *,
     max_nodes: int = MAX_NODES,
     schedule: SchedulePass = default_schedule,
+    peak: Peak = Peak.BUILD,
 ) -> Graph:
     """Expand ``plan`` into its per-GPU operator and communication graph (one pool).
 
@@ -177,13 +181,16 @@ def build_graph(
         mesh: Its mesh; built from ``plan.parallel`` when omitted.
         max_nodes: Refuse (with :class:`PlanInfeasible`) graphs larger than this.
         schedule: The schedule pass (:mod:`dagen.graph.schedules`); its result is linted.
+        peak: How far the caller goes after the build (simulate, export), for the memory
+            guard (:mod:`dagen.graph.budget`).
 
     Raises:
         PlanInfeasible: the plan cannot be expanded (an error of the plan rules, a count
-            past the IR's int16 columns, or a graph over ``max_nodes``).
+            past the IR's int16 columns); MemoryLimit when the graph is over ``max_nodes``
+            or the run would not fit in memory.
     """
     return build_pools([(plan.workload.phase.value, plan)], max_nodes=max_nodes,
-                       schedule=schedule, meshes=[mesh])  # fmt: skip
+                       schedule=schedule, meshes=[mesh], peak=peak)  # fmt: skip
 
 
 def build_pools(
@@ -192,6 +199,7 @@ def build_pools(
     max_nodes: int = MAX_NODES,
     schedule: SchedulePass = default_schedule,
     meshes: Sequence[Mesh | None] = (),
+    peak: Peak = Peak.BUILD,
 ) -> Graph:
     """Expand several pools (name, plan) of one deployment and lay them end to end.
 
@@ -221,7 +229,7 @@ def build_pools(
         parts.append(part)
         at = {"rank0": at["rank0"] + mesh.world, "host0": at["host0"] + mesh.hosts,
               "node0": part.pool.node1}  # fmt: skip
-    graph = assemble([plan for _, plan in pools], parts, max_nodes)
+    graph = assemble([plan for _, plan in pools], parts, max_nodes, peak)
     log.info(
         "built %s nodes, %s edges, %s collective instances in %.3f s",
         f"{graph.n_nodes:,}",

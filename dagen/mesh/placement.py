@@ -11,7 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from dagen.errors import MeshError
+from dagen.codes import Code
+from dagen.errors import LayoutFault, MeshError
 from dagen.mesh.ranks import frozen
 
 __all__ = ["expert_placement"]
@@ -105,11 +106,13 @@ def _place_replicas(
         distance = (candidates - home - 1) % ep
         pick = candidates[np.lexsort((distance, slack))][:need]
         if len(pick) < need:
-            raise MeshError(
+            raise LayoutFault(
                 f"expert placement: expert {e} needs {need} redundant replicas on distinct EP "
                 f"ranks other than its owner {home}, but only {len(pick)} such ranks "
                 f"have a free slot (ep = {ep}, experts = {len(owner)}, redundant = "
-                f"{int(copies.sum())}). Fix: lower redundant, raise ep or replicate other experts."
+                f"{int(copies.sum())}). Fix: lower redundant, raise ep or replicate other experts.",
+                Code.PLAN_EXPERT_PLACE,
+                "parallel.redundant_experts",
             )
         free[pick] -= 1
         ranks.append(pick.astype(np.int32))

@@ -51,7 +51,8 @@ from types import MappingProxyType
 import numpy as np
 import numpy.typing as npt
 
-from dagen.errors import MeshError
+from dagen.codes import Code
+from dagen.errors import LayoutFault, MeshError
 from dagen.mesh.grid import attention_grid, expert_grid, groups, index_and_position
 from dagen.plan.model import Convention, ExpertLayout, Model, Parallel, Plan
 
@@ -275,13 +276,15 @@ def _check_shared_pp(
         a = "·".join(before) + " = " + "·".join(str(slots[_ATTENTION][n]) for n in before)
         e = "·".join(names.get(n, n) for n in before)
         e += " = " + "·".join(str(slots[_EXPERT][n]) for n in before)
-        raise MeshError(
+        raise LayoutFault(
             f"parallel.order: with order {'-'.join(order)!r} the slots before pp hold "
             f"{attention} ranks for attention ({a}) but {expert} for experts ({e}), so a "
             "rank's pipeline stage would differ between the two (Megatron-Core asserts they "
             "agree). Fix: put pp last in the order, make the two products equal (e.g. "
             "etp = tp, Megatron's default), or set expert_layout: stage (expert groups "
-            "over each stage's ranks, as vLLM lays them)."
+            "over each stage's ranks, as vLLM lays them).",
+            Code.PLAN_PP_GROUPS,
+            "parallel.order",
         )
 
 

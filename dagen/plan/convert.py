@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dagen.findings import Code, Finding, Origin, problem
+from dagen.findings import Code, Finding, Origin, printable, problem
 from dagen.plan.aliases import ALIASES
 from dagen.plan.claims import Claim
 from dagen.plan.model import RATE_KEYS, Hardware, Mode, Model, Phase, Plan, Workload
+from dagen.plan.numbers import LAYERS_MAX, fmt_number, int_fix, is_int, number_problem
 from dagen.plan.params import parse_count
 from dagen.plan.schema import FieldInfo, FKind, record_fields
 from dagen.plan.ynode import Kind, YNode
@@ -76,38 +76,31 @@ class Context:
 # ------------------------------------------------------------------ scalars
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _int_fix(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return f"write {int(value)} without the decimal point"
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return f"remove the quotes: {value.strip()}"
-    return "write a whole number such as 8"
-
-
-def _fmt(value: float) -> str:
-    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
-
-
 def _bounds(info: FieldInfo, value: float, node: YNode, path: str, ctx: Context) -> Any:
     lo, hi = info.minimum, info.maximum
     if lo is not None and (value <= lo if info.exclusive_minimum else value < lo):
         sign, want = (">", "more than") if info.exclusive_minimum else ("≥", "at least")
-        msg = f"found {_fmt(value)}; expected {want} {_fmt(lo)}"
-        return ctx.bad(Code.P_RANGE, path, node, msg, f"use a value {sign} {_fmt(lo)}")
+        msg = f"found {fmt_number(value)}; expected {want} {fmt_number(lo)}"
+        return ctx.bad(Code.P_RANGE, path, node, msg, f"use a value {sign} {fmt_number(lo)}")
     if hi is not None and value > hi:
-        msg = f"found {_fmt(value)}; expected at most {_fmt(hi)} (a larger {info.name} is a typo, not a model)"
-        return ctx.bad(Code.P_RANGE, path, node, msg, f"use a value ≤ {_fmt(hi)}")
+        msg = f"found {fmt_number(value)}; expected at most {fmt_number(hi)} (a larger {info.name} is a typo, not a model)"
+        return ctx.bad(Code.P_RANGE, path, node, msg, f"use a value ≤ {fmt_number(hi)}")
     return value
 
 
+def _not_finite(node: YNode, path: str, ctx: Context) -> Any:
+    """The problem of inf, NaN or an exponent PyYAML reads as a string; None if none."""
+    hit = number_problem(node.value)
+    return None if hit is None else ctx.bad(hit[0], path, node, hit[1], hit[2])
+
+
 def _int(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
-    if node.kind is not Kind.SCALAR or not _is_int(node.value):
+    if node.kind is not Kind.SCALAR or not is_int(node.value):
+        bad = _not_finite(node, path, ctx) if node.kind is Kind.SCALAR else None
+        if bad is not None:
+            return bad
         msg = f"found {node.describe()}; expected an integer"
-        return ctx.bad(Code.P_TYPE, path, node, msg, _int_fix(node.value))
+        return ctx.bad(Code.P_TYPE, path, node, msg, int_fix(node.value))
     return _bounds(info, node.value, node, path, ctx)
 
 
@@ -118,14 +111,19 @@ def _float(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
         or isinstance(value, bool)
         or not isinstance(value, int | float)
     ):
+        bad = _not_finite(node, path, ctx) if node.kind is Kind.SCALAR else None
+        if bad is not None:
+            return bad
         msg = f"found {node.describe()}; expected a number"
-        fix = "write a number such as 1.5 (without quotes; 1e9 must be written 1.0e9)"
+        fix = "write a number such as 1.5 (without quotes; 1e9 must be written 1.0e+9)"
         return ctx.bad(Code.P_TYPE, path, node, msg, fix)
-    if not math.isfinite(value):
-        msg = f"found {value}; expected a finite number"
-        return ctx.bad(Code.P_RANGE, path, node, msg, "write a finite number")
-    out = _bounds(info, float(value), node, path, ctx)
-    return out if out is BAD else float(value)
+    bad = _not_finite(node, path, ctx)
+    if bad is not None:
+        return bad
+    out = _bounds(info, value, node, path, ctx)
+    if out is not BAD and isinstance(value, int):
+        value = float(value)
+    return out if out is BAD else value
 
 
 def _count(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
@@ -163,7 +161,8 @@ def _str(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
         if issue:
             msg = f"found '{node.value}' ({issue}); expected names from tp, cp, ep, dp, pp, each at most once, joined by '-'"
             return ctx.bad(Code.P_ORDER, path, node, msg, "write e.g. order: tp-cp-ep-dp-pp")
-    return node.value
+    # Control characters never travel on: every output shows them as escapes.
+    return node.value if path.endswith("hf_config") else printable(node.value)
 
 
 def _suggest(word: str, choices: list[str]) -> str:
@@ -198,12 +197,14 @@ def _int_tuple(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
     out = []
     for i, item in enumerate(node.items):
         sub = join(path, str(i))
-        if item.kind is not Kind.SCALAR or not _is_int(item.value):
+        if item.kind is not Kind.SCALAR or not is_int(item.value):
             msg = f"found {item.describe()}; expected an integer"
-            out.append(ctx.bad(Code.P_TYPE, sub, item, msg, _int_fix(item.value)))
-        elif item.value < 0:
-            msg = f"found {item.value}; expected at least 0"
-            out.append(ctx.bad(Code.P_RANGE, sub, item, msg, "use a count ≥ 0"))
+            out.append(ctx.bad(Code.P_TYPE, sub, item, msg, int_fix(item.value)))
+        elif not 0 <= item.value <= LAYERS_MAX:
+            msg = f"found {fmt_number(item.value)}; expected a count ≥ 0 and ≤ {LAYERS_MAX:,}"
+            out.append(
+                ctx.bad(Code.P_RANGE, sub, item, msg, f"use a count from 0 to {LAYERS_MAX:,}")
+            )
         else:
             out.append(item.value)
     return BAD if BAD in out else tuple(out)
@@ -217,7 +218,7 @@ def _dtype_map(info: FieldInfo, node: YNode, path: str, ctx: Context) -> Any:
     if not node.entries:
         return ctx.bad(Code.P_MISSING, path, node, "found no entry", "give at least bf16")
     out: dict[str, Any] = {}
-    number = dataclasses.replace(info, minimum=0, maximum=None, exclusive_minimum=True)
+    number = dataclasses.replace(info, minimum=0, exclusive_minimum=True)
     for key, child in node.entries.items():
         if key not in names:
             line, col = node.keys[key]

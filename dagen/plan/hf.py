@@ -10,7 +10,7 @@ classes in huggingface/transformers ``src/transformers/models/*/configuration_*.
 * ``llama``, ``mistral``, ``qwen2``, ``qwen3`` (dense): ``num_hidden_layers`` →
   layers, ``hidden_size``, ``num_attention_heads`` → heads, ``num_key_value_heads``
   → kv_heads, ``head_dim``, ``intermediate_size`` → ffn_size, ``vocab_size``,
-  ``tie_word_embeddings`` → tied_embeddings, ``torch_dtype`` (or ``dtype``) → dtype;
+  ``tie_word_embeddings`` → tied_embeddings, ``max_position_embeddings``, ``torch_dtype`` (or ``dtype``) → dtype;
 * ``mixtral``: also ``num_local_experts`` → moe.experts, ``num_experts_per_tok`` →
   moe.top_k, and ``intermediate_size`` is each expert's FFN;
 * ``qwen3_moe``, ``qwen2_moe``: ``num_experts``, ``num_experts_per_tok``,
@@ -39,9 +39,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dagen.plan.files import Refused, read_limited
+
 __all__ = ["FAMILIES", "HfModel", "read_hf_config"]
 
 _MAX_BYTES = 1 << 20
+_MAX_DEPTH = 64
+"""JSON nesting reported as too deep (a config.json nests two or three levels)."""
 
 _COMMON = {
     "layers": "num_hidden_layers",
@@ -54,6 +58,7 @@ _OPTIONAL = {
     "kv_heads": "num_key_value_heads",
     "head_dim": "head_dim",
     "tied_embeddings": "tie_word_embeddings",
+    "max_position_embeddings": "max_position_embeddings",
 }
 _DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "float8_e4m3fn": "fp8"}
 _ARCHITECTURES = {
@@ -195,10 +200,11 @@ def _model_type(cfg: dict[str, Any]) -> str | None:
 def _read_json(path: Path) -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
     where = "download it yourself (dagen never downloads) and give its path relative to the plan"
     try:
-        size = path.stat().st_size
-        if size > _MAX_BYTES:
-            return None, (f"{path} is {size:,} bytes; a config.json is a few KB", where)
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_limited(path, _MAX_BYTES).decode("utf-8"))
+    except Refused as exc:
+        if exc.size is not None:
+            return None, (f"{path} is {exc.size:,} bytes; a config.json is a few KB", where)
+        return None, (exc.reason, exc.fix)
     except FileNotFoundError:
         return None, (f"no file {path}", where)
     except (OSError, UnicodeDecodeError) as exc:
@@ -206,9 +212,39 @@ def _read_json(path: Path) -> tuple[dict[str, Any] | None, tuple[str, str] | Non
     except json.JSONDecodeError as exc:
         msg = f"{path} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         return None, (msg, "give the model's config.json as published")
+    except RecursionError:
+        line, col = _too_deep_at(path)
+        msg = f"{path} nests JSON more than {_MAX_DEPTH} levels deep at line {line} column {col}"
+        return None, (msg, "give the model's config.json as published (a few levels deep)")
+    except ValueError as exc:  # e.g. an integer past Python's digit limit
+        return None, (
+            f"{path} holds a value dagen cannot read: {exc}",
+            "give the model's config.json as published",
+        )
     if not isinstance(data, dict):
         return None, (f"{path} holds a JSON {type(data).__name__}, not an object", where)
     return data, None
+
+
+def _too_deep_at(path: Path) -> tuple[int, int]:
+    """Line and column where the JSON at ``path`` first nests past :data:`_MAX_DEPTH`."""
+    text = read_limited(path, _MAX_BYTES).decode("utf-8", errors="replace")
+    depth, quoted, escaped, line, col = 0, False, False, 1, 0
+    for ch in text:
+        col += 1
+        if ch == "\n":
+            line, col = line + 1, 0
+        elif quoted:
+            escaped, quoted = (not escaped and ch == "\\"), quoted and (escaped or ch != '"')
+        elif ch == '"':
+            quoted = True
+        elif ch in "[{":
+            depth += 1
+            if depth > _MAX_DEPTH:
+                return line, col
+        elif ch in "]}":
+            depth -= 1
+    return line, col
 
 
 def read_hf_config(path: Path) -> HfModel:

@@ -36,13 +36,15 @@ from pathlib import Path
 from typing import Any
 
 from dagen.errors import PlanError
-from dagen.findings import Code, Finding, Origin, problem
+from dagen.findings import Code, Finding, Origin, printable, problem
 from dagen.plan.convert import BAD, Context, convert_record, join
+from dagen.plan.files import Refused, read_limited
 from dagen.plan.hf import read_hf_config
 from dagen.plan.model import Plan
 from dagen.plan.presets import PRESETS
+from dagen.plan.products import product_problems
 from dagen.plan.variant import Override, flag_origins, overlay, override_node
-from dagen.plan.yamlsrc import compose_text, too_large
+from dagen.plan.yamlsrc import MAX_BYTES, compose_text, too_large
 from dagen.plan.ynode import Kind, YNode, plain
 
 __all__ = ["flag_comments", "load_plan", "load_plan_root", "load_plan_text"]
@@ -57,10 +59,10 @@ def load_plan(path: str | os.PathLike[str], overrides: Sequence[Override] | None
     p = Path(path)
     source = str(p)
     try:
-        big = too_large(p.stat().st_size)
-        if big is not None:  # refuse before reading a byte of it
-            raise PlanError([big], source)
-        text = p.read_text(encoding="utf-8")
+        text = read_limited(p, MAX_BYTES).decode("utf-8")
+    except Refused as exc:
+        big = too_large(exc.size) if exc.size is not None else None
+        raise PlanError([big or _file_problem(exc.reason, exc.fix)], source) from None
     except FileNotFoundError:
         problem = _file_problem(f"no plan file at {source}", "check the path")
         raise PlanError([problem], source) from None
@@ -73,6 +75,13 @@ def load_plan(path: str | os.PathLike[str], overrides: Sequence[Override] | None
             [_file_problem(msg, "check the path and its permissions")], source
         ) from None
     return load_plan_text(text, source=source, base_dir=p.parent, overrides=overrides)
+
+
+def _first_at_each(problems: list[Finding]) -> list[Finding]:
+    """Drop the ``found null`` a value the parser could not read leaves behind: the
+    parser's own problem (P-TAG, P-RANGE) at the same path says it."""
+    unread = {p.path for p in problems if p.code in (Code.P_TAG, Code.P_RANGE)}
+    return [p for p in problems if not (p.code == Code.P_TYPE and p.path in unread)]
 
 
 def _file_problem(message: str, fix: str) -> Finding:
@@ -139,10 +148,13 @@ def load_plan_root(
         plan = dataclasses.replace(plan, alternatives=_alternatives(root, plan, base, ctx))
     flags = flag_comments(text)
     if ctx.problems or plan is BAD:
-        raise PlanError([_flagged(p, flags) for p in ctx.problems], source)
+        raise PlanError([_flagged(p, flags) for p in _first_at_each(ctx.problems)], source)
     written = {k: _flag_origin(v, flags) for k, v in ctx.locations.items()}
     locations = dict(sorted({**written, **flag_origins(overrides or ())}.items()))
-    out: Plan = dataclasses.replace(plan, source=source, locations=locations)
+    out: Plan = dataclasses.replace(plan, source=printable(source), locations=locations)
+    overflow = product_problems(out)
+    if overflow:
+        raise PlanError(overflow, source)
     return out
 
 

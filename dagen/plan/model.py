@@ -114,7 +114,7 @@ class Moe:
         "The first k layers are dense (DeepSeek-V3: first_k_dense_replace = 3).",
         default=0,
         minimum=0,
-        maximum=100000,
+        maximum=32767,
     )
     moe_layer_freq: int = spec(
         "Every n-th layer is MoE, counting from 1 (Llama-4 Maverick: 2 → layers 1, 3, 5, …).",
@@ -153,7 +153,7 @@ class Model:
     """The transformer being deployed."""
 
     name: str = spec("Model name, shown in outputs.")
-    layers: int = spec("Transformer layers.", minimum=1, maximum=100000)
+    layers: int = spec("Transformer layers (int16 in the graph).", minimum=1, maximum=32767)
     hidden_size: int = spec("Model (residual) width.", minimum=1, maximum=_BIG)
     heads: int = spec("Attention (query) heads.", minimum=1, maximum=65536)
     kv_heads: int = spec(
@@ -178,6 +178,10 @@ class Model:
         unit="parameters",
         minimum=1,
     )
+    max_position_embeddings: int | None = spec(
+        "Longest context (prompt + generated tokens); none: unchecked.", default=None,
+        unit="tokens", minimum=1, maximum=1 << 30,
+    )  # fmt: skip
     hf_config: str | None = spec(
         "Path to a local Hugging Face config.json to read the model from (never downloaded).",
         default=None,

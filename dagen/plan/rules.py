@@ -23,8 +23,9 @@ from dagen.findings import Code, Finding, Severity
 from dagen.plan.model import Convention, Plan
 from dagen.plan.overlap_rules import overlap_findings
 from dagen.plan.params import count_params, format_count
+from dagen.plan.seq_rules import sequence_findings
 from dagen.plan.split_rules import layer_findings
-from dagen.plan.world import finding, world_findings
+from dagen.plan.world import ep_fix, finding, order_findings, readings, world_findings
 
 __all__ = ["BUILDABLE_CODES", "RULES", "blocking", "plan_findings"]
 
@@ -161,6 +162,17 @@ def _moe_on_dense(plan: Plan) -> list[Finding]:
     return out
 
 
+def _ep_fix(plan: Plan) -> str:
+    """ep values dividing both the expert slots and the GPUs of a stage (under megatron a
+    stage is world/pp; under orthogonal ep is its own axis, so only the slots bind)."""
+    par, moe = plan.parallel, plan.model.moe
+    assert moe is not None
+    r = readings(par)[par.convention]
+    slots = moe.experts + par.redundant_experts
+    stage = r.stage if par.convention is Convention.MEGATRON else slots * par.etp
+    return ep_fix(par, stage, moe.experts, par.redundant_experts)
+
+
 def _experts(plan: Plan) -> list[Finding]:
     moe, par = plan.model.moe, plan.parallel
     if moe is None:
@@ -175,11 +187,11 @@ def _experts(plan: Plan) -> list[Finding]:
     data = {"experts": moe.experts, "redundant": par.redundant_experts, "ep": par.ep}
     if par.ep > total:
         msg = f"ep={par.ep} is more than the {spelled} experts of a layer; some EP ranks would hold none"
-        fix = f"use ep ∈ {_set(_divisors(total))}"
+        fix = _ep_fix(plan)
         out.append(finding(plan, Code.PLAN_EP_EXPERTS, ERROR, "parallel.ep", msg, fix, **data))
     elif total % par.ep:
         msg = f"{spelled} experts do not split over ep={par.ep} ({total} / {par.ep} = {total / par.ep:g} per rank)"
-        fix = f"use ep ∈ {_set(_divisors(total))}, or redundant experts making the total a multiple of {par.ep}"
+        fix = _ep_fix(plan)
         out.append(finding(plan, Code.PLAN_EXPERTS_EP, ERROR, "parallel.ep", msg, fix, **data))
     if moe.top_k > moe.experts:
         msg = f"top_k {moe.top_k} is more than the {moe.experts} experts"
@@ -345,10 +357,12 @@ RULES: tuple[Callable[[Plan], list[Finding]], ...] = (
     _experts,
     world_findings,
     _order,
+    order_findings,
     layer_findings,
     _batch,
     overlap_findings,
     _cp,
+    sequence_findings,
     _decode,
     _params,
     _fp8,
@@ -362,11 +376,14 @@ def plan_findings(plan: Plan) -> list[Finding]:
     return [f for rule in RULES for f in rule(plan)]
 
 
-BUILDABLE_CODES = frozenset({Code.PLAN_PARAMS, Code.PLAN_LAYERS_SPLIT, Code.PLAN_PP_LAYERS})
+BUILDABLE_CODES = frozenset(
+    {Code.PLAN_PARAMS, Code.PLAN_LAYERS_SPLIT, Code.PLAN_PP_LAYERS, Code.PLAN_CONTEXT}
+)
 """Errors that leave the layout well defined, so the graph is still built, checked and
 priced: a wrong declared parameter count is a claim, like a target; an uneven layer
 split (Megatron refuses it) is laid out by vLLM's rule (:func:`dagen.plan.split.even_split`),
-and more stages than layers leaves some stages empty (``GRAPH-IDLE-RANK`` says which)."""
+and more stages than layers leaves some stages empty (``GRAPH-IDLE-RANK`` says which); a
+context past the model's maximum is a claim the model cannot keep, not a layout fault."""
 
 
 def blocking(findings: list[Finding]) -> list[Finding]:

@@ -75,6 +75,12 @@ SECTIONS: tuple[tuple[str, type[Any]], ...] = (
 """Every record of a plan and the YAML path where it sits."""
 
 
+NUMBER_CAP = 1e15
+"""The largest value of a numeric field that sets no maximum of its own (a bandwidth, a
+target, a memory size): past it a value is a typo, and products of such values stay
+far inside float64 and int64 (docs/plan-format.md, "Bounds")."""
+
+
 class FKind(enum.StrEnum):
     """The shapes a plan field's value can take."""
 
@@ -135,7 +141,7 @@ class FieldInfo:
         if self.maximum is not None:
             parts.append(f"≤ {_num(self.maximum)}")
         if self.kind is FKind.INT_TUPLE:
-            parts.append("items ≥ 0")
+            parts.append("items ≥ 0, ≤ 32,767")
         return ", ".join(parts)
 
     def default_text(self) -> str:
@@ -195,6 +201,13 @@ def _kind_of(tp: Any) -> tuple[FKind, type[Any] | None]:
 _FIELDS: dict[type[Any], tuple[FieldInfo, ...]] = {}
 
 
+def _maximum(kind: FKind, given: float | None) -> float | None:
+    """A numeric field's own maximum, else :data:`NUMBER_CAP`."""
+    if given is not None or kind not in (FKind.INT, FKind.FLOAT, FKind.COUNT, FKind.DTYPE_MAP):
+        return given
+    return NUMBER_CAP
+
+
 def record_fields(cls: type[Any]) -> tuple[FieldInfo, ...]:
     """The user-facing fields of a plan record, in declaration order.
 
@@ -231,7 +244,7 @@ def _read_fields(cls: type[Any]) -> tuple[FieldInfo, ...]:
                 doc=str(meta.get("doc", "")),
                 unit=str(meta.get("unit", "")),
                 minimum=meta.get("minimum"),
-                maximum=meta.get("maximum"),
+                maximum=_maximum(kind, meta.get("maximum")),
                 exclusive_minimum=bool(meta.get("exclusive_minimum", False)),
                 derived=bool(meta.get("derived", False)),
                 enum=sub if kind is FKind.ENUM else None,

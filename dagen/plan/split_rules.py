@@ -17,13 +17,36 @@ __all__ = ["layer_findings"]
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
 
 
+def _megatron_balanced(layers: int, pp: int) -> str | None:
+    """first/last_stage_layers (Megatron: the middle stages take equal shares) that keep
+    every stage within one layer of every other, if any do."""
+    q = layers // pp
+    for m in (q, q + 1, q - 1):
+        if m < 1:
+            continue
+        first = layers - (pp - 1) * m
+        if pp > 1 and first > 0 and abs(first - m) <= 1 and first != m:
+            return f"first_stage_layers: {first} (the other {pp - 1} stages take {m} each)"
+        for f in (m - 1, m + 1):
+            last = layers - f - (pp - 2) * m
+            if pp > 2 and f > 0 and last > 0 and max(f, m, last) - min(f, m, last) <= 1:
+                return (
+                    f"first_stage_layers: {f} and last_stage_layers: {last} (the middle "
+                    f"{pp - 2} stages take {m} each)"
+                )
+    return None
+
+
 def _split_fix(layers: int, pp: int) -> str:
+    """A split whose stages differ by at most one layer: ``layers_per_stage``, and
+    Megatron's first/last_stage_layers when they can balance it (61 layers on PP16 are
+    4·13 + 3·3; Megatron's equal middle stages cannot hold that, so none is offered)."""
     q, r = divmod(layers, pp)
     stages = [q + 1] * r + [q] * (pp - r)
-    first = layers - (pp - 1) * q
     text = f"set layers_per_stage: [{', '.join(map(str, stages))}]"
-    if pp > 1 and q > 0:
-        text += f", or first_stage_layers: {first} (Megatron: the other {pp - 1} stages take ({layers} − {first}) / {pp - 1} = {q} each)"
+    edge = _megatron_balanced(layers, pp) if pp > 1 and q > 0 else None
+    if edge:
+        text += f", or {edge}"
     return text
 
 

@@ -31,9 +31,9 @@ from typing import Any
 
 from dagen.findings import Code, Finding, Severity
 from dagen.findings import finding as make_finding
-from dagen.plan.model import Convention, Parallel, Plan
+from dagen.plan.model import Convention, ExpertLayout, Parallel, Plan
 
-__all__ = ["Reading", "finding", "readings", "world_findings"]
+__all__ = ["Reading", "ep_fix", "finding", "order_findings", "readings", "world_findings"]
 
 
 def finding(
@@ -138,16 +138,49 @@ def _dp_for(par: Parallel, world: int, conv: Convention) -> str | None:
     return text + ")"
 
 
-def _fold_fix(par: Parallel, r: Reading, experts: int | None) -> str:
-    ee_max = r.stage // par.etp if r.stage % par.etp == 0 else 0
-    eps = [
-        d for d in range(1, ee_max + 1) if ee_max % d == 0 and (experts is None or experts % d == 0)
-    ]
+def _redundant_options(experts: int, eps: list[int], best: int) -> list[str]:
+    """``ep=E with R redundant experts (S slots, k per rank)`` for the widest ep above
+    ``best`` that a few redundant experts (at most a quarter of the experts, one per rank
+    at most) make divide the slots, as DeepSeek-V3 does (256 + 32 on EP32's 288 slots)."""
+    out = []
+    for ep in sorted(eps, reverse=True):
+        extra = -experts % ep
+        if ep <= best or extra == 0 or extra > experts // 4 or extra >= ep:
+            continue
+        total = experts + extra
+        out.append(
+            f"ep={ep} with redundant_experts: {extra} ({experts} + {extra} = {total} slots, "
+            f"{total // ep} per rank)"
+        )
+        if len(out) == 2:
+            break
+    return out
+
+
+def ep_fix(par: Parallel, stage: int, experts: int | None, redundant: int = 0) -> str:
+    """The ep values that divide both the expert slots and a stage's GPUs (``stage / etp``),
+    and redundant-expert counts that open wider ones.
+
+    >>> ep_fix(Parallel(ep=3), 16, 60)
+    'use ep ∈ {1, 2, 4}, or ep=16 with redundant_experts: 4 (60 + 4 = 64 slots, 4 per rank); or ep=8 with redundant_experts: 4 (60 + 4 = 64 slots, 8 per rank)'
+    """
+    room = stage // par.etp if stage % par.etp == 0 else 0
+    fits = [d for d in range(1, room + 1) if room % d == 0]
+    total = None if experts is None else experts + redundant
+    eps = [d for d in fits if total is None or total % d == 0]
+    text = f"use ep ∈ {{{', '.join(map(str, eps))}}}" if eps else "lower ep·etp"
+    if experts is None:
+        return text
+    extra = _redundant_options(experts, fits, max(eps, default=0))
+    return f"{text}, or {'; or '.join(extra)}" if extra else text
+
+
+def _fold_fix(par: Parallel, r: Reading, experts: int | None, redundant: int = 0) -> str:
     per_stage = par.tp * par.cp * (par.ep if r.convention is Convention.ORTHOGONAL else 1)
     need = math.lcm(per_stage, par.ep * par.etp) // per_stage
     dp = -(-par.dp // need) * need
-    text = f"use ep ∈ {{{', '.join(map(str, eps))}}}" if eps else "lower ep·etp"
-    return f"{text}, or raise dp to {dp} so a stage holds a multiple of ep·etp = {par.ep * par.etp} GPUs"
+    text = ep_fix(par, r.stage, experts, redundant)
+    return f"{text}; or raise dp to {dp} so a stage holds a multiple of ep·etp = {par.ep * par.etp} GPUs"
 
 
 def _world_fix(
@@ -158,7 +191,7 @@ def _world_fix(
     if rs[other].consistent and par.world_size is not None:
         return switch
     if par.world_size is None and not rs[own].fold_ok:
-        fold = _fold_fix(par, rs[own], experts)
+        fold = _fold_fix(par, rs[own], experts, par.redundant_experts)
         return f"{fold}; or {switch}" if rs[other].consistent else fold
     target = par.world_size if par.world_size is not None else rs[own].world
     fixes = []
@@ -171,7 +204,7 @@ def _world_fix(
     if fixes:
         return f"for {target} GPUs " + "; or ".join(fixes)
     if not rs[own].fold_ok:
-        return _fold_fix(par, rs[own], experts)
+        return _fold_fix(par, rs[own], experts, par.redundant_experts)
     return f"choose degrees whose product is {target}, or set world_size: {rs[own].world}"
 
 
@@ -215,3 +248,32 @@ def world_findings(plan: Plan) -> list[Finding]:
         ]
     msg = f"ep·etp does not divide the GPUs of a pipeline stage: {explained}"
     return [finding(plan, Code.PLAN_EP_STAGE, Severity.ERROR, "parallel.ep", msg, fix, **data)]
+
+
+def order_findings(plan: Plan) -> list[Finding]:
+    """``PLAN-ORDER-EDP``: Megatron-Core's rule that, with pp > 1 not last in the order,
+    the expert data-parallel degree equals the attention's (``initialize_model_parallel``
+    in megatron/core/parallel_state.py: "When not using pp-last rank ordering, the data
+    parallel size of the attention and moe layers must be the same")."""
+    par = plan.parallel
+    if plan.model.moe is None or par.pp == 1 or par.expert_layout is not ExpertLayout.MEGATRON:
+        return []
+    if par.order.lower().split("-")[-1] == "pp" or not readings(par)[par.convention].fold_ok:
+        return []
+    dp, edp = par.attn_dp(), par.edp()
+    if dp == edp:
+        return []
+    world = par.world()
+    msg = (
+        f"the order '{par.order}' does not put pp last, so Megatron-Core requires expert DP = "
+        f"DP; here edp = world/(etp·ep·pp) = {world}/({par.etp}·{par.ep}·{par.pp}) = {edp} but "
+        f'dp = {dp} ("When not using pp-last rank ordering, the data parallel size of the '
+        'attention and moe layers must be the same")'
+    )
+    fix = (
+        "put pp last in parallel.order (e.g. tp-cp-ep-dp-pp), or choose ep·etp = tp·cp so edp = dp"
+    )
+    return [
+        finding(plan, Code.PLAN_ORDER_EDP, Severity.ERROR, "parallel.order", msg, fix,
+                dp=dp, edp=edp)
+    ]  # fmt: skip

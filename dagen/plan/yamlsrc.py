@@ -222,7 +222,14 @@ class _Composer:
         try:
             return self.constructor.construct_object(yaml.ScalarNode(tag, text))
         except (ConstructorError, ValueError) as exc:
-            msg = f"cannot read {text!r} as {tag.removeprefix(_CORE)}: {exc}"
+            digits = sum(c.isdigit() for c in text)
+            if tag.endswith(":int") and digits > 24:  # past Python's int digit limit
+                msg = f"found a {digits:,}-digit integer ({text[:6]}…); no field takes one"
+                fix = "write a value within the field's bounds (docs/plan-format.md)"
+                self.problems.append(_at(Code.P_RANGE, self._path(), line, column, msg, fix))
+                return None
+            shown = text if len(text) <= 40 else f"{text[:40]}…"
+            msg = f"cannot read {shown!r} as {tag.removeprefix(_CORE)}: {str(exc)[:200]}"
             self.problems.append(_at(Code.P_TAG, self._path(), line, column, msg, _UNTAG))
             return None
 

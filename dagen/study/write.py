@@ -10,13 +10,11 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from dagen.errors import ExportError
+from dagen.plan.files import replace_file
 from dagen.study.search import SearchResult
 
 __all__ = ["FRONTIER_FORMATS", "frontier_format", "write_frontier"]
@@ -50,22 +48,12 @@ def _render(result: SearchResult, fmt: str) -> bytes:
 
 
 def _atomic(path: Path, data: bytes) -> None:
-    parent = path.parent if str(path.parent) else Path(".")
     try:
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
+        replace_file(path, data)
     except OSError as exc:
         raise ExportError(
-            f"-o {path}: cannot write there ({exc.strerror}). Fix: pick a writable directory"
+            f"-o {path}: cannot write it ({exc.strerror}). Fix: pick a writable directory"
         ) from exc
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(temp, 0o644)  # mkstemp makes it 0600; outputs are for reading
-        os.replace(temp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise ExportError(f"-o {path}: cannot write it ({exc.strerror})") from exc
 
 
 def write_frontier(result: SearchResult, paths: Sequence[Path]) -> None:

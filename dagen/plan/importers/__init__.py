@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from types import MappingProxyType
 
 from dagen.errors import FlagError
 from dagen.findings import Finding
+from dagen.plan.files import replace_file
 from dagen.plan.importers import megatron, sglang, vllm
 from dagen.plan.importers.draft import Draft, Facts, Traced, model_facts, render
 from dagen.plan.importers.flags import Flag, Given, parse
@@ -111,12 +111,7 @@ def write_plan(output: Path, text: str) -> None:
     Raises:
         FlagError: on ``-o``, when the file cannot be written.
     """
-    fd, temp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(temp, 0o644)
-        os.replace(temp, output)
+        replace_file(output, text.encode("utf-8"))
     except OSError as exc:
-        Path(temp).unlink(missing_ok=True)
         raise FlagError(f"-o {output}: cannot write: {exc.strerror or exc}.") from None
