@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dagen.findings import Origin
-from dagen.plan.claims import Claim, Metric
+from dagen.plan.claims import Claim, Metric, Targets
 from dagen.plan.fields import spec
 from dagen.plan.formats import RATE_KEYS, WIDER, DType, Formats, Precision
 from dagen.plan.runtime import (
@@ -335,63 +335,6 @@ class Hardware:
             if key in table:
                 return table[key]
         return 0.0
-
-
-@dataclass(**_RECORD)
-class Targets:
-    """Claims the plan makes, checked against estimates. All optional."""
-
-    ttft_s: float | None = spec(
-        "Time to first token at most.", default=None, unit="s", minimum=0, exclusive_minimum=True
-    )
-    tpot_ms: float | None = spec(
-        "Time per output token at most.", default=None, unit="ms", minimum=0, exclusive_minimum=True
-    )
-    tokens_per_s_per_gpu: float | None = spec(
-        "Throughput per GPU at least (100 tokens/ms = 100000).",
-        default=None,
-        unit="tokens/s",
-        minimum=0,
-        exclusive_minimum=True,
-    )
-    tokens_per_s: float | None = spec(
-        "Total throughput at least.",
-        default=None,
-        unit="tokens/s",
-        minimum=0,
-        exclusive_minimum=True,
-    )
-    max_memory_fraction: float | None = spec(
-        "Peak memory per GPU at most this fraction of capacity.",
-        default=None,
-        minimum=0,
-        maximum=1,
-        exclusive_minimum=True,
-    )
-    gpu_utilization: float | None = spec(
-        "GPU utilisation at least: compute-stream busy time over the makespan, mean over GPUs.",
-        default=None, minimum=0, maximum=1, exclusive_minimum=True,
-    )  # fmt: skip
-    mfu: float | None = spec(
-        "Model FLOPs utilisation at least: model FLOPs per second over every GPU's peak.",
-        default=None, minimum=0, maximum=1, exclusive_minimum=True,
-    )  # fmt: skip
-    max_comm_share: float | None = spec(
-        "Communication on the critical path at most this fraction of the step.",
-        default=None, minimum=0, maximum=1,
-    )  # fmt: skip
-    memory_per_gpu_gb: float | None = spec(
-        "A stated memory use per GPU (fullest GPU), in decimal GB, to agree with the estimate.",
-        default=None, unit="GB", minimum=0, exclusive_minimum=True,
-    )  # fmt: skip
-    memory_per_gpu_gib: float | None = spec(
-        "The same in GiB (2³⁰ bytes); give one of the two.",
-        default=None, unit="GiB", minimum=0, exclusive_minimum=True,
-    )  # fmt: skip
-    memory_tolerance: float = spec(
-        "How far the stated memory may be from the estimate and still agree (0.1 = 10 %).",
-        default=0.1, minimum=0, maximum=1,
-    )  # fmt: skip
 
 
 @dataclass(**_RECORD)
