@@ -21,6 +21,7 @@ import numpy as np
 from dagen.export.base import ExportContext
 from dagen.export.dotkit import digraph, label, text
 from dagen.export.fold import fold_stages
+from dagen.export.mdhead import verdict
 from dagen.export.overview import overview
 from dagen.export.summary import human_bytes
 from dagen.graph.algo import drop_nodes
@@ -53,10 +54,15 @@ def pool_graph(graph: Graph, p: int) -> Graph:
 
 
 def pools_headline(ctx: ExportContext) -> list[str]:
-    """Title lines: the deployment, each pool's layout and units, the transfer."""
+    """Title lines: the verdict (as a single plan's picture has it), the deployment,
+    each pool's layout and units, the rate match."""
     g = ctx.graph
     m = g.model
-    lines = [f"{text(g.name)}: {text(m.name)}, {m.layers} layers; disaggregated prefill/decode"]
+    mark, said = verdict(ctx.findings, True, ctx.estimate)
+    lines = [
+        f"{text(g.name)}: {mark} {said}",
+        f"{text(m.name)}, {m.layers} layers; disaggregated prefill/decode",
+    ]
     for pool in g.pools:
         s, w = pool.mesh.sizes, pool.workload
         lines.append(f"{pool.name}: {pool.units} unit(s) × {pool.world} GPUs = TP{s['tp']}·"
