@@ -168,6 +168,8 @@ def estimate(
     cost_model: CostModel | None = None,
     *,
     meter: Meter | None = None,
+    schedule: Schedule | None = None,
+    rank_of: I64 | None = None,
 ) -> Estimate:
     """Price every node of ``graph`` with ``cost_model``, simulate its schedule, and
     report memory, latency, throughput and utilisation.
@@ -177,6 +179,10 @@ def estimate(
         hardware: Price every pool on this hardware instead.
         cost_model: Default :func:`dagen.cost.default_cost_model` (the roofline).
         meter: ``meter(done, total)`` follows the schedule simulation, the long part.
+        schedule: A schedule of ``graph`` already simulated (``dagen.study.symmetry``
+            simulates many quotient graphs at once); ``cost_model`` then only names it.
+        rank_of: int64 ``[world]``: the rank whose times each rank shares, when ``graph``
+            holds one rank per symmetric group (:func:`dagen.cost.usage.utilisation`).
 
     The verdicts on a plan's claims are the plan's business: :func:`judge_estimate`.
 
@@ -191,9 +197,9 @@ def estimate(
     """
     graph = _with_hardware(graph, hardware)
     model = cost_model or default_cost_model()
-    sched: Schedule = simulate(graph, node_seconds(model, graph), meter)
+    sched = simulate(graph, node_seconds(model, graph), meter) if schedule is None else schedule
     memory = memory_report(graph)
-    busy, bubble = utilisation(graph, sched)
+    busy, bubble = utilisation(graph, sched, rank_of)
     pools = _pool_figures(graph, sched)
     rate = graph.n_nodes / sched.wall_s if sched.wall_s > 0 else float("inf")
     log.info(

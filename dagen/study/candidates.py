@@ -17,8 +17,7 @@ import logging
 import math
 from dataclasses import dataclass
 
-from dagen.api import analyse
-from dagen.cost import estimate, figures, model_for
+from dagen.cost import Estimate, estimate, figures, model_for
 from dagen.cost.metrics import Figures
 from dagen.errors import DagenError, PlanInfeasible
 from dagen.findings import Code, Finding, Severity
@@ -34,9 +33,9 @@ __all__ = [
     "SearchSpaceTooLarge",
     "Status",
     "check_budget",
-    "check_fully",
     "estimate_one",
     "layout_errors",
+    "priced",
     "search_space",
     "weight_floor",
 ]
@@ -87,7 +86,8 @@ class Candidate:
     checked: bool = False
     """Built and graph-checked in full (one of the best ``top``)."""
     replicas_priced: int = 0
-    """GPUs of the graph that was simulated (fewer than the world: replicas thinned)."""
+    """Ranks that were simulated: one per symmetric group of the representative
+    replicas (docs/search.md); the whole world for a candidate checked in full."""
 
     @property
     def ok(self) -> bool:
@@ -180,21 +180,26 @@ def check_budget(alive: list[tuple[Layout, Plan]], size: int, budget_s: float) -
 
 
 def estimate_one(lay: Layout, plan: Plan) -> Candidate:
-    """Build and simulate the representative of ``plan``; no graph checks."""
+    """Build and simulate the representative of ``plan`` whole; no graph checks (what
+    :func:`dagen.study.estimates.estimate_all` falls back on)."""
     rep, k = representative(plan)
     try:
         graph = build_graph(rep)
     except PlanInfeasible as exc:
         return Candidate(layout=lay, status=Status.BUILD, reason=str(exc).splitlines()[0])
     est = estimate(graph, cost_model=model_for(rep))
-    fig = _scaled(figures(rep, est), k)
+    return priced(lay, est, figures(rep, est), k, rep.parallel.world())
+
+
+def priced(lay: Layout, est: Estimate, fig: Figures, k: int, ranks: int) -> Candidate:
+    """The candidate of an estimate of its representative replicas (``k`` of them stand
+    for the world; ``ranks`` were simulated), pruned if its memory overflows a GPU."""
+    fig = _scaled(fig, k)
     if est.memory.peak_fraction > 1.0:
         cap = est.memory.capacity_bytes
         why = f"needs {fig.memory_gib * 2**30 / 1e9:.3g} GB of a GPU's {cap / 1e9:.3g} GB"
         return Candidate(layout=lay, status=Status.MEMORY, reason=why, figures=fig)
-    return Candidate(
-        layout=lay, status=Status.ESTIMATED, figures=fig, replicas_priced=rep.parallel.world()
-    )
+    return Candidate(layout=lay, status=Status.ESTIMATED, figures=fig, replicas_priced=ranks)
 
 
 def _scaled(fig: Figures, k: int) -> Figures:
@@ -202,16 +207,3 @@ def _scaled(fig: Figures, k: int) -> Figures:
     if k == 1:
         return fig
     return dataclasses.replace(fig, world=fig.world * k, tokens_per_s=fig.tokens_per_s * k)
-
-
-def check_fully(cand: Candidate, plan: Plan) -> Candidate:
-    """Build, check and estimate the whole graph of a candidate (:func:`dagen.api.analyse`)."""
-    result = analyse(plan)
-    errors = [
-        f for f in result.findings if f.severity is Severity.ERROR and f.code.startswith("GRAPH-")
-    ]
-    if errors or result.estimate is None:
-        why = f"{errors[0].code}: {errors[0].message}" if errors else "the graph was not estimated"
-        return dataclasses.replace(cand, status=Status.CHECKS, reason=why, checked=True)
-    fig = figures(plan, result.estimate)
-    return dataclasses.replace(cand, figures=fig, checked=True, replicas_priced=fig.world)

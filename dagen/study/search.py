@@ -35,11 +35,10 @@ from dagen.study.candidates import (
     Candidate,
     Status,
     check_budget,
-    check_fully,
-    estimate_one,
     layout_errors,
     search_space,
 )
+from dagen.study.estimates import check_fully, estimate_all
 from dagen.study.frontier import Point, at_least, pareto
 from dagen.study.space import AXES, Layout, Only, layout_of
 
@@ -239,15 +238,6 @@ def _best_first(cands: list[Candidate], ranked: Metric) -> list[Candidate]:
     return sorted(cands, key=lambda c: rank_key(c, ranked))
 
 
-def _estimate_all(alive: list[tuple[Layout, Plan]], meter: Meter | None) -> list[Candidate]:
-    out = []
-    for i, (lay, plan) in enumerate(alive):
-        out.append(estimate_one(lay, plan))
-        if meter is not None:
-            meter("estimating candidates", i + 1, len(alive))
-    return out
-
-
 def _check_top(
     cands: list[Candidate], plans: Mapping[Layout, Plan], ranked: Metric, top: int,
     slo: Mapping[Metric, float], meter: Meter | None,
@@ -287,7 +277,7 @@ def search(
     ranked, latency = axes(plan, objective)
     pruned, alive = search_space(plan, gpus, only, full=full)
     check_budget(alive, len(pruned) + len(alive), budget_s)
-    estimated = _estimate_all(alive, meter)
+    estimated = estimate_all(alive, meter)
     plans = dict(alive)
     estimated = _check_top(estimated, plans, ranked, top, slo, meter)
     cands = sorted([*pruned, *estimated], key=lambda c: c.layout.key())
