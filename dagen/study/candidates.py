@@ -36,6 +36,7 @@ __all__ = [
     "estimate_one",
     "layout_errors",
     "priced",
+    "scaled",
     "search_space",
     "weight_floor",
 ]
@@ -194,7 +195,7 @@ def estimate_one(lay: Layout, plan: Plan) -> Candidate:
 def priced(lay: Layout, est: Estimate, fig: Figures, k: int, ranks: int) -> Candidate:
     """The candidate of an estimate of its representative replicas (``k`` of them stand
     for the world; ``ranks`` were simulated), pruned if its memory overflows a GPU."""
-    fig = _scaled(fig, k)
+    fig = scaled(fig, k)
     if est.memory.peak_fraction > 1.0:
         cap = est.memory.capacity_bytes
         why = f"needs {fig.memory_gib * 2**30 / 1e9:.3g} GB of a GPU's {cap / 1e9:.3g} GB"
@@ -202,7 +203,7 @@ def priced(lay: Layout, est: Estimate, fig: Figures, k: int, ranks: int) -> Cand
     return Candidate(layout=lay, status=Status.ESTIMATED, figures=fig, replicas_priced=ranks)
 
 
-def _scaled(fig: Figures, k: int) -> Figures:
+def scaled(fig: Figures, k: int) -> Figures:
     """Figures of the representative as the whole world's: totals times ``k``."""
     if k == 1:
         return fig

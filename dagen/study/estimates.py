@@ -36,7 +36,7 @@ from dagen.graph.build import build_graph
 from dagen.graph.ir import Graph
 from dagen.plan.model import Plan
 from dagen.study.batch import simulate_many
-from dagen.study.candidates import Candidate, Status, estimate_one, priced
+from dagen.study.candidates import Candidate, Status, estimate_one, priced, scaled
 from dagen.study.replica import representative
 from dagen.study.space import Layout
 from dagen.study.symmetry import Quotient, quotient
@@ -133,9 +133,10 @@ def estimate_symmetric(graph: Graph, model: CostModel) -> tuple[Estimate, int]:
 
 
 def check_fully(cand: Candidate, plan: Plan) -> Candidate:
-    """Build the whole graph of a candidate, run every graph check on it
-    (:func:`dagen.api.analyse`), and estimate it on one rank per symmetric group of the
-    whole graph (the same figures as simulating every rank: docs/search.md)."""
+    """Build the whole graph of a candidate and run every graph check on it
+    (:func:`dagen.api.analyse`). Its figures are its symmetric estimate's (estimated
+    here if the candidate has none yet, e.g. the given plan, whatever its memory),
+    which ``tests/test_symmetry.py`` proves equal to simulating the whole graph."""
     result = analyse(plan, simulate=False)
     errors = [
         f for f in result.findings if f.severity is Severity.ERROR and f.code.startswith("GRAPH-")
@@ -143,6 +144,9 @@ def check_fully(cand: Candidate, plan: Plan) -> Candidate:
     if errors or result.graph is None:
         why = f"{errors[0].code}: {errors[0].message}" if errors else "the graph was not built"
         return dataclasses.replace(cand, status=Status.CHECKS, reason=why, checked=True)
-    est, ranks = estimate_symmetric(result.graph, model_for(plan))
-    fig = figures(plan, est)
+    if cand.figures is not None:
+        return dataclasses.replace(cand, checked=True)
+    rep, k = representative(plan)
+    est, ranks = estimate_symmetric(build_graph(rep), model_for(rep))
+    fig = scaled(figures(rep, est), k)
     return dataclasses.replace(cand, figures=fig, checked=True, replicas_priced=ranks)

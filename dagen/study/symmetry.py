@@ -75,16 +75,21 @@ _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
 def _mix(*cols: npt.ArrayLike) -> U64:
-    """SplitMix64 of the columns combined (uint64 arithmetic wraps)."""
-    h = np.zeros(np.broadcast(*cols).shape, dtype=np.uint64)
+    """SplitMix64 of the columns combined (uint64 arithmetic wraps; in place)."""
+    h: U64 | None = None
     with np.errstate(over="ignore"):
         for i, c in enumerate(cols):
-            z = h ^ (
-                np.asarray(c).astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15 * (i + 1) % 2**64)
-            )
-            z = (z ^ (z >> np.uint64(30))) * _M1
-            z = (z ^ (z >> np.uint64(27))) * _M2
-            h = z ^ (z >> np.uint64(31))
+            z = np.array(c, dtype=np.uint64)
+            z += np.uint64(0x9E3779B97F4A7C15 * (i + 1) % 2**64)
+            if h is not None:
+                z ^= h
+            z ^= z >> np.uint64(30)
+            z *= _M1
+            z ^= z >> np.uint64(27)
+            z *= _M2
+            z ^= z >> np.uint64(31)
+            h = z
+    assert h is not None
     return h
 
 
@@ -118,9 +123,9 @@ def _colours(g: Graph, dur: F64, pos: I64) -> I64:
     by_rank = _Sum(rank, world)
     src, dst = g.src.astype(np.int64), g.dst.astype(np.int64)
     rs, rd = rank[src], rank[dst]
-    edge = _mix(g.ekind, pos[src], pos[dst])
+    edge = _mix(pos[src] * 4 + g.ekind, pos[dst])
     inner = rs == rd
-    base = _mix(by_rank(_mix(g.kind, dur.view(np.int64), pos)), np.bincount(rank, minlength=world),
+    base = _mix(by_rank(_mix(dur.view(np.int64), pos * 4 + g.kind)), np.bincount(rank, minlength=world),
                 _Sum(rd[inner], world)(edge[inner]), g.ranks.pool, g.ranks.stage)  # fmt: skip
     cross = (~inner).nonzero()[0]
     x_edge, x_src, x_sum = edge[cross], rs[cross], _Sum(rd[cross], world)
