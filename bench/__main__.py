@@ -23,6 +23,17 @@ from bench.ladder import ROOT, RUNGS
 from bench.report import render
 
 
+def _keep_search_section(path: Path, text: str) -> str:
+    """``text`` with the search section ``python -m bench.search`` spliced into ``path``."""
+    from bench.search import BEGIN, END
+
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if BEGIN not in old or END not in old:
+        return text
+    block = old[old.index(BEGIN) : old.index(END) + len(END)]
+    return text.rstrip("\n") + "\n\n" + block + "\n"
+
+
 def disk_write_mb_s(size_mb: int = 1024) -> float:
     """Sequential write bandwidth of the bench's temp dir, with fsync (the physical limit)."""
     block = os.urandom(1 << 20)
@@ -100,6 +111,7 @@ def main() -> None:
 
         names = tuple(r for r in ALL_RUNGS if not args.only or r in args.only)
         text += "\n" + render_against(compare(args.against, names))
+    text = _keep_search_section(args.out, text)
     args.out.write_text(text, encoding="utf-8")
     print(f"bench: wrote {args.out}", file=sys.stderr)
 
