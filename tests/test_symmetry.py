@@ -26,10 +26,11 @@ from hypothesis import strategies as st
 from strategies import small_plans
 
 from dagen.cost import estimate, figures, model_for
+from dagen.cost.estimator import durations
 from dagen.cost.metrics import Figures
-from dagen.cost.model import node_seconds
 from dagen.cost.simulate import simulate
 from dagen.graph.build import build_graph
+from dagen.graph.overlap import NAME as OVERLAP_SCHEDULE
 from dagen.plan.loader import load_plan
 from dagen.plan.model import Plan
 from dagen.plan.rules import blocking, plan_findings
@@ -66,7 +67,7 @@ def _check(plan: Plan) -> int:
     full = estimate(graph, cost_model=model)
     sym, ranks = estimate_symmetric(graph, model)
     _same(figures(plan, full), figures(plan, sym))
-    q = quotient(graph, node_seconds(model, graph))
+    q = quotient(graph, durations(graph, model))
     assert q is not None and q.groups == ranks
     assert np.array_equal(sym.start_s, full.start_s[q.nodes])
     assert np.array_equal(sym.start_s + sym.duration_s, (full.start_s + full.duration_s)[q.nodes])
@@ -109,7 +110,7 @@ def test_a_rank_that_differs_leaves_its_group() -> None:
     what the whole graph does with that fault."""
     plan = load_plan(SAMPLES / "seed-moe-10b-fixed.yaml")
     graph = build_graph(plan)
-    dur = node_seconds(model_for(plan), graph)
+    dur = durations(graph, model_for(plan))
     clean = quotient(graph, dur)
     assert clean is not None and clean.rank_of[5] != 5
     slow = dur.copy()
@@ -130,7 +131,7 @@ def test_batched_simulation_equals_one_at_a_time() -> None:
              make_plan(tp=2, dp=2, pp=2, batch=8, micro_batches=4),
              make_plan(tp=2, pp=2, phase="decode", decode_steps=3, batch=4)]  # fmt: skip
     graphs = [build_graph(p) for p in plans]
-    durs = [node_seconds(model_for(p), g) for p, g in zip(plans, graphs, strict=True)]
+    durs = [durations(g, model_for(p)) for p, g in zip(plans, graphs, strict=True)]
     together = simulate_many(graphs, durs)
     assert together is not None
     for g, d, s in zip(graphs, durs, together, strict=True):
@@ -139,3 +140,24 @@ def test_batched_simulation_equals_one_at_a_time() -> None:
         assert np.array_equal(s.end_s, alone.end_s)
         assert np.array_equal(s.critical_path, alone.critical_path)
         assert s.makespan_s == alone.makespan_s
+
+
+TBO = dict(experts=8, top_k=2, ep=4, dp=4, gpus_per_node=2, micro_batches=2, batch=8,
+           overlap="two_batch")  # fmt: skip
+"""Two-batch overlap on four GPUs, two hosts (as tests/test_overlap.py)."""
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"phase": "decode", "decode_steps": 3}, {"pp": 2, "dp": 2, "ep": 2},
+     {"micro_batches": 4, "batch": 16}, {"dp": 8, "ep": 4, "batch": 16, "gpus_per_node": 4},
+     {"all_to_all": "low_latency"}],
+    ids=["prefill", "decode", "pp2", "mb4", "dp8-thinned", "low-latency"],
+)  # fmt: skip
+def test_two_batch_overlap_keeps_its_schedule_and_the_whole_graphs_figures(extra: dict) -> None:
+    """A TBO plan: the representative and its quotient keep the interleaved schedule
+    (and its SM contention), and the figures are the whole graph's."""
+    plan = make_plan(**{**TBO, **extra})
+    assert not blocking(plan_findings(plan))
+    assert build_graph(plan).pools[0].schedule.name == OVERLAP_SCHEDULE
+    _check(plan)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from dagen.cost.deepep import contended
 from dagen.cost.engine import Meter
 from dagen.cost.memory import MemoryReport, memory_report
 from dagen.cost.model import CostModel, default_cost_model, node_seconds
@@ -31,7 +32,7 @@ from dagen.graph.ir import Graph, Kind
 from dagen.graph.pool import Pool
 from dagen.plan.model import Hardware
 
-__all__ = ["Estimate", "PoolFigures", "estimate"]
+__all__ = ["Estimate", "PoolFigures", "durations", "estimate"]
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,13 @@ def _with_hardware(graph: Graph, hardware: Hardware | None) -> Graph:
     )
 
 
+def durations(graph: Graph, model: CostModel) -> F64:
+    """The time the schedule gives each node: the cost model's, with the compute of a
+    two-batch-overlap MoE layer slowed by the SMs its all-to-all kernels take
+    (:func:`dagen.cost.deepep.contended`)."""
+    return contended(graph, node_seconds(model, graph))
+
+
 def estimate(
     graph: Graph,
     hardware: Hardware | None = None,
@@ -197,7 +205,7 @@ def estimate(
     """
     graph = _with_hardware(graph, hardware)
     model = cost_model or default_cost_model()
-    sched = simulate(graph, node_seconds(model, graph), meter) if schedule is None else schedule
+    sched = simulate(graph, durations(graph, model), meter) if schedule is None else schedule
     memory = memory_report(graph)
     busy, bubble = utilisation(graph, sched, rank_of)
     pools = _pool_figures(graph, sched)

@@ -26,7 +26,7 @@ import numpy.typing as npt
 from dagen.graph.codes import Kind
 from dagen.graph.dims import Dims
 from dagen.graph.ops import OPS, Op
-from dagen.graph.schedule import Schedule
+from dagen.graph.schedule import Schedule, StageBlocks
 from dagen.graph.templates import Template
 from dagen.graph.traffic import kv_token_bytes
 from dagen.plan.model import Workload
@@ -46,7 +46,8 @@ class Residency:
     kv_bytes: I64
     """The KV cache of every sequence of the rank's replica, for the stage's layers."""
     activation_bytes: I64
-    """The residual stream plus the largest op's inputs and outputs, one micro-batch."""
+    """The residual stream plus the largest op's inputs and outputs of one micro-batch,
+    times the micro-batches in flight at once (two under two-batch overlap)."""
     message_bytes: I64
     """The largest message the rank sends or receives (its staging buffers hold two)."""
     kv_seq_bytes: I64
@@ -72,17 +73,50 @@ def _per_op(d: Dims, present: set[int]) -> tuple[I64, I64, I64]:
     return weights, live, message
 
 
-def _stage(t: Template, d: Dims, tables: tuple[I64, I64, I64], tied: bool) -> tuple[int, ...]:
+def _program(sched: Schedule, stage: int) -> tuple[I64, I64]:
+    """(op, kind) of stage ``stage``'s whole program for its first (step, micro-batch):
+    its first block's template, or all its pieces' rows when a schedule cuts a block
+    into pieces (two-batch overlap)."""
+    st = sched.stages[stage]
+    same = np.flatnonzero((st.step == st.step[0]) & (st.mb == st.mb[0]))
+    parts: list[Template] = [sched.templates[int(t)] for t in st.template[same]]
+    return (
+        np.concatenate([t.op for t in parts]).astype(np.int64),
+        np.concatenate([t.kind for t in parts]).astype(np.int64),
+    )
+
+
+def _in_flight(st: StageBlocks) -> int:
+    """Most micro-batches of the stage's first step begun and not yet finished at once in
+    its issue order: 1 when they run one after another, 2 under two-batch overlap (both
+    halves' activations are live)."""
+    mb = st.mb[st.step == st.step[0]].astype(np.int64)
+    if mb.size == 0:
+        return 1
+    pos = np.arange(mb.shape[0])
+    first = np.full(int(mb.max()) + 1, mb.shape[0], dtype=np.int64)
+    last = np.full(first.shape[0], -1, dtype=np.int64)
+    np.minimum.at(first, mb, pos)
+    np.maximum.at(last, mb, pos)
+    used = last >= 0
+    opened = np.bincount(first[used], minlength=mb.shape[0] + 1)
+    closed = np.bincount(last[used] + 1, minlength=mb.shape[0] + 1)
+    return max(int(np.max(np.cumsum(opened - closed))), 1)
+
+
+def _stage(
+    program: tuple[I64, I64], d: Dims, tables: tuple[I64, I64, I64], tied: bool
+) -> tuple[int, ...]:
     """(weights, routed, live activations, largest message, layers) of one block."""
     weights, live, message = tables
-    ops = t.op.astype(np.int64)
+    ops, kinds = program
     held = int(weights[ops].sum())
     if tied and bool(np.any(ops == Op.EMBED)) and bool(np.any(ops == Op.LM_HEAD)):
         held -= int(weights[Op.LM_HEAD])  # a tied head shares the embedding's weights
     routed = int(weights[Op.MOE_EXPERT]) * int(np.count_nonzero(ops == Op.MOE_EXPERT))
-    compute = ops[t.kind == Kind.COMPUTE]
+    compute = ops[kinds == Kind.COMPUTE]
     act = round(d.stream * d.h * d.e) + int(live[compute].max(initial=0))
-    comm = ops[t.kind != Kind.COMPUTE]
+    comm = ops[kinds != Kind.COMPUTE]
     layers = int(np.count_nonzero(ops == Op.ATTN_CORE))
     return held, routed, act, int(message[comm].max(initial=0)), layers
 
@@ -97,19 +131,17 @@ def residency(sched: Schedule, d: Dims, w: Workload, *, replicas: int, tied: boo
         replicas: Attention data-parallel replicas (the batch splits over them).
         tied: The input embedding and the LM head share weights.
     """
-    firsts = [sched.templates[int(st.template[0])] for st in sched.stages]
-    tables = _per_op(d, {int(o) for t in firsts for o in np.unique(t.op)})
+    firsts = [_program(sched, s) for s in range(sched.pp)]
+    tables = _per_op(d, {int(o) for ops, _ in firsts for o in np.unique(ops)})
     seqs = w.batch // replicas
     # A serving request holds, on average over its life, its prompt and half its output
     # (paged KV: blocks are taken as tokens arrive); a static batch holds all of it.
     tokens = (w.prompt_len + (w.gen_len / 2 if w.serving else w.gen_len)) / d.cp
     rows = []
-    for st in sched.stages:
-        held, routed, act, message, layers = _stage(
-            sched.templates[int(st.template[0])], d, tables, tied
-        )
+    for first, st in zip(firsts, sched.stages, strict=True):
+        held, routed, act, message, layers = _stage(first, d, tables, tied)
         per_seq = round(tokens * layers * kv_token_bytes(d))
-        rows.append((held, routed, seqs * per_seq, act, message, per_seq))
+        rows.append((held, routed, seqs * per_seq, act * _in_flight(st), message, per_seq))
     table: I64 = np.asarray(rows, dtype=np.int64).reshape(-1, 6)
     cols = [np.ascontiguousarray(table[:, i]) for i in range(6)]
     return Residency(

@@ -36,6 +36,7 @@ from dagen.plan.model import (
     Plan,
     Precision,
     Runtime,
+    Scheduling,
     Targets,
     Workload,
 )
@@ -66,6 +67,7 @@ SECTIONS: tuple[tuple[str, type[Any]], ...] = (
     ("precision", Precision),
     ("runtime", Runtime),
     ("cost", Cost),
+    ("schedule", Scheduling),
     ("targets", Targets),
     ("claims[]", Claim),
 )

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 from dagen.api import analyse
 from dagen.cost import Estimate, estimate, figures, model_for
-from dagen.cost.model import CostModel, node_seconds
+from dagen.cost.estimator import durations
+from dagen.cost.model import CostModel
 from dagen.cost.simulate import Schedule
 from dagen.errors import PlanInfeasible
 from dagen.findings import Severity
@@ -72,7 +73,7 @@ def _prepare(i: int, lay: Layout, plan: Plan) -> _Ready | Candidate:
     except PlanInfeasible as exc:
         return Candidate(layout=lay, status=Status.BUILD, reason=str(exc).splitlines()[0])
     model = model_for(rep)
-    q = quotient(graph, node_seconds(model, graph))
+    q = quotient(graph, durations(graph, model))
     if q is None:
         return estimate_one(lay, plan)
     return _Ready(index=i, layout=lay, plan=plan, rep=rep, k=k, model=model, q=q)
@@ -125,7 +126,7 @@ def estimate_all(
 def estimate_symmetric(graph: Graph, model: CostModel) -> tuple[Estimate, int]:
     """The estimate of ``graph`` simulated on one rank per symmetric group, and the
     ranks simulated (the whole graph where no quotient forms)."""
-    q = quotient(graph, node_seconds(model, graph))
+    q = quotient(graph, durations(graph, model))
     sched = None if q is None else simulate_many([q.graph], [q.durations])
     if q is None or sched is None:
         return estimate(graph, cost_model=model), graph.world
