@@ -43,11 +43,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SECONDS_PER_CELL = 2e-4
+SECONDS_PER_CELL = 2e-5
 """Planning figure: seconds one (GPU, layer, micro-batch, step) cell of a candidate's
-representative graph takes to build and simulate on the 2-core reference machine
-(docs/search.md, "Budget": the default seed search took 4.3e-5 s a cell on an idle
-machine and 1.7e-4 on a shared one; this is the loaded rate, rounded up)."""
+representative graph takes to build, price, cut to one rank per symmetric group and
+simulate on the 2-core reference machine (docs/search.md, "Budget": the default seed
+search took 1.2e-5 s a cell with the machine lightly shared, the 4,096-GPU bench 1.1e-5
+under a load of 5; this rounds the loaded rate up)."""
 
 
 MAX_LAYOUTS = 50_000

@@ -138,7 +138,11 @@ def check_fully(cand: Candidate, plan: Plan) -> Candidate:
     (:func:`dagen.api.analyse`). Its figures are its symmetric estimate's (estimated
     here if the candidate has none yet, e.g. the given plan, whatever its memory),
     which ``tests/test_symmetry.py`` proves equal to simulating the whole graph."""
-    result = analyse(plan, simulate=False)
+    try:
+        result = analyse(plan, simulate=False)
+    except PlanInfeasible as exc:  # e.g. the whole graph is over the builder's node cap
+        why = str(exc).splitlines()[0]
+        return dataclasses.replace(cand, status=Status.BUILD, reason=why, checked=True)
     errors = [
         f for f in result.findings if f.severity is Severity.ERROR and f.code.startswith("GRAPH-")
     ]
