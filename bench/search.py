@@ -182,8 +182,8 @@ def table(rec: dict[str, Any], aic: dict[str, Any], when: str) -> str:
     best = aic.get("best") or {}
     rows += [
         f"| space | {rec['layouts']:,} layouts (tp, cp, dp, pp, micro-batches, sp) | "
-        f"{aic.get('evaluated', '-')} (tp ∈ 1, 2, 4, 8 · pp 1 · its batch sizes) points, "
-        f"{aic.get('kept', '-')} kept |",
+        f"{aic.get('evaluated', '-')} points (tp ∈ 1, 2, 4, 8 · pp 1 · its batch sizes; "
+        f"counted by its debug log's per-point lines), {aic.get('kept', '-')} kept |",
         f"| estimated | {rec['survivors_estimated']:,} survivors of the plan rules and "
         f"weights; {rec['mean_ranks_simulated']} ranks simulated each on average | "
         "its operator-table model per point |",
@@ -191,6 +191,9 @@ def table(rec: dict[str, Any], aic: dict[str, Any], when: str) -> str:
         f"{s['estimate']}, check the best 3 and the given plan {s['check_best_and_given']}) | "
         f"{a.get('total', '-')} |",
         f"| CPU s | {s['cpu']} | {a.get('cpu', '-')} |",
+        f"| CPU ms per candidate | {1e3 * s['cpu'] / rec['layouts']:.0f} a layout, "
+        f"{1e3 * s['cpu'] / max(rec['survivors_estimated'], 1):.0f} an estimate | "
+        f"{_per(a.get('cpu'), aic.get('evaluated'))} a point |",
         f"| best | {rec['verdict'].split(':')[0].removeprefix('beaten by ')} | "
         f"{best.get('parallel', '-')} (batch {best.get('batch', '-')}, TTFT "
         f"{best.get('ttft_ms', '-')} ms, {best.get('tokens_per_s_per_gpu', '-')} output "
@@ -201,6 +204,10 @@ def table(rec: dict[str, Any], aic: dict[str, Any], when: str) -> str:
         f"{'met' if rec['met_cpu'] else 'not met'} in CPU seconds.",
     ]
     return "\n".join(rows) + "\n"
+
+
+def _per(cpu: float | None, n: int | None) -> str:
+    return f"{1e3 * cpu / n:.0f}" if cpu is not None and n else "-"
 
 
 def splice(doc: str, block: str) -> str:

@@ -84,8 +84,8 @@ def _finish(r: _Ready, sched: Schedule) -> Candidate:
     return priced(r.layout, est, figures(r.rep, est), r.k, r.q.groups)
 
 
-def _flush(batch: list[_Ready], out: list[Candidate | None]) -> int:
-    """Simulate the batch, fill its candidates in ``out``; how many it held."""
+def _flush(batch: list[_Ready], out: list[Candidate | None]) -> None:
+    """Simulate the batch and fill its candidates in ``out``."""
     scheds = simulate_many([r.q.graph for r in batch], [r.q.durations for r in batch])
     for j, r in enumerate(batch):
         if scheds is None:  # one graph's order cycles: price each alone
@@ -94,32 +94,30 @@ def _flush(batch: list[_Ready], out: list[Candidate | None]) -> int:
                 r, alone[0])  # fmt: skip
         else:
             out[r.index] = _finish(r, scheds[j])
-    n = len(batch)
     batch.clear()
-    return n
 
 
 def estimate_all(
     alive: Sequence[tuple[Layout, Plan]], meter: Meter | None = None
 ) -> list[Candidate]:
     """Every ``(layout, plan)`` estimated, in the given order; ``meter(phase, done,
-    total)`` after each candidate is built and after each batch is simulated."""
+    total)`` after each candidate is built and cut (the last one once its batch is
+    simulated)."""
     out: list[Candidate | None] = [None] * len(alive)
     batch: list[_Ready] = []
-    nodes = done = 0
+    nodes = 0
     for i, (lay, plan) in enumerate(alive):
         got = _prepare(i, lay, plan)
         if isinstance(got, Candidate):
             out[i] = got
-            done += 1
         else:
             batch.append(got)
             nodes += got.q.graph.n_nodes
         if nodes >= BATCH_NODES or i == len(alive) - 1:
-            done += _flush(batch, out)
+            _flush(batch, out)
             nodes = 0
         if meter is not None:
-            meter(PHASE, done, len(alive))
+            meter(PHASE, i + 1, len(alive))
     return [c for c in out if c is not None]
 
 

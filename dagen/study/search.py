@@ -6,11 +6,12 @@ The steps (docs/search.md):
 2. prune by the plan rules (any error-level finding; its code and message are kept) and
    by a floor on the weights one GPU holds (:func:`dagen.study.candidates.weight_floor`);
 3. refuse up front when the survivors would take longer than the budget;
-4. estimate every survivor on its representative replicas (:mod:`dagen.study.replica`):
-   a build and a simulation, no graph checks; one whose estimated memory overflows a
-   GPU is pruned then;
-5. build, check and estimate the best ``top`` by the objective in full
-   (:func:`dagen.api.analyse`), and the given plan;
+4. estimate every survivor on its representative replicas (:mod:`dagen.study.replica`)
+   cut to one rank per symmetric group (:mod:`dagen.study.symmetry`), simulated in
+   batches (:mod:`dagen.study.estimates`); no graph checks; one whose estimated memory
+   overflows a GPU is pruned then;
+5. build the whole graph of the best ``top`` by the objective and of the given plan,
+   and run every graph check on it (:func:`dagen.study.estimates.check_fully`);
 6. the Pareto frontier of throughput per GPU against the latency, and the given plan's
    place on it.
 
