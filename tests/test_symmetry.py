@@ -34,8 +34,11 @@ from dagen.graph.overlap import NAME as OVERLAP_SCHEDULE
 from dagen.plan.loader import load_plan
 from dagen.plan.model import Plan
 from dagen.plan.rules import blocking, plan_findings
+from dagen.study import estimates
 from dagen.study.batch import simulate_many
+from dagen.study.candidates import estimate_one, search_space
 from dagen.study.estimates import estimate_all, estimate_symmetric
+from dagen.study.search import parse_only
 from dagen.study.space import layout_of
 from dagen.study.symmetry import quotient
 
@@ -161,3 +164,36 @@ def test_two_batch_overlap_keeps_its_schedule_and_the_whole_graphs_figures(extra
     assert not blocking(plan_findings(plan))
     assert build_graph(plan).pools[0].schedule.name == OVERLAP_SCHEDULE
     _check(plan)
+
+
+def _same_candidates(a: list, b: list) -> None:
+    assert [c.layout for c in a] == [c.layout for c in b]
+    for x, y in zip(a, b, strict=True):
+        assert x.status == y.status, (x.layout, x.reason, y.reason)
+        if x.figures is not None:
+            _same(x.figures, y.figures, rel=1e-12)
+
+
+def test_a_whole_search_space_estimates_as_one_candidate_at_a_time() -> None:
+    """Every survivor of a tiny MoE plan's full space (hundreds of layouts, batched):
+    the same status and figures as estimating each whole graph alone."""
+    plan = load_plan(TINY[0])
+    _, alive = search_space(plan, plan.parallel.world(), full=True)
+    assert len(alive) > 20
+    _same_candidates(estimate_all(alive), [estimate_one(lay, p) for lay, p in alive])
+
+
+def test_the_fallbacks_give_the_same_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch whose order cycles is simulated graph by graph, and a candidate with no
+    quotient is simulated whole: forced here, the figures do not change."""
+    plan = load_plan(SAMPLES / "seed-moe-10b-fixed.yaml")
+    _, alive = search_space(plan, 128, parse_only(["pp=2,4", "tp=1,2", "ep=8,16"]), full=False)
+    assert 4 <= len(alive) <= 40, len(alive)
+    want = [estimate_one(lay, p) for lay, p in alive]
+    real = estimates.simulate_many
+    monkeypatch.setattr(
+        estimates, "simulate_many", lambda g, d: real(g, d) if len(g) == 1 else None
+    )
+    _same_candidates(estimate_all(alive), want)
+    monkeypatch.setattr(estimates, "quotient", lambda g, d: None)
+    _same_candidates(estimate_all(alive), want)
