@@ -92,7 +92,9 @@ def _first_max(seg: I64, src: I64, end: F64, n: int) -> I64:
     vals = end[src]
     heads = np.concatenate([[0], (np.diff(seg) != 0).nonzero()[0] + 1])
     best = np.maximum.reduceat(vals, heads)
-    group = np.cumsum(np.isin(np.arange(seg.shape[0]), heads)) - 1
+    mark = np.zeros(seg.shape[0], dtype=np.int64)
+    mark[heads] = 1
+    group = np.cumsum(mark) - 1
     tie = (vals == best[group]).nonzero()[0]
     first = tie[np.concatenate([[True], group[tie][1:] != group[tie][:-1]])]
     out[seg[first]] = src[first]

@@ -168,8 +168,11 @@ def _instances(g: Graph, keep_of: I64, counterpart: I64) -> tuple[I64, I64]:
 
 def quotient(graph: Graph, durations: F64) -> Quotient | None:
     """``graph`` with one rank per symmetric group, or None where it cannot be formed
-    (a collective whose members fall on two positions of one representative)."""
+    (a collective whose members fall on two positions of one representative; a graph
+    of several pools, whose figures are read per pool's node range)."""
     g = graph
+    if len(g.pools) != 1:
+        return None
     rank = g.rank.astype(np.int64)
     first = np.searchsorted(rank, np.arange(g.world + 1))
     pos = np.arange(g.n_nodes, dtype=np.int64) - first[rank]
