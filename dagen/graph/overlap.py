@@ -162,7 +162,12 @@ def _stage(m: _Map, st: StageBlocks) -> StageBlocks:
     piece = np.arange(total) - np.repeat(np.cumsum(npieces) - npieces, npieces)
     idx = m.new0[-1][rep] + piece * size[rep]
     out = [np.empty(total, dtype=np.int64) for _ in range(4)]
-    values = (m.first_tid[st.template[rep]] + piece, st.mb[rep], st.step[rep], piece)
+    values: list[npt.NDArray[np.integer]] = [
+        m.first_tid[st.template[rep]] + piece,
+        st.mb[rep],
+        st.step[rep],
+        piece,
+    ]
     for col, value in zip(out, values, strict=True):
         col[idx] = value
     return StageBlocks(template=_i32(out[0]), mb=out[1].astype(np.int16),
