@@ -34,6 +34,7 @@ from dagen.graph.overlap import NAME as OVERLAP_SCHEDULE
 from dagen.plan.loader import load_plan
 from dagen.plan.model import Plan
 from dagen.plan.rules import blocking, plan_findings
+from dagen.plan.workload import Mode
 from dagen.study import estimates
 from dagen.study.batch import simulate_many
 from dagen.study.candidates import estimate_one, search_space
@@ -197,3 +198,14 @@ def test_the_fallbacks_give_the_same_figures(monkeypatch: pytest.MonkeyPatch) ->
     _same_candidates(estimate_all(alive), want)
     monkeypatch.setattr(estimates, "quotient", lambda g, d: None)
     _same_candidates(estimate_all(alive), want)
+
+
+@pytest.mark.parametrize("dp", [2, 8])
+def test_a_serving_plan_gives_the_whole_graphs_figures(dp: int) -> None:
+    """Serving (continuous batching: TTFT and TPOT from the steady iteration), with and
+    without replicas to thin."""
+    plan = make_plan(mode=Mode.SERVING, concurrency=8 * dp, batch=8 * dp, phase="decode",
+                     prompt_len=64, gen_len=16, experts=8, tp=2, dp=dp, pp=1, ep=4,
+                     gpus_per_node=4)  # fmt: skip
+    assert not blocking(plan_findings(plan))
+    _check(plan)
