@@ -38,6 +38,8 @@ with bounds (0, 5, 9, 12) is row 2 of piece 1.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -162,12 +164,12 @@ def _stage(m: _Map, st: StageBlocks) -> StageBlocks:
     piece = np.arange(total) - np.repeat(np.cumsum(npieces) - npieces, npieces)
     idx = m.new0[-1][rep] + piece * size[rep]
     out = [np.empty(total, dtype=np.int64) for _ in range(4)]
-    values: list[npt.NDArray[np.integer]] = [
+    values: tuple[npt.NDArray[Any], ...] = (
         m.first_tid[st.template[rep]] + piece,
         st.mb[rep],
         st.step[rep],
         piece,
-    ]
+    )
     for col, value in zip(out, values, strict=True):
         col[idx] = value
     return StageBlocks(template=_i32(out[0]), mb=out[1].astype(np.int16),
