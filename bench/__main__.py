@@ -104,14 +104,13 @@ def main() -> None:
         res = run_rung(r.name)
         print(f"bench: {json.dumps(res)}", file=sys.stderr, flush=True)
         results.append(res)
-    text = render(info, results)
+    text = _keep_search_section(args.out, render(info, results))
     if args.against:
         from bench.against import ALL_RUNGS, compare
         from bench.against import render as render_against
 
         names = tuple(r for r in ALL_RUNGS if not args.only or r in args.only)
         text += "\n" + render_against(compare(args.against, names))
-    text = _keep_search_section(args.out, text)
     args.out.write_text(text, encoding="utf-8")
     print(f"bench: wrote {args.out}", file=sys.stderr)
 
