@@ -29,8 +29,18 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python -m bench $(if $(AGAINST),--against $(AGAINST))
 
-# dagen search over 1,246 layouts of a 4,096-GPU plan (docs/search.md, "Benchmark").
-bench-search: $(STAMP)
+# aiconfigurator (PyPI aiconfigurator==0.12.0) in its own virtualenv, for the benches'
+# reference runs only: never in CI, never a dependency of dagen.
+AIC_VENV := bench/.aic-venv
+$(AIC_VENV)/.installed:
+	$(PY) -m venv $(AIC_VENV)
+	$(AIC_VENV)/bin/python -m pip install -q --upgrade pip
+	$(AIC_VENV)/bin/python -m pip install -q 'aiconfigurator==0.12.0'
+	touch $@
+
+# dagen search over 1,246 layouts of a 4,096-GPU plan, and aiconfigurator's search over
+# the same model, GPUs and workload in the same run (docs/search.md, "Benchmark").
+bench-search: $(STAMP) $(AIC_VENV)/.installed
 	$(BIN)/python -m bench.search
 
 # The committed overview pictures of the samples (docs/overview/*.svg).

@@ -23,6 +23,17 @@ from bench.ladder import ROOT, RUNGS
 from bench.report import render
 
 
+def _keep_search_section(path: Path, text: str) -> str:
+    """``text`` with the search section ``python -m bench.search`` spliced into ``path``."""
+    from bench.search import BEGIN, END
+
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if BEGIN not in old or END not in old:
+        return text
+    block = old[old.index(BEGIN) : old.index(END) + len(END)]
+    return text.rstrip("\n") + "\n\n" + block + "\n"
+
+
 def disk_write_mb_s(size_mb: int = 1024) -> float:
     """Sequential write bandwidth of the bench's temp dir, with fsync (the physical limit)."""
     block = os.urandom(1 << 20)
@@ -93,7 +104,7 @@ def main() -> None:
         res = run_rung(r.name)
         print(f"bench: {json.dumps(res)}", file=sys.stderr, flush=True)
         results.append(res)
-    text = render(info, results)
+    text = _keep_search_section(args.out, render(info, results))
     if args.against:
         from bench.against import ALL_RUNGS, compare
         from bench.against import render as render_against

@@ -33,7 +33,7 @@ from dagen.graph.pool import Pool
 from dagen.graph.transfer import TRANSFER_OPS
 from dagen.plan.model import Hardware
 
-__all__ = ["Estimate", "PoolFigures", "estimate"]
+__all__ = ["Estimate", "PoolFigures", "durations", "estimate"]
 
 log = logging.getLogger(__name__)
 
@@ -168,12 +168,21 @@ def _with_hardware(graph: Graph, hardware: Hardware | None) -> Graph:
     )
 
 
+def durations(graph: Graph, model: CostModel) -> F64:
+    """The time the schedule gives each node: the cost model's, with the compute of a
+    two-batch-overlap MoE layer slowed by the SMs its all-to-all kernels take
+    (:func:`dagen.cost.deepep.contended`)."""
+    return contended(graph, node_seconds(model, graph))
+
+
 def estimate(
     graph: Graph,
     hardware: Hardware | None = None,
     cost_model: CostModel | None = None,
     *,
     meter: Meter | None = None,
+    schedule: Schedule | None = None,
+    rank_of: I64 | None = None,
 ) -> Estimate:
     """Price every node of ``graph`` with ``cost_model``, simulate its schedule, and
     report memory, latency, throughput and utilisation.
@@ -183,6 +192,10 @@ def estimate(
         hardware: Price every pool on this hardware instead.
         cost_model: Default :func:`dagen.cost.default_cost_model` (the roofline).
         meter: ``meter(done, total)`` follows the schedule simulation, the long part.
+        schedule: A schedule of ``graph`` already simulated (``dagen.study.symmetry``
+            simulates many quotient graphs at once); ``cost_model`` then only names it.
+        rank_of: int64 ``[world]``: the rank whose times each rank shares, when ``graph``
+            holds one rank per symmetric group (:func:`dagen.cost.usage.utilisation`).
 
     The verdicts on a plan's claims are the plan's business: :func:`judge_estimate`.
 
@@ -197,9 +210,9 @@ def estimate(
     """
     graph = _with_hardware(graph, hardware)
     model = cost_model or default_cost_model()
-    sched: Schedule = simulate(graph, contended(graph, node_seconds(model, graph)), meter)
+    sched = simulate(graph, durations(graph, model), meter) if schedule is None else schedule
     memory = memory_report(graph)
-    busy, bubble = utilisation(graph, sched)
+    busy, bubble = utilisation(graph, sched, rank_of)
     pools = _pool_figures(graph, sched)
     rate = graph.n_nodes / sched.wall_s if sched.wall_s > 0 else float("inf")
     log.info(

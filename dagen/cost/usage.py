@@ -63,8 +63,14 @@ def _windows(graph: Graph, s: Schedule) -> F64:
     return lo
 
 
-def utilisation(graph: Graph, s: Schedule) -> tuple[F64, float]:
-    """``(busy_fraction[world], bubble_fraction)`` of schedule ``s`` of ``graph``."""
+def utilisation(
+    graph: Graph, s: Schedule, rank_of: npt.NDArray[np.int64] | None = None
+) -> tuple[F64, float]:
+    """``(busy_fraction[world], bubble_fraction)`` of schedule ``s`` of ``graph``.
+
+    ``rank_of[r]`` names the rank whose nodes stand for rank ``r``'s when ``graph`` holds
+    one rank per symmetric group (``dagen.study.symmetry``): each rank counts as its
+    representative."""
     world, span = graph.world, s.makespan_s
     if span <= 0.0 or graph.n_nodes == 0:
         return np.zeros(world, dtype=np.float64), 0.0
@@ -79,5 +85,7 @@ def utilisation(graph: Graph, s: Schedule) -> tuple[F64, float]:
     comm = np.bincount(mrank, weights=mhi - mlo, minlength=world)
     both = np.bincount(mrank, weights=_overlap((clo, chi), (mlo, mhi)), minlength=world)
     active = busy + comm - both
+    if rank_of is not None:
+        busy, active = busy[rank_of], active[rank_of]
     bubble = 1.0 - float(active.sum()) / (world * span)
     return busy / span, min(max(bubble, 0.0), 1.0)

@@ -17,8 +17,7 @@ import logging
 import math
 from dataclasses import dataclass
 
-from dagen.api import analyse
-from dagen.cost import estimate, figures, model_for
+from dagen.cost import Estimate, estimate, figures, model_for
 from dagen.cost.metrics import Figures
 from dagen.errors import DagenError, PlanInfeasible
 from dagen.findings import Code, Finding, Severity
@@ -34,20 +33,22 @@ __all__ = [
     "SearchSpaceTooLarge",
     "Status",
     "check_budget",
-    "check_fully",
     "estimate_one",
     "layout_errors",
+    "priced",
+    "scaled",
     "search_space",
     "weight_floor",
 ]
 
 log = logging.getLogger(__name__)
 
-SECONDS_PER_CELL = 2e-4
+SECONDS_PER_CELL = 2e-5
 """Planning figure: seconds one (GPU, layer, micro-batch, step) cell of a candidate's
-representative graph takes to build and simulate on the 2-core reference machine
-(docs/search.md, "Budget": the default seed search took 4.3e-5 s a cell on an idle
-machine and 1.7e-4 on a shared one; this is the loaded rate, rounded up)."""
+representative graph takes to build, price, cut to one rank per symmetric group and
+simulate on the 2-core reference machine (docs/search.md, "Budget": the default seed
+search took 1.2e-5 s a cell with the machine lightly shared, the 4,096-GPU bench 1.1e-5
+under a load of 5; this rounds the loaded rate up)."""
 
 
 MAX_LAYOUTS = 50_000
@@ -87,7 +88,8 @@ class Candidate:
     checked: bool = False
     """Built and graph-checked in full (one of the best ``top``)."""
     replicas_priced: int = 0
-    """GPUs of the graph that was simulated (fewer than the world: replicas thinned)."""
+    """Ranks that were simulated: one per symmetric group of the representative
+    replicas (docs/search.md); the whole world for a candidate checked in full."""
 
     @property
     def ok(self) -> bool:
@@ -180,38 +182,30 @@ def check_budget(alive: list[tuple[Layout, Plan]], size: int, budget_s: float) -
 
 
 def estimate_one(lay: Layout, plan: Plan) -> Candidate:
-    """Build and simulate the representative of ``plan``; no graph checks."""
+    """Build and simulate the representative of ``plan`` whole; no graph checks (what
+    :func:`dagen.study.estimates.estimate_all` falls back on)."""
     rep, k = representative(plan)
     try:
         graph = build_graph(rep)
     except PlanInfeasible as exc:
         return Candidate(layout=lay, status=Status.BUILD, reason=str(exc).splitlines()[0])
     est = estimate(graph, cost_model=model_for(rep))
-    fig = _scaled(figures(rep, est), k)
+    return priced(lay, est, figures(rep, est), k, rep.parallel.world())
+
+
+def priced(lay: Layout, est: Estimate, fig: Figures, k: int, ranks: int) -> Candidate:
+    """The candidate of an estimate of its representative replicas (``k`` of them stand
+    for the world; ``ranks`` were simulated), pruned if its memory overflows a GPU."""
+    fig = scaled(fig, k)
     if est.memory.peak_fraction > 1.0:
         cap = est.memory.capacity_bytes
         why = f"needs {fig.memory_gib * 2**30 / 1e9:.3g} GB of a GPU's {cap / 1e9:.3g} GB"
         return Candidate(layout=lay, status=Status.MEMORY, reason=why, figures=fig)
-    return Candidate(
-        layout=lay, status=Status.ESTIMATED, figures=fig, replicas_priced=rep.parallel.world()
-    )
+    return Candidate(layout=lay, status=Status.ESTIMATED, figures=fig, replicas_priced=ranks)
 
 
-def _scaled(fig: Figures, k: int) -> Figures:
+def scaled(fig: Figures, k: int) -> Figures:
     """Figures of the representative as the whole world's: totals times ``k``."""
     if k == 1:
         return fig
     return dataclasses.replace(fig, world=fig.world * k, tokens_per_s=fig.tokens_per_s * k)
-
-
-def check_fully(cand: Candidate, plan: Plan) -> Candidate:
-    """Build, check and estimate the whole graph of a candidate (:func:`dagen.api.analyse`)."""
-    result = analyse(plan)
-    errors = [
-        f for f in result.findings if f.severity is Severity.ERROR and f.code.startswith("GRAPH-")
-    ]
-    if errors or result.estimate is None:
-        why = f"{errors[0].code}: {errors[0].message}" if errors else "the graph was not estimated"
-        return dataclasses.replace(cand, status=Status.CHECKS, reason=why, checked=True)
-    fig = figures(plan, result.estimate)
-    return dataclasses.replace(cand, figures=fig, checked=True, replicas_priced=fig.world)

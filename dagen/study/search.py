@@ -6,11 +6,12 @@ The steps (docs/search.md):
 2. prune by the plan rules (any error-level finding; its code and message are kept) and
    by a floor on the weights one GPU holds (:func:`dagen.study.candidates.weight_floor`);
 3. refuse up front when the survivors would take longer than the budget;
-4. estimate every survivor on its representative replicas (:mod:`dagen.study.replica`):
-   a build and a simulation, no graph checks; one whose estimated memory overflows a
-   GPU is pruned then;
-5. build, check and estimate the best ``top`` by the objective in full
-   (:func:`dagen.api.analyse`), and the given plan;
+4. estimate every survivor on its representative replicas (:mod:`dagen.study.replica`)
+   cut to one rank per symmetric group (:mod:`dagen.study.symmetry`), simulated in
+   batches (:mod:`dagen.study.estimates`); no graph checks; one whose estimated memory
+   overflows a GPU is pruned then;
+5. build the whole graph of the best ``top`` by the objective and of the given plan,
+   and run every graph check on it (:func:`dagen.study.estimates.check_fully`);
 6. the Pareto frontier of throughput per GPU against the latency, and the given plan's
    place on it.
 
@@ -35,11 +36,10 @@ from dagen.study.candidates import (
     Candidate,
     Status,
     check_budget,
-    check_fully,
-    estimate_one,
     layout_errors,
     search_space,
 )
+from dagen.study.estimates import check_fully, estimate_all
 from dagen.study.frontier import Point, at_least, pareto
 from dagen.study.space import AXES, Layout, Only, layout_of
 
@@ -239,15 +239,6 @@ def _best_first(cands: list[Candidate], ranked: Metric) -> list[Candidate]:
     return sorted(cands, key=lambda c: rank_key(c, ranked))
 
 
-def _estimate_all(alive: list[tuple[Layout, Plan]], meter: Meter | None) -> list[Candidate]:
-    out = []
-    for i, (lay, plan) in enumerate(alive):
-        out.append(estimate_one(lay, plan))
-        if meter is not None:
-            meter("estimating candidates", i + 1, len(alive))
-    return out
-
-
 def _check_top(
     cands: list[Candidate], plans: Mapping[Layout, Plan], ranked: Metric, top: int,
     slo: Mapping[Metric, float], meter: Meter | None,
@@ -287,7 +278,7 @@ def search(
     ranked, latency = axes(plan, objective)
     pruned, alive = search_space(plan, gpus, only, full=full)
     check_budget(alive, len(pruned) + len(alive), budget_s)
-    estimated = _estimate_all(alive, meter)
+    estimated = estimate_all(alive, meter)
     plans = dict(alive)
     estimated = _check_top(estimated, plans, ranked, top, slo, meter)
     cands = sorted([*pruned, *estimated], key=lambda c: c.layout.key())
