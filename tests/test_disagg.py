@@ -365,6 +365,23 @@ def test_cli_checks_and_builds_a_deployment(tmp_path: Path) -> None:
     assert result.exit_code == 0 and "## Rate match" in md.read_text(encoding="utf-8")
 
 
+def test_cli_cost_flag_prices_every_pool_of_a_deployment() -> None:
+    # --cost applies to every pool (and the co-located alternative), as to a single plan:
+    # the measured tables price the sample's H800 GEMMs differently from the roofline.
+    runner = CliRunner(env={"COLUMNS": "1000"})
+
+    def pools(cost: str) -> list[str]:
+        result = runner.invoke(main, ["check", str(SAMPLE), "--cost", cost])
+        assert result.exit_code == 0, result.output
+        return [
+            line for line in result.output.splitlines() if line.startswith(("prefill:", "decode:"))
+        ]
+
+    roofline, auto = pools("roofline"), pools("auto")
+    assert len(roofline) == len(auto) == 2
+    assert roofline[0] != auto[0] and roofline[1] != auto[1]
+
+
 def test_the_day6_comparison_in_the_docs_is_current() -> None:
     a = analyse_deployment(load_deployment(SAMPLE))
     d = a.disagg

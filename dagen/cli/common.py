@@ -187,7 +187,14 @@ def analyse_any(
     """A deployment file's analysis (:func:`dagen.study.analyse_deployment`), else the
     plan's (:func:`analyse_plan`)."""
     if is_deployment_file(path):
-        return study.analyse_deployment(load_deployment(path), progress=state.progress)
+        dep = load_deployment(path)
+        if cost is not None:  # every pool and the co-located alternative priced alike
+            dep = dataclasses.replace(
+                dep,
+                pools=tuple(dataclasses.replace(p, plan=costed(p.plan, cost)) for p in dep.pools),
+                alternatives=tuple(a and costed(a, cost) for a in dep.alternatives),
+            )
+        return study.analyse_deployment(dep, progress=state.progress)
     return analyse_plan(state, path, cost, view)
 
 
