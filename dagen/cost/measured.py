@@ -98,8 +98,10 @@ class Measured:
             self._tables[preset] = tables
         return self._tables[preset]
 
-    def _note(self, tables: KernelTables, what: str, why: str) -> None:
-        self.notes.append(f"{what}: {why} in {tables.source}; priced by the roofline")
+    def _note(
+        self, tables: KernelTables, what: str, why: str, instead: str = "priced by the roofline"
+    ) -> None:
+        self.notes.append(f"{what}: {why} in {tables.source}; {instead}")
 
     def _templates(self, graph: Graph, pool: Pool, tmpls: I64) -> F64:
         """Seconds per template of the pool (NaN where the tables do not price it)."""
@@ -111,13 +113,12 @@ class Measured:
         ops[graph.tmpl[pool.node0 : pool.node1]] = graph.op[pool.node0 : pool.node1]
         engine = OP_ENGINE[ops]
         experts = tmpls[ops[tmpls] == Op.MOE_EXPERT]
-        gemm = tmpls[(engine[tmpls] == Engine.GEMM) & (ops[tmpls] != Op.MOE_EXPERT)]
-        self._gemm(graph, pool, tables, gemm, out)
+        self._gemm(graph, pool, tables, tmpls[engine[tmpls] == Engine.GEMM], out)
         attn = tmpls[engine[tmpls] == Engine.ATTENTION]
         if attn.size:
             out[attn] = self._attention(pool, tables)
-        if experts.size:
-            out[experts] = self._experts(pool, tables)
+        if experts.size and np.isfinite(fused := self._experts(pool, tables)):
+            out[experts] = fused
         return out
 
     def _gemm(self, graph: Graph, pool: Pool, tables: KernelTables, gemm: I64, out: F64) -> None:
@@ -166,22 +167,39 @@ class Measured:
             return float("nan")
         tokens = d.slot_tokens * d.experts / d.top_k
         inter = d.expert_ffn * etp
-        sec = self._ask(tables, f"moe.expert (hidden {d.h}, inter {inter}, top-{d.top_k} of "
-                        f"{d.experts}, etp {etp}, ep {ep}, {dtype})", tables.moe,
-                        tokens, d.h, inter, d.experts, d.top_k, etp, ep, dtype)  # fmt: skip
+        what = (f"moe.expert (hidden {d.h}, inter {inter}, top-{d.top_k} of {d.experts}, "
+                f"etp {etp}, ep {ep}, {dtype})")  # fmt: skip
+        # Above the measured tokens the table's extrapolation would keep the per-expert
+        # efficiency of its largest point; the grouped GEMM of each expert's rows
+        # (priced from the GEMM table) tracks the rise of efficiency with m instead.
+        sec = self._ask(tables, what, tables.moe, tokens, d.h, inter, d.experts, d.top_k,
+                        etp, ep, dtype, worst=Coverage.MEASURED,
+                        instead="priced as its GEMM")  # fmt: skip
         return float(sec) / max(d.experts / ep, 1.0)
 
-    def _ask(self, tables: KernelTables, what: str, fn: object, *args: object, **kw: object) -> F64:
+    def _ask(
+        self,
+        tables: KernelTables,
+        what: str,
+        fn: object,
+        *args: object,
+        worst: Coverage | None = None,
+        instead: str = "priced by the roofline",
+        **kw: object,
+    ) -> F64:
+        """Seconds of ``fn(*args)``, NaN where coverage is worse than ``worst`` (default:
+        extrapolated under auto, measured otherwise), noting what fell back."""
         cov = np.zeros(
             np.broadcast(*[np.asarray(a) for a in args if not isinstance(a, str)]).shape,
             dtype=np.int8,
         )
         sec = np.asarray(fn(*args, coverage=cov, **kw), dtype=np.float64)  # type: ignore[operator]
-        worst = Coverage.EXTRAPOLATED if self.auto else Coverage.MEASURED
+        if worst is None:
+            worst = Coverage.EXTRAPOLATED if self.auto else Coverage.MEASURED
         if (cov == Coverage.MISSING).any():
-            self._note(tables, what, "no table rows for its keys")
+            self._note(tables, what, "no table rows for its keys", instead)
         elif (cov > worst).any():
-            self._note(tables, what, "the shape lies outside the measured grid")
+            self._note(tables, what, "the shape lies outside the measured grid", instead)
         return np.where(cov <= worst, sec, np.nan)
 
     def _priced(self, graph: Graph) -> tuple[F64, U8]:
