@@ -13,7 +13,7 @@ Memory grows with ``N``, so the fit is monotone and the bisection exact.
 Example:
     >>> fit = largest_concurrency(plan)  # doctest: +SKIP
     >>> fit.concurrency, fit.step  # doctest: +SKIP
-    (816, 8)
+    (2136, 8)
 """
 
 from __future__ import annotations
