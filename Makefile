@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-search overviews clean
+.PHONY: demo test lint bench bench-aiconfigurator bench-search overviews clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,8 +26,19 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 # AGAINST=REV also times build + check of git revision REV in the same run.
-bench: $(STAMP)
+bench: $(STAMP) bench-aiconfigurator
 	$(BIN)/python -m bench $(if $(AGAINST),--against $(AGAINST))
+
+# NVIDIA aiconfigurator's predictions of the published cases, in its own virtualenv (never
+# in CI): bench/results/aiconfigurator.csv, the peer column of docs/cost-model.md.
+AIC_VENV := bench/.aic-venv
+$(AIC_VENV)/.installed:
+	$(PY) -m venv $(AIC_VENV)
+	$(AIC_VENV)/bin/python -m pip install -q aiconfigurator==0.12.0
+	touch $@
+
+bench-aiconfigurator: $(STAMP) $(AIC_VENV)/.installed
+	$(BIN)/python -m bench.aiconfigurator
 
 # dagen search over 1,246 layouts of a 4,096-GPU plan (docs/search.md, "Benchmark").
 bench-search: $(STAMP)
@@ -39,4 +50,4 @@ overviews: $(STAMP)
 	  $(BIN)/dagen -q build $$s -o docs/overview/$$n.svg || exit 1; done
 
 clean:
-	rm -rf $(VENV) out build *.egg-info
+	rm -rf $(VENV) out build *.egg-info $(AIC_VENV)
