@@ -229,6 +229,12 @@ class Code(enum.StrEnum):
         _PLAN,
         "prompt_len does not split over cp (an error) or 2·cp (a warning).",
     )
+    PLAN_OVERLAP = (
+        "PLAN-OVERLAP",
+        _E,
+        _PLAN,
+        "two_batch overlap with no MoE all-to-all to hide, or under two micro-batches a replica.",
+    )
     PLAN_DECODE_STEPS = (
         "PLAN-DECODE-STEPS",
         _W,

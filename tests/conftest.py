@@ -2,7 +2,7 @@
 
 ``make_plan(**overrides)`` returns a tiny dense plan (4 layers, 8 GPUs' worth of model at
 most); each keyword goes to the record that has a field of that name: model, moe, mla,
-parallel, workload or hardware. Giving any Moe field (``experts``, ``top_k``, …) makes the
+parallel, workload, hardware, runtime or schedule. Giving any Moe field (``experts``, ``top_k``, …) makes the
 model MoE; any Mla field adds MLA. ``moe=None`` / ``mla=None`` keep them off.
 
 >>> make_plan(tp=2, experts=8, phase="decode").model.moe.experts
@@ -17,15 +17,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dagen.plan.model import (
+    AllToAll,
     Convention,
     DType,
     Hardware,
     Mla,
     Model,
     Moe,
+    Overlap,
     Parallel,
     Phase,
     Plan,
+    Runtime,
+    Scheduling,
     Workload,
 )
 
@@ -55,7 +59,13 @@ _HARDWARE: dict[str, Any] = dict(
     intra_node_gbps=450.0,
     inter_node_gbps=50.0,
 )
-_ENUMS = {"phase": Phase, "dtype": DType, "convention": Convention}
+_ENUMS = {
+    "phase": Phase,
+    "dtype": DType,
+    "convention": Convention,
+    "overlap": Overlap,
+    "all_to_all": AllToAll,
+}
 
 
 def _fields(cls: type) -> set[str]:
@@ -84,9 +94,12 @@ def make_plan(**overrides: Any) -> Plan:
     parallel = Parallel(**_take(overrides, Parallel, {}))
     workload = Workload(**_take(overrides, Workload, _WORKLOAD))
     hardware = Hardware(**_take(overrides, Hardware, _HARDWARE))
+    runtime = Runtime(**_take(overrides, Runtime, {}))
+    schedule = Scheduling(**_take(overrides, Scheduling, {}))
     if overrides:
         raise TypeError(f"make_plan: unknown fields {sorted(overrides)}")
-    return Plan(name=name, model=model, parallel=parallel, workload=workload, hardware=hardware)
+    return Plan(name=name, model=model, parallel=parallel, workload=workload, hardware=hardware,
+                runtime=runtime, schedule=schedule)  # fmt: skip
 
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"

@@ -209,17 +209,20 @@ def test_check_prints_a_headline_per_finding_and_wraps_the_arithmetic(runner: Cl
     result = runner.invoke(main, ["check", plan], env={"COLUMNS": "72"})
     lines = result.stdout.splitlines()
     heads = [i for i, line in enumerate(lines) if line.startswith(("error ", "warning ", "info "))]
-    assert len(heads) == 3  # two failing claims, one that holds
-    first = lines[heads[0] : heads[1]]
+    assert len(heads) == 3  # one failing claim, two that hold
+    first = lines[heads[1] : heads[2]]
     # headline: severity, code, place, field, one-sentence verdict (continued by 2 spaces)
     verdict = " ".join(x.strip() for x in first if not x.startswith("    "))
-    assert verdict.startswith(f"warning COST-TPOT {plan}:92:12: targets.tpot_ms:")
+    assert verdict.startswith(
+        f"warning COST-THROUGHPUT-GPU {plan}:91:25: targets.tokens_per_s_per_gpu:"
+    )
     assert verdict.endswith(
-        "time per output token ≤ 50 ms: fails (estimate 60.18 ms; floor 9.927 ms)."
+        "throughput ≥ 1,850 tokens/s per GPU: fails (estimate 576 tokens/s/GPU; "
+        "ceiling 2,418 tokens/s/GPU)."
     )
     # the arithmetic and the fix indented below, every line within the width
     body = [x for x in first if x.startswith("    ")]
-    assert body[0].startswith("    TPOT ≥ one decode step") and any("fix: " in x for x in body)
+    assert body[0].startswith("    tokens/s per GPU ≤ peak") and any("fix: " in x for x in body)
     assert all(len(x) <= 72 for x in lines[: heads[-1]] if " " in x.strip())
 
 

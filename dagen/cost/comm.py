@@ -11,7 +11,8 @@ ring all-reduce ``2(n−1)/n``, all-gather and reduce-scatter ``(n−1)/n``, all
 ``(n−1)/n`` of the routed bytes. ``B`` and ``α`` are the intra-node link's when every
 member sits on one host, else the inter-node link's (the NIC bounds a ring that leaves
 the host). A send takes ``α + S / (B · net_efficiency)`` on the link between the two
-hosts; its recv completes when the send does (see :mod:`dagen.cost.simulate`).
+hosts; its recv completes when the send does (see :mod:`dagen.cost.simulate`). MoE
+dispatch and combine are priced as DeepEP's kernels instead (:mod:`dagen.cost.deepep`).
 docs/cost-model.md ("Communication nodes") justifies the ``⌈log₂ n⌉`` latency term.
 
 Example:
@@ -26,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from dagen.cost.deepep import deepep_seconds, group_hosts, is_all_to_all
 from dagen.graph.ir import Coll, Graph, Kind
 from dagen.mesh import spans_hosts
 from dagen.plan.model import Hardware
@@ -128,6 +130,10 @@ def comm_durations(graph: Graph) -> F64:
         nbytes = graph.tmpl_bytes[graph.tmpl[at]].astype(np.float64)
         coll = np.flatnonzero(kind == Kind.COLLECTIVE)
         out[coll + first] = _collectives(graph, pool.hardware, coll + first, nbytes[coll], crosses)
+        a2a = coll[is_all_to_all(graph, coll + first)]
+        if a2a.size:  # MoE dispatch/combine run on DeepEP's kernels (dagen.cost.deepep)
+            hosts = group_hosts(graph)
+            out[a2a + first] = deepep_seconds(graph, pool, a2a + first, nbytes[a2a], hosts)
         send = np.flatnonzero(kind == Kind.SEND)
         out[send + first] = _sends(graph, pool.hardware, send + first, nbytes[send])
     return out

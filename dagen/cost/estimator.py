@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from dagen.cost.deepep import contended
 from dagen.cost.engine import Meter
 from dagen.cost.memory import MemoryReport, memory_report
 from dagen.cost.model import CostModel, default_cost_model, node_seconds
@@ -191,7 +192,7 @@ def estimate(
     """
     graph = _with_hardware(graph, hardware)
     model = cost_model or default_cost_model()
-    sched: Schedule = simulate(graph, node_seconds(model, graph), meter)
+    sched: Schedule = simulate(graph, contended(graph, node_seconds(model, graph)), meter)
     memory = memory_report(graph)
     busy, bubble = utilisation(graph, sched)
     pools = _pool_figures(graph, sched)

@@ -8,7 +8,9 @@ dispatch/combine. A collective node whose group stays on one host takes:
   (the frameworks switch to the custom kernel where it wins, small and medium messages);
 * **all-gather, reduce-scatter**: NCCL's time for the nccl-tests size the graph stores;
 * **MoE dispatch / combine** (all-to-all over 8 GPUs): DeepEP's time for the rank's
-  tokens, normal mode in prefill, low-latency mode in decode; other all-to-alls NCCL's.
+  tokens in the pool's kernel family (``runtime.all_to_all``; ``auto``: normal in
+  prefill, low-latency in decode, :func:`dagen.cost.deepep.mode_of`); other
+  all-to-alls NCCL's.
 
 Groups that span hosts, and groups of more than 8 GPUs, keep the roofline's alpha-beta
 time, and a note counts them. ``measured`` takes only points inside the grid; ``auto``
@@ -26,10 +28,12 @@ import numpy as np
 import numpy.typing as npt
 
 from dagen.cost.comm import group_crosses_hosts, group_sizes
+from dagen.cost.deepep import mode_of
 from dagen.cost.kernels import DeepEPMode, DeepEPPhase, KernelDataError, KernelTables
 from dagen.cost.kernels_grid import Coverage
 from dagen.graph.ir import Coll, Graph, Kind
 from dagen.graph.ops import Op
+from dagen.plan.model import AllToAll
 
 __all__ = ["DEEPEP_GPUS", "MAX_GPUS", "collective_seconds"]
 
@@ -60,7 +64,8 @@ def _moe_exchange(graph: Graph, p: int, tables: KernelTables, op: I64, auto: boo
     out = np.full(op.shape, np.nan)
     if not d.top_k:
         return out
-    mode = DeepEPMode.NORMAL if d.prefill or d.pf_tokens else DeepEPMode.LOW_LATENCY
+    normal = mode_of(pool) is AllToAll.NORMAL  # runtime.all_to_all (auto: by phase)
+    mode = DeepEPMode.NORMAL if normal else DeepEPMode.LOW_LATENCY
     for code, phase in ((Op.MOE_DISPATCH, DeepEPPhase.DISPATCH),
                         (Op.MOE_COMBINE, DeepEPPhase.COMBINE)):  # fmt: skip
         at = op == code

@@ -26,6 +26,7 @@ from dagen.graph.codes import Phase
 from dagen.graph.dims import derive_dims
 from dagen.graph.expand import Expansion
 from dagen.graph.ir import INT16_MAX, Graph
+from dagen.graph.overlap import two_batch
 from dagen.graph.pool import Pool
 from dagen.graph.pricing import PriceTable
 from dagen.graph.residency import residency
@@ -33,7 +34,7 @@ from dagen.graph.schedule import Schedule
 from dagen.graph.schedules import decode_chain, pipeline
 from dagen.graph.templates import Programs, StageContext
 from dagen.mesh import Mesh, expert_placement, mesh_of
-from dagen.plan.model import Plan, Workload
+from dagen.plan.model import Overlap, Plan, Workload
 from dagen.plan.rules import blocking, plan_findings
 from dagen.plan.split import stage_layers
 
@@ -126,7 +127,7 @@ def describe_pool(
     _refuse_infeasible(plan)
     mesh = mesh or mesh_of(plan)
     ctx = _context(plan, mesh)
-    sched = _scheduled(schedule, ctx, plan.workload)
+    sched = _scheduled(schedule, ctx, plan)
     return _pool(plan, name or plan.workload.phase.value, ctx, mesh, sched, index=0, rank0=0,
                  host0=0, node0=0, node1=0)  # fmt: skip
 
@@ -142,10 +143,13 @@ def plan_schedule(
     return describe_pool(plan, mesh=mesh, schedule=schedule).schedule
 
 
-def _scheduled(schedule: SchedulePass, ctx: StageContext, workload: Workload) -> Schedule:
+def _scheduled(schedule: SchedulePass, ctx: StageContext, plan: Plan) -> Schedule:
     """The pass's schedule, linted unless it is dagen's own (tests lint those on every
-    plan grid; a user's pass is checked every time)."""
-    sched = schedule(Programs(ctx), workload)
+    plan grid; a user's pass is checked every time). ``schedule.overlap: two_batch``
+    turns dagen's own into :func:`~dagen.graph.overlap.two_batch`."""
+    if schedule is default_schedule and plan.schedule.overlap is Overlap.TWO_BATCH:
+        schedule = two_batch
+    sched = schedule(Programs(ctx), plan.workload)
     if schedule is not default_schedule:
         sched.lint()
     return sched
@@ -153,7 +157,7 @@ def _scheduled(schedule: SchedulePass, ctx: StageContext, workload: Workload) ->
 
 def _expand(plan: Plan, name: str, mesh: Mesh, schedule: SchedulePass, **at: int) -> PoolPart:
     ctx = _context(plan, mesh)
-    sched = _scheduled(schedule, ctx, plan.workload)
+    sched = _scheduled(schedule, ctx, plan)
     exp = Expansion(mesh, sched, placement=_placement(plan, mesh))
     at["node1"] = at["node0"] + exp.nodes.total
     return PoolPart(pool=_pool(plan, name, ctx, mesh, sched, **at), exp=exp, costs=ctx.costs)

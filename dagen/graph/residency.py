@@ -72,17 +72,32 @@ def _per_op(d: Dims, present: set[int]) -> tuple[I64, I64, I64]:
     return weights, live, message
 
 
-def _stage(t: Template, d: Dims, tables: tuple[I64, I64, I64], tied: bool) -> tuple[int, ...]:
+def _program(sched: Schedule, stage: int) -> tuple[I64, I64]:
+    """(op, kind) of stage ``stage``'s whole program for its first (step, micro-batch):
+    its first block's template, or all its pieces' rows when a schedule cuts a block
+    into pieces (two-batch overlap)."""
+    st = sched.stages[stage]
+    same = np.flatnonzero((st.step == st.step[0]) & (st.mb == st.mb[0]))
+    parts: list[Template] = [sched.templates[int(t)] for t in st.template[same]]
+    return (
+        np.concatenate([t.op for t in parts]).astype(np.int64),
+        np.concatenate([t.kind for t in parts]).astype(np.int64),
+    )
+
+
+def _stage(
+    program: tuple[I64, I64], d: Dims, tables: tuple[I64, I64, I64], tied: bool
+) -> tuple[int, ...]:
     """(weights, routed, live activations, largest message, layers) of one block."""
     weights, live, message = tables
-    ops = t.op.astype(np.int64)
+    ops, kinds = program
     held = int(weights[ops].sum())
     if tied and bool(np.any(ops == Op.EMBED)) and bool(np.any(ops == Op.LM_HEAD)):
         held -= int(weights[Op.LM_HEAD])  # a tied head shares the embedding's weights
     routed = int(weights[Op.MOE_EXPERT]) * int(np.count_nonzero(ops == Op.MOE_EXPERT))
-    compute = ops[t.kind == Kind.COMPUTE]
+    compute = ops[kinds == Kind.COMPUTE]
     act = round(d.stream * d.h * d.e) + int(live[compute].max(initial=0))
-    comm = ops[t.kind != Kind.COMPUTE]
+    comm = ops[kinds != Kind.COMPUTE]
     layers = int(np.count_nonzero(ops == Op.ATTN_CORE))
     return held, routed, act, int(message[comm].max(initial=0)), layers
 
@@ -97,17 +112,15 @@ def residency(sched: Schedule, d: Dims, w: Workload, *, replicas: int, tied: boo
         replicas: Attention data-parallel replicas (the batch splits over them).
         tied: The input embedding and the LM head share weights.
     """
-    firsts = [sched.templates[int(st.template[0])] for st in sched.stages]
-    tables = _per_op(d, {int(o) for t in firsts for o in np.unique(t.op)})
+    firsts = [_program(sched, s) for s in range(sched.pp)]
+    tables = _per_op(d, {int(o) for ops, _ in firsts for o in np.unique(ops)})
     seqs = w.batch // replicas
     # A serving request holds, on average over its life, its prompt and half its output
     # (paged KV: blocks are taken as tokens arrive); a static batch holds all of it.
     tokens = w.kv_context / d.cp  # serving: E[I] + E[O²]/(2·E[O]); static: I + O
     rows = []
-    for st in sched.stages:
-        held, routed, act, message, layers = _stage(
-            sched.templates[int(st.template[0])], d, tables, tied
-        )
+    for first in firsts:
+        held, routed, act, message, layers = _stage(first, d, tables, tied)
         per_seq = round(tokens * layers * kv_token_bytes(d))
         rows.append((held, routed, seqs * per_seq, act, message, per_seq))
     table: I64 = np.asarray(rows, dtype=np.int64).reshape(-1, 6)

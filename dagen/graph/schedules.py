@@ -3,8 +3,9 @@
 Each returns a :class:`~dagen.graph.schedule.Schedule` (the data, documented there).
 :func:`decode_chain` and :func:`pipeline` are the schedules the builder uses today;
 :func:`reorder` issues any schedule's blocks in another order, with slots recomputed by
-:func:`slots_by_order`. 1F1B, interleaved virtual stages or two-batch overlap would be
-further functions here; the expansion and the checks read only the schedule.
+:func:`slots_by_order`. Two-batch overlap is :func:`dagen.graph.overlap.two_batch`;
+1F1B or interleaved virtual stages would be further functions; the expansion and the
+checks read only the schedule.
 
 Example:
     >>> from dagen.graph.schedules import decode_chain

@@ -19,11 +19,20 @@ from dagen.findings import Origin
 from dagen.plan.claims import Claim, Metric
 from dagen.plan.fields import spec
 from dagen.plan.formats import RATE_KEYS, WIDER, DType, Formats, Precision
-from dagen.plan.runtime import Cost, CostModelName, Framework, Runtime
+from dagen.plan.runtime import (
+    AllToAll,
+    Cost,
+    CostModelName,
+    Framework,
+    Overlap,
+    Runtime,
+    Scheduling,
+)
 from dagen.plan.workload import Mode, Phase, Workload
 
 __all__ = [
     "RATE_KEYS",
+    "AllToAll",
     "Claim",
     "Convention",
     "Cost",
@@ -38,11 +47,13 @@ __all__ = [
     "Mode",
     "Model",
     "Moe",
+    "Overlap",
     "Parallel",
     "Phase",
     "Plan",
     "Precision",
     "Runtime",
+    "Scheduling",
     "Targets",
     "Workload",
     "spec",
@@ -396,6 +407,9 @@ class Plan:
         "The serving runtime (memory accounting, CUDA graphs).", default=Runtime()
     )
     cost: Cost = spec("Which cost model prices the nodes.", default=Cost())
+    schedule: Scheduling = spec(
+        "How each rank orders its micro-batches (two-batch overlap).", default=Scheduling()
+    )
     targets: Targets = spec("Claims to verify.", default=Targets())
     claims: tuple[Claim, ...] = spec(
         "More claims: a bound on any metric, or a change against an alternative plan.",

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from dagen.findings import Code, Finding, Severity
 from dagen.plan.model import Convention, Plan
+from dagen.plan.overlap_rules import overlap_findings
 from dagen.plan.params import count_params, format_count
 from dagen.plan.split_rules import layer_findings
 from dagen.plan.world import finding, world_findings
@@ -346,6 +347,7 @@ RULES: tuple[Callable[[Plan], list[Finding]], ...] = (
     _order,
     layer_findings,
     _batch,
+    overlap_findings,
     _cp,
     _decode,
     _params,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from dagen.plan.fields import spec
 
-__all__ = ["Cost", "CostModelName", "Framework", "Runtime"]
+__all__ = ["AllToAll", "Cost", "CostModelName", "Framework", "Overlap", "Runtime", "Scheduling"]
 
 _RECORD = {"frozen": True, "slots": True, "kw_only": True}
 
@@ -34,6 +34,37 @@ class CostModelName(enum.StrEnum):
     AUTO = "auto"
 
 
+class Overlap(enum.StrEnum):
+    """How a replica's micro-batches share its time (docs/cost-model.md, "Two-batch overlap")."""
+
+    NONE = "none"
+    """One micro-batch after another on each rank."""
+    TWO_BATCH = "two_batch"
+    """Two micro-batches interleaved: one's dispatch/combine under the other's compute."""
+
+
+class AllToAll(enum.StrEnum):
+    """The DeepEP kernels MoE dispatch/combine run on (docs/cost-model.md, "DeepEP")."""
+
+    AUTO = "auto"
+    """low_latency for decode, normal for prefill (DeepEP's own advice)."""
+    NORMAL = "normal"
+    """Throughput kernels: NVLink inside a node, RDMA between nodes with NVLink forwarding."""
+    LOW_LATENCY = "low_latency"
+    """Pure-RDMA kernels for small decode batches."""
+
+
+@dataclass(**_RECORD)
+class Scheduling:
+    """How each rank orders its micro-batches."""
+
+    overlap: Overlap = spec(
+        "none, or two_batch: two micro-batches interleaved so one's MoE dispatch/combine "
+        "overlaps the other's attention and experts (DeepSeek, SGLang two-batch overlap).",
+        default=Overlap.NONE,
+    )
+
+
 @dataclass(**_RECORD)
 class Runtime:
     """The serving runtime: whose memory rules apply, and how kernels are launched."""
@@ -53,6 +84,11 @@ class Runtime:
     )
     cuda_graphs: bool = spec(
         "Decode steps replay CUDA graphs (no per-kernel CPU launch).", default=True
+    )
+    all_to_all: AllToAll = spec(
+        "MoE dispatch/combine kernels: auto (low_latency for decode, normal for prefill), "
+        "normal (DeepEP throughput), low_latency (DeepEP pure RDMA).",
+        default=AllToAll.AUTO,
     )
 
 

@@ -37,6 +37,7 @@ from dagen.plan.model import (
     Plan,
     Precision,
     Runtime,
+    Scheduling,
     Targets,
     Workload,
 )
@@ -69,6 +70,7 @@ SECTIONS: tuple[tuple[str, type[Any]], ...] = (
     ("precision", Precision),
     ("runtime", Runtime),
     ("cost", Cost),
+    ("schedule", Scheduling),
     ("targets", Targets),
     ("claims[]", Claim),
 )
