@@ -12,10 +12,13 @@ import numpy as np
 import pytest
 from conftest import make_plan
 
-from dagen.checks import Code, check_collective_order, check_graph
+from dagen.checks import Code, check_collective_order, check_comms, check_graph
+from dagen.checks.shared import Shared
 from dagen.cost import estimate
 from dagen.cost.roofline import Roofline
 from dagen.errors import GraphError
+from dagen.graph.algo.certify import certify
+from dagen.graph.algo.sweep import sweep
 from dagen.graph.build import build_graph, plan_schedule
 from dagen.graph.ir import Graph, Kind, Op
 from dagen.graph.overlap import interleave, split_template, two_batch
@@ -55,6 +58,8 @@ def test_two_batch_graph_is_deadlock_free_and_prices_between_the_bounds(extra: d
     plan = make_plan(**{**MOE, **extra}, overlap="two_batch")
     tbo, seq = build_graph(plan), build_graph(plain(plan))
     assert tbo.n_nodes == seq.n_nodes and tbo.n_edges >= seq.n_edges - 16
+    # The schedule's slots certify it (no fallback to the sweep), and the sweep agrees.
+    assert certify(tbo, Shared(tbo)) and sweep(tbo).complete
     assert check_graph(tbo, lint=True) == []
     fast, slow = estimate(tbo).makespan_s, estimate(seq).makespan_s
     assert fast >= compute_bound(seq) * (1 - 1e-9)
@@ -125,6 +130,16 @@ def test_a_reordered_dispatch_is_caught() -> None:
     assert [f.code for f in found] == [Code.GRAPH_COLL_ORDER]
 
 
+def test_a_send_issued_for_the_other_micro_batch_is_caught() -> None:
+    g = build_graph(make_plan(**{**MOE, "pp": 2, "dp": 2, "ep": 2}, overlap="two_batch"))
+    sends = np.flatnonzero((g.rank == 0) & (g.op == Op.PP_SEND))
+    assert g.mb[sends].tolist() == [0, 1]  # both halves leave the stage at the end of a pair
+    mb = g.mb.copy()
+    mb[sends] = mb[sends[::-1]]  # rank 0 sends micro-batch 1's activations first
+    found = check_comms(dataclasses.replace(g, mb=mb))
+    assert Code.GRAPH_P2P_MB in [f.code for f in found]
+
+
 def test_interleave_of_one_micro_batch_is_the_plain_order() -> None:
     plan = make_plan(**{**MOE, "micro_batches": 1})
     sched = plan_schedule(plan, schedule=lambda progs, _: interleave(decode_chain(progs, 1, 1)))
@@ -153,3 +168,11 @@ def test_plan_overlap_fires_where_overlap_means_nothing(
     found = [f for f in plan_findings(plan) if f.code == Code.PLAN_OVERLAP]
     assert len(found) == 1 and needle in found[0].message and fix in found[0].fix
     assert not [f for f in plan_findings(plain(plan)) if f.code == Code.PLAN_OVERLAP]
+
+
+@pytest.mark.parametrize("extra", [{}, {"micro_batches": 4, "batch": 16}], ids=["mb2", "mb4"])
+def test_both_halves_activations_are_live_at_once(extra: dict) -> None:
+    plan = make_plan(**{**MOE, **extra}, overlap="two_batch")
+    tbo = build_graph(plan).pools[0].residency.activation_bytes
+    seq = build_graph(plain(plan)).pools[0].residency.activation_bytes
+    assert np.array_equal(tbo, 2 * seq)  # two in flight, never four

@@ -26,7 +26,7 @@ import numpy.typing as npt
 from dagen.graph.codes import Kind
 from dagen.graph.dims import Dims
 from dagen.graph.ops import OPS, Op
-from dagen.graph.schedule import Schedule
+from dagen.graph.schedule import Schedule, StageBlocks
 from dagen.graph.templates import Template
 from dagen.graph.traffic import kv_token_bytes
 from dagen.plan.model import Workload
@@ -46,7 +46,8 @@ class Residency:
     kv_bytes: I64
     """The KV cache of every sequence of the rank's replica, for the stage's layers."""
     activation_bytes: I64
-    """The residual stream plus the largest op's inputs and outputs, one micro-batch."""
+    """The residual stream plus the largest op's inputs and outputs of one micro-batch,
+    times the micro-batches in flight at once (two under two-batch overlap)."""
     message_bytes: I64
     """The largest message the rank sends or receives (its staging buffers hold two)."""
     kv_seq_bytes: I64
@@ -85,6 +86,24 @@ def _program(sched: Schedule, stage: int) -> tuple[I64, I64]:
     )
 
 
+def _in_flight(st: StageBlocks) -> int:
+    """Most micro-batches of the stage's first step begun and not yet finished at once in
+    its issue order: 1 when they run one after another, 2 under two-batch overlap (both
+    halves' activations are live)."""
+    mb = st.mb[st.step == st.step[0]].astype(np.int64)
+    if mb.size == 0:
+        return 1
+    pos = np.arange(mb.shape[0])
+    first = np.full(int(mb.max()) + 1, mb.shape[0], dtype=np.int64)
+    last = np.full(first.shape[0], -1, dtype=np.int64)
+    np.minimum.at(first, mb, pos)
+    np.maximum.at(last, mb, pos)
+    used = last >= 0
+    opened = np.bincount(first[used], minlength=mb.shape[0] + 1)
+    closed = np.bincount(last[used] + 1, minlength=mb.shape[0] + 1)
+    return max(int(np.max(np.cumsum(opened - closed))), 1)
+
+
 def _stage(
     program: tuple[I64, I64], d: Dims, tables: tuple[I64, I64, I64], tied: bool
 ) -> tuple[int, ...]:
@@ -119,10 +138,10 @@ def residency(sched: Schedule, d: Dims, w: Workload, *, replicas: int, tied: boo
     # (paged KV: blocks are taken as tokens arrive); a static batch holds all of it.
     tokens = w.kv_context / d.cp  # serving: E[I] + E[O²]/(2·E[O]); static: I + O
     rows = []
-    for first in firsts:
+    for first, st in zip(firsts, sched.stages, strict=True):
         held, routed, act, message, layers = _stage(first, d, tables, tied)
         per_seq = round(tokens * layers * kv_token_bytes(d))
-        rows.append((held, routed, seqs * per_seq, act, message, per_seq))
+        rows.append((held, routed, seqs * per_seq, act * _in_flight(st), message, per_seq))
     table: I64 = np.asarray(rows, dtype=np.int64).reshape(-1, 6)
     cols = [np.ascontiguousarray(table[:, i]) for i in range(6)]
     return Residency(
