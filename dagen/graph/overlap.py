@@ -155,7 +155,7 @@ def _stage(m: _Map, st: StageBlocks) -> StageBlocks:
     idx = m.new0[-1][rep] + piece * size[rep]
     out = [np.empty(total, dtype=np.int64) for _ in range(4)]
     for col, values in zip(out, (m.first_tid[st.template[rep]] + piece, st.mb[rep], st.step[rep], piece), strict=True):  # fmt: skip
-        col[idx] = values
+        col[idx] = np.asarray(values, dtype=np.int64)
     return StageBlocks(template=_i32(out[0]), mb=out[1].astype(np.int16),
                        step=out[2].astype(np.int16), chunk=out[3].astype(np.int16),
                        slot=np.zeros(total, dtype=np.int64))  # fmt: skip
