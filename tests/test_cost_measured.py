@@ -167,3 +167,19 @@ def test_measured_refuses_what_auto_extrapolates() -> None:
     assert any(
         n.startswith("attention: the shape lies outside the measured grid") for n in strict.notes
     )
+
+
+def test_the_summary_carries_the_share_and_the_notes() -> None:
+    from dagen.export.estimate import estimate_summary, key_figures
+
+    graph = build_graph(load_plan(EP32))
+    est = estimate(graph, cost_model=Measured(auto=True))
+    summary = estimate_summary(est, graph)
+    assert summary is not None
+    assert summary["priced_by"] == est.priced_by
+    assert any("inter-node collective nodes" in n for n in summary["cost_notes"])
+    share = round(100 * est.priced_by["measured"])
+    assert f"{share} % of nodes measured" in key_figures(est)
+    # the roofline has one source: no share, no notes
+    plain = estimate_summary(estimate(graph, cost_model=Roofline()), graph)
+    assert plain is not None and "priced_by" not in plain and "cost_notes" not in plain

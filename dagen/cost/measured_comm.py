@@ -115,12 +115,18 @@ def collective_seconds(
     n = group_sizes(graph)[group]
     inter = group_crosses_hosts(graph)[group]
     coll = graph.inst_coll[graph.inst[idx]].astype(np.int64)
-    rows = np.stack([graph.tmpl[idx].astype(np.int64), n, coll, graph.op[idx].astype(np.int64)], 1)
     eligible = ~inter & (n >= 2) & (n <= MAX_GPUS)
     sec = np.full(len(idx), np.nan)
     if eligible.any():
-        uniq, inv = np.unique(rows[eligible], axis=0, return_inverse=True)
-        sec[eligible] = _price(graph, p, tables, uniq, auto)[inv.ravel()]
+        # A template is one op (so one collective kind): (template, group size) is the
+        # whole key, packed into one int64 so the unique pass is a 1-d sort.
+        at = idx[eligible]
+        key = graph.tmpl[at].astype(np.int64) * (MAX_GPUS + 1) + n[eligible]
+        uniq, first, inv = np.unique(key, return_index=True, return_inverse=True)
+        reps = at[first]
+        rows = np.stack([graph.tmpl[reps].astype(np.int64), uniq % (MAX_GPUS + 1),
+                         coll[eligible][first], graph.op[reps].astype(np.int64)], 1)  # fmt: skip
+        sec[eligible] = _price(graph, p, tables, rows, auto)[inv.ravel()]
     _fallback_notes(notes, tables, inter & (n >= 2), eligible & ~np.isfinite(sec), n > MAX_GPUS)
     out[local] = sec
     return out
