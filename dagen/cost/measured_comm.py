@@ -120,10 +120,10 @@ def collective_seconds(
     if eligible.any():
         # A template is one op (so one collective kind): (template, group size) is the
         # whole key, packed into one int64 so the unique pass is a 1-d sort.
-        at = idx[eligible]
-        key = graph.tmpl[at].astype(np.int64) * (MAX_GPUS + 1) + n[eligible]
+        hit = idx[eligible]
+        key = graph.tmpl[hit].astype(np.int64) * (MAX_GPUS + 1) + n[eligible]
         uniq, first, inv = np.unique(key, return_index=True, return_inverse=True)
-        reps = at[first]
+        reps = hit[first]
         rows = np.stack([graph.tmpl[reps].astype(np.int64), uniq % (MAX_GPUS + 1),
                          coll[eligible][first], graph.op[reps].astype(np.int64)], 1)  # fmt: skip
         sec[eligible] = _price(graph, p, tables, rows, auto)[inv.ravel()]
