@@ -51,8 +51,9 @@ def compute_bound(graph: Graph) -> float:
         {"pp": 2, "dp": 2, "ep": 2},
         {"pp": 2, "dp": 2, "ep": 2, "phase": "decode", "decode_steps": 3},
         {"micro_batches": 4, "batch": 16},
+        {"micro_batches": 3, "batch": 12},
     ],
-    ids=["prefill", "decode", "pp2", "pp2-decode", "mb4"],
+    ids=["prefill", "decode", "pp2", "pp2-decode", "mb4", "mb3"],
 )
 def test_two_batch_graph_is_deadlock_free_and_prices_between_the_bounds(extra: dict) -> None:
     plan = make_plan(**{**MOE, **extra}, overlap="two_batch")

@@ -123,6 +123,7 @@ def comm_durations(graph: Graph) -> F64:
     """
     out = np.zeros(graph.n_nodes, dtype=np.float64)
     crosses = group_crosses_hosts(graph)
+    hosts: I64 | None = None
     for p, pool in enumerate(graph.pools):
         at = graph.node_slice(p)
         first = at.start or 0
@@ -132,7 +133,7 @@ def comm_durations(graph: Graph) -> F64:
         out[coll + first] = _collectives(graph, pool.hardware, coll + first, nbytes[coll], crosses)
         a2a = coll[is_all_to_all(graph, coll + first)]
         if a2a.size:  # MoE dispatch/combine run on DeepEP's kernels (dagen.cost.deepep)
-            hosts = group_hosts(graph)
+            hosts = group_hosts(graph) if hosts is None else hosts
             out[a2a + first] = deepep_seconds(graph, pool, a2a + first, nbytes[a2a], hosts)
         send = np.flatnonzero(kind == Kind.SEND)
         out[send + first] = _sends(graph, pool.hardware, send + first, nbytes[send])

@@ -97,12 +97,14 @@ class _Map:
         self.templates = tuple(p for ps, _ in splits for p in ps)
         sizes = np.array([t.size for t in base.templates], dtype=np.int64)
         self.row0 = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        piece_of = [np.searchsorted(b, np.arange(t.size), side="right") - 1 for (_, b), t in
-                    zip(splits, base.templates, strict=True)]  # fmt: skip
+        rows = [np.arange(t.size, dtype=np.int64) for t in base.templates]
+        piece_of = [_piece(b, r) for (_, b), r in zip(splits, rows, strict=True)]
         self.piece_of = np.concatenate(piece_of).astype(np.int64)
+        """Per row of every base template (``row0`` offsets), the piece it falls in."""
         self.local = np.concatenate(
-            [np.arange(t.size) - b[p] for (_, b), t, p in zip(splits, base.templates, piece_of, strict=True)]
-        ).astype(np.int64)  # fmt: skip
+            [r - b[q] for (_, b), r, q in zip(splits, rows, piece_of, strict=True)]
+        ).astype(np.int64)
+        """Per row of every base template, its row within its piece."""
         self.splits = splits
         self.edges = [(t.esrc.astype(np.int64), t.edst.astype(np.int64)) for t in base.templates]
         """Per base template, its data edges (source rows, target rows)."""
@@ -121,6 +123,12 @@ class _Map:
             new0[at], stride[at] = self.new0[s][block[at]], self.stride[s][block[at]]
         g = self.row0[tid] + row
         return _i32(new0 + self.piece_of[g] * stride), _i32(self.local[g])
+
+
+def _piece(bounds: I64, rows: I64) -> I64:
+    """The piece each of ``rows`` falls in, for pieces cut at row ``bounds``."""
+    out: I64 = np.searchsorted(bounds, rows, side="right") - 1
+    return out
 
 
 def _pairs_of(st: StageBlocks) -> tuple[I64, I64, I64]:
@@ -154,8 +162,9 @@ def _stage(m: _Map, st: StageBlocks) -> StageBlocks:
     piece = np.arange(total) - np.repeat(np.cumsum(npieces) - npieces, npieces)
     idx = m.new0[-1][rep] + piece * size[rep]
     out = [np.empty(total, dtype=np.int64) for _ in range(4)]
-    for col, values in zip(out, (m.first_tid[st.template[rep]] + piece, st.mb[rep], st.step[rep], piece), strict=True):  # fmt: skip
-        col[idx] = np.asarray(values, dtype=np.int64)
+    values = (m.first_tid[st.template[rep]] + piece, st.mb[rep], st.step[rep], piece)
+    for col, value in zip(out, values, strict=True):
+        col[idx] = value
     return StageBlocks(template=_i32(out[0]), mb=out[1].astype(np.int16),
                        step=out[2].astype(np.int16), chunk=out[3].astype(np.int16),
                        slot=np.zeros(total, dtype=np.int64))  # fmt: skip
@@ -168,7 +177,7 @@ def _cross_links(m: _Map, s: int, st: StageBlocks) -> list[tuple[I64, ...]]:
         blocks = np.flatnonzero(st.template == tid)
         bounds = m.splits[tid][1]
         src_t, dst_t = m.edges[tid]
-        ps, pd = np.searchsorted(bounds, src_t, side="right") - 1, np.searchsorted(bounds, dst_t, side="right") - 1  # fmt: skip
+        ps, pd = _piece(bounds, src_t), _piece(bounds, dst_t)
         cross = ps != pd
         if not cross.any() or blocks.size == 0:
             continue
@@ -181,6 +190,17 @@ def _cross_links(m: _Map, s: int, st: StageBlocks) -> list[tuple[I64, ...]]:
             np.broadcast_to(dst_t - bounds[pd], shape).ravel(), np.full(shape, int(EdgeKind.DATA)).ravel(),
         ))  # fmt: skip
     return parts
+
+
+def _pair_order(m: _Map, s: int, old: StageBlocks, new: StageBlocks) -> tuple[I64, ...]:
+    """Stream-order links from each pair's last new block to the next pair's first."""
+    pair = _pairs_of(old)[0]
+    last = np.cumsum(np.bincount(pair, weights=m.pieces[old.template])).astype(np.int64)
+    src, dst = last[:-1] - 1, last[:-1]
+    sizes = np.array([t.size for t in m.templates], dtype=np.int64)
+    n = src.shape[0]
+    return (np.full(n, s), src, sizes[new.template[src]] - 1, dst, np.zeros_like(dst),
+            np.full(n, int(EdgeKind.ORDER)))  # fmt: skip
 
 
 def interleave(base: Schedule) -> Schedule:
@@ -203,16 +223,10 @@ def interleave(base: Schedule) -> Schedule:
         (ls.astype(np.int64), lsb.astype(np.int64), lsr.astype(np.int64),
          ldb.astype(np.int64), ldr.astype(np.int64), lk.kind[data].astype(np.int64))
     ]  # fmt: skip
-    sizes = np.array([t.size for t in m.templates], dtype=np.int64)
     for s, (old, new) in enumerate(zip(base.stages, stages, strict=True)):
         parts += _cross_links(m, s, old)
         if np.any((lk.kind == EdgeKind.ORDER) & (lk.stage == s)):
-            last = np.cumsum(np.bincount(_pairs_of(old)[0], weights=m.pieces[old.template])).astype(
-                np.int64
-            )
-            src, dst = last[:-1] - 1, last[:-1]
-            parts.append((np.full(src.shape[0], s), src, sizes[new.template[src]] - 1, dst,
-                          np.zeros_like(dst), np.full(src.shape[0], int(EdgeKind.ORDER))))  # fmt: skip
+            parts.append(_pair_order(m, s, old, new))
     cols = [np.concatenate([q[i] for q in parts]) for i in range(6)]
     links = Links(stage=_i32(cols[0]), src_block=_i32(cols[1]), src_row=_i32(cols[2]),
                   dst_block=_i32(cols[3]), dst_row=_i32(cols[4]), kind=cols[5].astype(np.uint8))  # fmt: skip

@@ -37,13 +37,15 @@ def overlap_findings(plan: Plan) -> list[Finding]:
     if wl.micro_batches >= 2:
         return []
     per = wl.batch // max(par.attn_dp(), 1)
+    seqs = f"{per} sequence{'s' if per != 1 else ''}"
     msg = (
         f"two_batch interleaves two micro-batches per replica, but workload.micro_batches is "
-        f"{wl.micro_batches} (a replica's batch of {per} sequence{'s' if per != 1 else ''})"
+        f"{wl.micro_batches} (a replica's batch of {seqs})"
     )
     fix = (
         "set workload.micro_batches: 2"
         if per >= 2 and per % 2 == 0
-        else f"set schedule.overlap: none (a replica has fewer than two micro-batches' worth: {per} sequence{'s' if per != 1 else ''}), or raise workload.batch"
+        else f"set schedule.overlap: none (a replica has fewer than two micro-batches' "
+        f"worth: {seqs}), or raise workload.batch"
     )
     return [finding(plan, Code.PLAN_OVERLAP, Severity.ERROR, _PATH, msg, fix)]
