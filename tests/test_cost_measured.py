@@ -183,3 +183,18 @@ def test_the_summary_carries_the_share_and_the_notes() -> None:
     # the roofline has one source: no share, no notes
     plain = estimate_summary(estimate(graph, cost_model=Roofline()), graph)
     assert plain is not None and "priced_by" not in plain and "cost_notes" not in plain
+
+
+def test_a_serving_iteration_adds_its_prefill_chunks_to_the_decode_attention() -> None:
+    graph = build_graph(load_plan(DEP8))
+    model = Measured(auto=True)
+    core = graph.op == Op.ATTN_CORE
+    assert (model.node_sources(graph)[core] == 1).all()
+    d = graph.pools[0].dims
+    assert d.pf_pairs > 0 and d.seqs == 128
+    t = KernelTables.load("H200", monotone=True)
+    decode = t.mla_generation(d.seqs, (d.pairs - d.pf_pairs) / d.seqs, d.heads, "bfloat16")
+    chunks = t.mla_context(1, np.sqrt(2 * d.pf_pairs), d.heads, "bfloat16")
+    i = int(np.flatnonzero(core)[0])
+    assert model.node_seconds(graph)[i] == pytest.approx(float(decode + chunks), rel=1e-9)
+    assert not any(n.startswith("attention:") for n in model.notes)

@@ -11,7 +11,8 @@ the measured share.
 * **Matmul**: ``m`` rows and ``n`` columns of the output read off the template,
   ``k = FLOPs / (2·m·n)`` (a gated FFN is one GEMM of the same FLOPs and weights).
 * **Attention**: decode is a generation-attention call of the rank's sequences, mean
-  context and heads; prefill a context-attention call. MLA uses the MLA tables (measured
+  context and heads; prefill a context-attention call; a serving iteration's prefill
+  chunks add one causal context call of the same query-key pairs. MLA uses the MLA tables (measured
   for DeepSeek-V3's latent: ``kv_lora_rank`` 512, RoPE 64, nope 128, v 128).
 * **Routed experts** (``moe.expert``, one node per expert slot): the fused-MoE time of
   a rank at the same tokens per expert, ``num_tokens = slot_tokens · experts / top_k``,
@@ -31,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import numpy.typing as npt
@@ -134,29 +136,36 @@ class Measured:
         out[gemm] = self._ask(tables, "matmuls", tables.gemm, m, n, np.maximum(k, 1), dtype)
 
     def _attention(self, pool: Pool, tables: KernelTables) -> float:
+        """Seconds of the attention core: a context-attention call in prefill, a
+        generation call in decode; a serving iteration adds its prefill chunks as one
+        causal context call of the same query-key pairs (``s = √(2·pf_pairs)``)."""
+        d = pool.dims
+        if d.mla is not None:
+            a = d.mla
+            shape = (a.kv_lora_rank, a.qk_rope_head_dim, a.qk_nope_head_dim, a.v_head_dim)
+            if shape != MLA_MEASURED:
+                why = f"latent {shape} is not the measured {MLA_MEASURED}"
+                self._note(tables, "MLA attention", why)
+                return float("nan")
+        if d.prefill:
+            return self._attn_call(pool, tables, True, d.seqs, d.prompt // d.cp)
+        ctx = (d.pairs - d.pf_pairs) / max(d.seqs, 1)
+        sec = self._attn_call(pool, tables, False, d.seqs, ctx)
+        if d.pf_pairs:
+            sec += self._attn_call(pool, tables, True, 1, math.sqrt(2 * d.pf_pairs))
+        return sec
+
+    def _attn_call(
+        self, pool: Pool, tables: KernelTables, prefill: bool, batch: float, x: float
+    ) -> float:
         d = pool.dims
         kv = "fp8" if pool.formats.kv_cache.nbytes <= 1 else "bfloat16"
-        if d.pf_tokens:
-            self._note(tables, "attention", "a mixed prefill+decode iteration has no table")
-            return float("nan")
-        ctx = d.pairs / max(d.seqs, 1)
-        if d.mla is None:
-            fn = tables.context_attention if d.prefill else tables.generation_attention
-            x = d.prompt // d.cp if d.prefill else ctx
-            args: tuple[object, ...] = (d.seqs, x, d.heads, d.kv_heads, d.head_dim, "bfloat16", kv)
-            return float(self._ask(tables, "attention", fn, *args))
-        a = d.mla
-        shape = (a.kv_lora_rank, a.qk_rope_head_dim, a.qk_nope_head_dim, a.v_head_dim)
-        if shape != MLA_MEASURED:
-            self._note(
-                tables, "MLA attention", f"latent {shape} is not the measured {MLA_MEASURED}"
-            )
-            return float("nan")
-        if d.prefill:
-            return float(self._ask(tables, "MLA attention", tables.mla_context,
-                                   d.seqs, d.prompt // d.cp, d.heads, kv))  # fmt: skip
-        return float(self._ask(tables, "MLA attention", tables.mla_generation,
-                               d.seqs, ctx, d.heads, kv))  # fmt: skip
+        if d.mla is not None:
+            mla = tables.mla_context if prefill else tables.mla_generation
+            return float(self._ask(tables, "MLA attention", mla, batch, x, d.heads, kv))
+        mha = tables.context_attention if prefill else tables.generation_attention
+        args = (batch, x, d.heads, d.kv_heads, d.head_dim, "bfloat16", kv)
+        return float(self._ask(tables, "attention", mha, *args))
 
     def _experts(self, pool: Pool, tables: KernelTables) -> float:
         d: Dims = pool.dims
