@@ -105,14 +105,16 @@ class Measured:
     ) -> None:
         self.notes.append(f"{what}: {why} in {tables.source}; {instead}")
 
-    def _templates(self, graph: Graph, pool: Pool, tmpls: I64) -> F64:
-        """Seconds per template of the pool (NaN where the tables do not price it)."""
+    def _templates(self, graph: Graph, p: int, tmpls: I64) -> F64:
+        """Seconds per template of pool ``p`` (NaN where the tables do not price it)."""
+        pool = graph.pools[p]
         tables = self._load(pool)
         out = np.full(len(graph.tmpl_shape), np.nan)
         if tables is None:
             return out
+        at = graph.node_slice(p)
         ops = np.zeros(len(graph.tmpl_shape), dtype=np.int64)
-        ops[graph.tmpl[pool.node0 : pool.node1]] = graph.op[pool.node0 : pool.node1]
+        ops[graph.tmpl[at]] = graph.op[at]
         engine = OP_ENGINE[ops]
         experts = tmpls[ops[tmpls] == Op.MOE_EXPERT]
         self._gemm(graph, pool, tables, tmpls[engine[tmpls] == Engine.GEMM], out)
@@ -219,7 +221,7 @@ class Measured:
         for p, pool in enumerate(graph.pools):
             at = graph.node_slice(p)
             tmpl = graph.tmpl[at].astype(np.int64)
-            given = self._templates(graph, pool, np.unique(tmpl))[tmpl]
+            given = self._templates(graph, p, np.unique(tmpl))[tmpl]
             given[graph.kind[at] != Kind.COMPUTE] = np.nan
             tables = self._load(pool)
             if tables is not None:
