@@ -89,7 +89,13 @@ def test_the_cli_reports_it_at_the_concurrency_line(tmp_path: Path) -> None:
     line = next(i for i, s in enumerate(text.splitlines(), 1) if s.startswith("  concurrency:"))
     out = CliRunner(env={"COLUMNS": "1000"}).invoke(main, ["check", str(path)])
     assert out.exit_code != 0
-    hit = next(s for s in out.output.splitlines() if "COST-CONCURRENCY" in s)
+    hit = next(s for s in out.output.splitlines() if s.startswith("error COST-CONCURRENCY"))
     n = largest_concurrency(_at(load_plan(path), 4096)).concurrency
     assert f":{line}:" in hit and f"(estimate {n:,} requests fit)" in hit
     assert f"the largest concurrency that fits is {n:,}" in out.output
+
+
+def test_cost_oom_points_at_cost_concurrency_instead_of_a_second_figure(crowded: Plan) -> None:
+    oom = next(f for f in analyse(crowded).findings if f.code == Code.COST_OOM.value)
+    assert "the largest concurrency that fits: COST-CONCURRENCY" in oom.message
+    assert "requests in flight fit" not in oom.message
