@@ -198,3 +198,17 @@ def test_a_serving_iteration_adds_its_prefill_chunks_to_the_decode_attention() -
     i = int(np.flatnonzero(core)[0])
     assert model.node_seconds(graph)[i] == pytest.approx(float(decode + chunks), rel=1e-9)
     assert not any(n.startswith("attention:") for n in model.notes)
+
+
+def test_the_terminal_summary_gives_the_share_and_each_fallback() -> None:
+    from dagen.api import analyse
+
+    plan = load_plan(EP32)
+    model = Measured(auto=True)
+    result = analyse(plan, cost_model=model)
+    assert result.estimate is not None
+    lines = result.summary()
+    share = result.estimate.priced_by["measured"]
+    assert f"cost model auto: {share:.0%} of compute and collective nodes measured" in lines
+    assert any(s.startswith("  fell back: ") and "inter-node" in s for s in lines)
+    assert not any("cost model" in s for s in analyse(plan).summary())  # roofline: one source
