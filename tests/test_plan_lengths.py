@@ -140,3 +140,13 @@ def test_the_cli_refuses_a_bad_distribution_with_exit_2(tmp_path: Path) -> None:
 def test_lengths_are_a_frozen_record() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         Lengths(mean=3).mean = 4  # type: ignore[misc]
+
+
+def test_the_documented_example_loads() -> None:
+    doc = (ROOT / "docs" / "plan-format.md").read_text(encoding="utf-8")
+    block = doc.split("## Lengths as distributions", 1)[1].split("```yaml\n", 1)[1]
+    lines = [s for s in block.split("```", 1)[0].splitlines() if s.strip().endswith("}")]
+    assert len(lines) == 2
+    plan = load_plan_text(_serving("\n".join(lines) + "\n"), "doc.yaml")
+    assert plan.workload.prompt_dist is not None and plan.workload.gen_dist is not None
+    assert (plan.workload.prompt_len, plan.workload.gen_len) == (1024, 512)
