@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-search overviews clean
+.PHONY: demo test lint bench bench-aiconfigurator bench-search overviews clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,7 +26,7 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 # AGAINST=REV also times build + check of git revision REV in the same run.
-bench: $(STAMP)
+bench: $(STAMP) bench-aiconfigurator
 	$(BIN)/python -m bench $(if $(AGAINST),--against $(AGAINST))
 
 # aiconfigurator (PyPI aiconfigurator==0.12.0) in its own virtualenv, for the benches'
@@ -37,6 +37,11 @@ $(AIC_VENV)/.installed:
 	$(AIC_VENV)/bin/python -m pip install -q --upgrade pip
 	$(AIC_VENV)/bin/python -m pip install -q 'aiconfigurator==0.12.0'
 	touch $@
+
+# NVIDIA aiconfigurator's predictions of the published cases: bench/results/aiconfigurator.csv,
+# the peer column of docs/cost-model.md.
+bench-aiconfigurator: $(STAMP) $(AIC_VENV)/.installed
+	$(BIN)/python -m bench.aiconfigurator
 
 # dagen search over 1,246 layouts of a 4,096-GPU plan, and aiconfigurator's search over
 # the same model, GPUs and workload in the same run (docs/search.md, "Benchmark").
@@ -49,4 +54,4 @@ overviews: $(STAMP)
 	  $(BIN)/dagen -q build $$s -o docs/overview/$$n.svg || exit 1; done
 
 clean:
-	rm -rf $(VENV) out build *.egg-info
+	rm -rf $(VENV) out build *.egg-info $(AIC_VENV)

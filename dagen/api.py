@@ -101,7 +101,17 @@ class Analysis:
             f"throughput: {e.tokens_per_s:,.0f} tokens/s, {e.tokens_per_s_per_gpu:,.0f} "
             f"tokens/s per GPU; pipeline bubble {e.bubble_fraction:.1%}"
         )
-        return [*lines, _critical_path_line(g, e)]
+        return [*lines, _critical_path_line(g, e), *_priced_lines(e)]
+
+
+def _priced_lines(e: Estimate) -> list[str]:
+    """Under a measured cost model: the share of nodes the tables priced, and each
+    fallback (docs/cost-model.md, "Measured and auto")."""
+    if not e.priced_by:
+        return []
+    share = e.priced_by.get("measured", 0.0)
+    head = f"cost model {e.cost_model}: {share:.0%} of compute and collective nodes measured"
+    return [head, *(f"  fell back: {n}" for n in e.cost_notes)]
 
 
 def _critical_path_line(g: Graph, e: Estimate) -> str:

@@ -370,6 +370,12 @@ class Code(enum.StrEnum):
         "The peak-memory claim, against the estimate and the weights floor.",
     )
     COST_OOM = "COST-OOM", _E, _COST, "The plan does not fit in GPU memory."
+    COST_CONCURRENCY = (
+        "COST-CONCURRENCY",
+        _E,
+        _COST,
+        "A serving concurrency whose KV cache does not fit: the largest that does.",
+    )
     COST_UTILIZATION = (
         "COST-UTILIZATION",
         _I,

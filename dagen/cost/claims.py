@@ -46,6 +46,7 @@ _FIX = {
     Code.COST_MEMORY_FIGURE: "state the figure the estimate gives (or the framework's measured one), or widen targets.memory_tolerance",
     Code.COST_CLAIM: "correct the claim to the estimate's figure, or change the plan until it holds",
     Code.COST_COMPARE: "correct the claimed change to the estimated one (dagen compare shows both plans side by side)",
+    Code.COST_CONCURRENCY: "serve at most the concurrency shown (workload.concurrency, the benchmark's max concurrency), or free KV memory: precision.kv_cache: fp8, more tp/ep, a larger runtime.memory_fraction",
     Code.COST_OOM: "shard the weights over more GPUs (tp, ep, pp), quantise the KV cache (precision.kv_cache: fp8), or lower the batch/concurrency or context to what fits",
 }
 
@@ -80,7 +81,7 @@ def verdict_findings(plan: Plan, verdicts: tuple[Verdict, ...] | list[Verdict]) 
     for v in verdicts:
         code = v.code or _CODES[v.path]
         severity = _SEVERITY[v.verdict]
-        if code is Code.COST_OOM and v.verdict is VerdictKind.FAILS:
+        if code in (Code.COST_OOM, Code.COST_CONCURRENCY) and v.verdict is VerdictKind.FAILS:
             severity = Severity.ERROR
         quiet = v.verdict in (VerdictKind.HOLDS, VerdictKind.UNVERIFIED)
         out.append(

@@ -76,7 +76,7 @@ class Estimate:
     cost_model: str = "roofline"
     """The name of the cost model that priced the nodes."""
     priced_by: dict[str, float] = field(default_factory=dict)
-    """Share of compute nodes each source priced (a model with ``node_sources``: e.g.
+    """Share of compute and collective nodes each source priced (a model with ``node_sources``: e.g.
     ``{"measured": 0.83, "roofline": 0.17}``); empty for a single-source model."""
     cost_notes: tuple[str, ...] = ()
     """What the cost model fell back on (a GPU or op its data lack)."""
@@ -244,15 +244,16 @@ def estimate(
 
 
 def _sources(model: CostModel, graph: Graph) -> tuple[dict[str, float], tuple[str, ...]]:
-    """Share of compute nodes per pricing source, and the model's fallback notes."""
+    """Share of priced nodes (compute and collectives) per source, and the model's
+    fallback notes."""
     fn = getattr(model, "node_sources", None)
     notes = tuple(dict.fromkeys(getattr(model, "notes", ())))
     if fn is None:
         return {}, notes
     from dagen.cost.measured import SOURCES
 
-    compute = graph.kind == Kind.COMPUTE
-    codes = np.asarray(fn(graph))[compute]
-    total = max(int(compute.sum()), 1)
+    priced = (graph.kind == Kind.COMPUTE) | (graph.kind == Kind.COLLECTIVE)
+    codes = np.asarray(fn(graph))[priced]
+    total = max(int(priced.sum()), 1)
     shares = {SOURCES[i]: round(int((codes == i).sum()) / total, 4) for i in range(len(SOURCES))}
     return shares, notes

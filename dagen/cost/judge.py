@@ -21,6 +21,7 @@ from typing import Any
 
 from dagen.codes import Code
 from dagen.cost.bounds import fmt
+from dagen.cost.concurrency import concurrency_verdict
 from dagen.cost.estimator import Estimate
 from dagen.cost.metrics import GIB, Figures, figures
 from dagen.cost.verdicts import (
@@ -196,6 +197,9 @@ def _absolute(
 
 def _judge(plan: Plan, parts: EstimateParts | None, fig: Figures | None) -> tuple[Verdict, ...]:
     out = list(judge_targets(plan, parts))
+    fit = concurrency_verdict(plan, parts.memory if parts is not None else None)
+    if fit is not None:
+        out.append(fit)
     for name, fn in _MORE.items():
         value = getattr(plan.targets, name)
         if value is not None:

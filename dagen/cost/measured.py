@@ -1,16 +1,27 @@
 """The ``measured`` and ``auto`` cost models: kernel times from aiconfigurator-core.
 
-Matmul and attention nodes are priced from NVIDIA aiconfigurator-core's measured
-tables (:mod:`dagen.cost.kernels`) for the pool's GPU and the chosen backend; every
-other node, and every node whose shape or format the tables do not cover, keeps the
-roofline's time (:mod:`dagen.cost.roofline`). :meth:`Measured.node_sources` says which
-priced each node, so the estimate reports the measured share.
+Matmul, attention (MHA/GQA and DeepSeek's MLA), routed-expert and intra-node collective
+nodes are priced from NVIDIA aiconfigurator-core's measured tables
+(:mod:`dagen.cost.kernels`) for the pool's GPU and the chosen backend; every other node,
+and every node whose shape, format or placement the tables do not cover, keeps the
+roofline's time (:mod:`dagen.cost.roofline`) and :attr:`Measured.notes` says what fell
+back. :meth:`Measured.node_sources` says which priced each node, so the estimate reports
+the measured share.
 
-A matmul node's shape is read off its template: ``m`` rows and ``n`` columns of its
-output, ``k = FLOPs / (2·m·n)`` (a gated FFN or an expert is one GEMM of the same FLOPs
-and weights). Decode attention is a generation-attention call of the rank's sequences,
-context and heads; prefill attention a context-attention call. ``measured`` prices only
-shapes inside the tables' grid; ``auto`` also takes their extrapolation.
+* **Matmul**: ``m`` rows and ``n`` columns of the output read off the template,
+  ``k = FLOPs / (2·m·n)`` (a gated FFN is one GEMM of the same FLOPs and weights).
+* **Attention**: decode is a generation-attention call of the rank's sequences, mean
+  context and heads; prefill a context-attention call; a serving iteration's prefill
+  chunks add one causal context call of the same query-key pairs. MLA uses the MLA tables (measured
+  for DeepSeek-V3's latent: ``kv_lora_rank`` 512, RoPE 64, nope 128, v 128).
+* **Routed experts** (``moe.expert``, one node per expert slot): the fused-MoE time of
+  a rank at the same tokens per expert, ``num_tokens = slot_tokens · experts / top_k``,
+  divided over the rank's ``experts / ep`` experts (``moe_tp_size = etp``,
+  ``moe_ep_size = ep``).
+* **Collectives** inside one host: :mod:`dagen.cost.measured_comm`.
+
+``measured`` prices only shapes inside the tables' grid; ``auto`` also takes their
+extrapolation.
 
 Example:
     >>> from dagen.cost.measured import Measured
@@ -21,30 +32,40 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import numpy.typing as npt
 
 from dagen.cost.kernels import SYSTEMS, KernelTables, available
 from dagen.cost.kernels_grid import Coverage
+from dagen.cost.measured_comm import collective_seconds
 from dagen.cost.roofline import Roofline
-from dagen.graph.codes import Engine
+from dagen.graph.codes import Engine, Kind
+from dagen.graph.dims import Dims
 from dagen.graph.ir import Graph
-from dagen.graph.ops import OP_ENGINE
+from dagen.graph.ops import OP_ENGINE, Op
 from dagen.graph.pool import Pool
 
-__all__ = ["SOURCES", "Measured"]
+__all__ = ["MLA_MEASURED", "SOURCES", "Measured"]
 
 log = logging.getLogger(__name__)
 
 F64 = npt.NDArray[np.float64]
 U8 = npt.NDArray[np.uint8]
+I64 = npt.NDArray[np.int64]
 
 SOURCES = ("roofline", "measured")
 """Labels of the codes :meth:`Measured.node_sources` returns."""
 
+MLA_MEASURED = (512, 64, 128, 128)
+"""(kv_lora_rank, qk_rope_head_dim, qk_nope_head_dim, v_head_dim) the MLA tables measure
+(DeepSeek-V3's latent)."""
+
 _GEMM_DTYPE = {"bf16": "bfloat16", "fp16": "bfloat16", "fp8": "fp8", "fp8_block": "fp8_block",
                "nvfp4": "nvfp4"}  # fmt: skip
+_MOE_DTYPE = {"bf16": "bfloat16", "fp16": "bfloat16", "fp8": "fp8", "fp8_block": "fp8_block",
+              "nvfp4": "nvfp4", "mxfp4": "w4a16_mxfp4"}  # fmt: skip
 
 
 class Measured:
@@ -79,43 +100,117 @@ class Measured:
             self._tables[preset] = tables
         return self._tables[preset]
 
-    def _templates(self, graph: Graph, pool: Pool, tmpls: npt.NDArray[np.int64]) -> F64:
-        """Seconds per template of the pool (NaN where the tables do not price it)."""
+    def _note(
+        self, tables: KernelTables, what: str, why: str, instead: str = "priced by the roofline"
+    ) -> None:
+        self.notes.append(f"{what}: {why} in {tables.source}; {instead}")
+
+    def _templates(self, graph: Graph, p: int, tmpls: I64) -> F64:
+        """Seconds per template of pool ``p`` (NaN where the tables do not price it)."""
+        pool = graph.pools[p]
         tables = self._load(pool)
         out = np.full(len(graph.tmpl_shape), np.nan)
         if tables is None:
             return out
-        d, f = pool.dims, pool.formats
+        at = graph.node_slice(p)
         ops = np.zeros(len(graph.tmpl_shape), dtype=np.int64)
-        ops[graph.tmpl[pool.node0 : pool.node1]] = graph.op[pool.node0 : pool.node1]
+        ops[graph.tmpl[at]] = graph.op[at]
         engine = OP_ENGINE[ops]
-        gemm = tmpls[engine[tmpls] == Engine.GEMM]
-        dtype = _GEMM_DTYPE.get(f.weights.value)
-        if gemm.size and dtype is not None:
-            m = np.array([max(graph.tmpl_shape[t][0], 1) for t in gemm], dtype=np.float64)
-            n = np.array([graph.tmpl_shape[t][-1] for t in gemm], dtype=np.float64)
-            k = graph.tmpl_flops[gemm] / np.maximum(2 * m * n, 1)
-            out[gemm] = self._ask(tables.gemm, m, n, np.maximum(k, 1), dtype)
+        experts = tmpls[ops[tmpls] == Op.MOE_EXPERT]
+        self._gemm(graph, pool, tables, tmpls[engine[tmpls] == Engine.GEMM], out)
         attn = tmpls[engine[tmpls] == Engine.ATTENTION]
-        if attn.size and d.mla is None and not d.pf_tokens:
-            kv = "fp8" if f.kv_cache.nbytes <= 1 else "bfloat16"
-            if d.prefill:
-                sec = self._ask(tables.context_attention, d.seqs, d.prompt // d.cp,
-                                d.heads, d.kv_heads, d.head_dim, "bfloat16", kv)  # fmt: skip
-            else:
-                ctx = d.pairs / max(d.seqs, 1)
-                sec = self._ask(tables.generation_attention, d.seqs, ctx, d.heads,
-                                d.kv_heads, d.head_dim, "bfloat16", kv)  # fmt: skip
-            out[attn] = sec
+        if attn.size:
+            out[attn] = self._attention(pool, tables)
+        if experts.size and np.isfinite(fused := self._experts(pool, tables)):
+            out[experts] = fused
         return out
 
-    def _ask(self, fn: object, *args: object) -> F64:
+    def _gemm(self, graph: Graph, pool: Pool, tables: KernelTables, gemm: I64, out: F64) -> None:
+        dtype = _GEMM_DTYPE.get(pool.formats.weights.value)
+        if not gemm.size:
+            return
+        if dtype is None:
+            self._note(tables, "matmuls", f"no GEMM table for {pool.formats.weights.value}")
+            return
+        m = np.array([max(graph.tmpl_shape[t][0], 1) for t in gemm], dtype=np.float64)
+        n = np.array([graph.tmpl_shape[t][-1] for t in gemm], dtype=np.float64)
+        k = graph.tmpl_flops[gemm] / np.maximum(2 * m * n, 1)
+        out[gemm] = self._ask(tables, "matmuls", tables.gemm, m, n, np.maximum(k, 1), dtype)
+
+    def _attention(self, pool: Pool, tables: KernelTables) -> float:
+        """Seconds of the attention core: a context-attention call in prefill, a
+        generation call in decode; a serving iteration adds its prefill chunks as one
+        causal context call of the same query-key pairs (``s = √(2·pf_pairs)``)."""
+        d = pool.dims
+        if d.mla is not None:
+            a = d.mla
+            shape = (a.kv_lora_rank, a.qk_rope_head_dim, a.qk_nope_head_dim, a.v_head_dim)
+            if shape != MLA_MEASURED:
+                why = f"latent {shape} is not the measured {MLA_MEASURED}"
+                self._note(tables, "MLA attention", why)
+                return float("nan")
+        if d.prefill:
+            return self._attn_call(pool, tables, True, d.seqs, d.prompt // d.cp)
+        ctx = (d.pairs - d.pf_pairs) / max(d.seqs, 1)
+        sec = self._attn_call(pool, tables, False, d.seqs, ctx)
+        if d.pf_pairs:
+            sec += self._attn_call(pool, tables, True, 1, math.sqrt(2 * d.pf_pairs))
+        return sec
+
+    def _attn_call(
+        self, pool: Pool, tables: KernelTables, prefill: bool, batch: float, x: float
+    ) -> float:
+        d = pool.dims
+        kv = "fp8" if pool.formats.kv_cache.nbytes <= 1 else "bfloat16"
+        if d.mla is not None:
+            mla = tables.mla_context if prefill else tables.mla_generation
+            return float(self._ask(tables, "MLA attention", mla, batch, x, d.heads, kv))
+        mha = tables.context_attention if prefill else tables.generation_attention
+        args = (batch, x, d.heads, d.kv_heads, d.head_dim, "bfloat16", kv)
+        return float(self._ask(tables, "attention", mha, *args))
+
+    def _experts(self, pool: Pool, tables: KernelTables) -> float:
+        d: Dims = pool.dims
+        dtype = _MOE_DTYPE.get(pool.formats.weights.value)
+        ep, etp = pool.mesh.sizes["ep"], pool.mesh.sizes["etp"]
+        if dtype is None or not d.top_k:
+            self._note(tables, "moe.expert", f"no MoE table for {pool.formats.weights.value}")
+            return float("nan")
+        tokens = d.slot_tokens * d.experts / d.top_k
+        inter = d.expert_ffn * etp
+        what = (f"moe.expert (hidden {d.h}, inter {inter}, top-{d.top_k} of {d.experts}, "
+                f"etp {etp}, ep {ep}, {dtype})")  # fmt: skip
+        # Above the measured tokens the table's extrapolation would keep the per-expert
+        # efficiency of its largest point; the grouped GEMM of each expert's rows
+        # (priced from the GEMM table) tracks the rise of efficiency with m instead.
+        sec = self._ask(tables, what, tables.moe, tokens, d.h, inter, d.experts, d.top_k,
+                        etp, ep, dtype, worst=Coverage.MEASURED,
+                        instead="priced as its GEMM")  # fmt: skip
+        return float(sec) / max(d.experts / ep, 1.0)
+
+    def _ask(
+        self,
+        tables: KernelTables,
+        what: str,
+        fn: object,
+        *args: object,
+        worst: Coverage | None = None,
+        instead: str = "priced by the roofline",
+        **kw: object,
+    ) -> F64:
+        """Seconds of ``fn(*args)``, NaN where coverage is worse than ``worst`` (default:
+        extrapolated under auto, measured otherwise), noting what fell back."""
         cov = np.zeros(
             np.broadcast(*[np.asarray(a) for a in args if not isinstance(a, str)]).shape,
             dtype=np.int8,
         )
-        sec = np.asarray(fn(*args, coverage=cov), dtype=np.float64)  # type: ignore[operator]
-        worst = Coverage.EXTRAPOLATED if self.auto else Coverage.MEASURED
+        sec = np.asarray(fn(*args, coverage=cov, **kw), dtype=np.float64)  # type: ignore[operator]
+        if worst is None:
+            worst = Coverage.EXTRAPOLATED if self.auto else Coverage.MEASURED
+        if (cov == Coverage.MISSING).any():
+            self._note(tables, what, "no table rows for its keys", instead)
+        elif (cov > worst).any():
+            self._note(tables, what, "the shape lies outside the measured grid", instead)
         return np.where(cov <= worst, sec, np.nan)
 
     def _priced(self, graph: Graph) -> tuple[F64, U8]:
@@ -126,8 +221,12 @@ class Measured:
         for p, pool in enumerate(graph.pools):
             at = graph.node_slice(p)
             tmpl = graph.tmpl[at].astype(np.int64)
-            table = self._templates(graph, pool, np.unique(tmpl))
-            given = table[tmpl]
+            given = self._templates(graph, p, np.unique(tmpl))[tmpl]
+            given[graph.kind[at] != Kind.COMPUTE] = np.nan
+            tables = self._load(pool)
+            if tables is not None:
+                comm = collective_seconds(graph, p, tables, auto=self.auto, notes=self.notes)
+                given = np.where(np.isfinite(comm), comm, given)
             known = np.isfinite(given)
             seconds[at] = np.where(known, given, seconds[at])
             source[at] = known.astype(np.uint8)

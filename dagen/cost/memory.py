@@ -44,6 +44,7 @@ __all__ = [
     "RUNTIME_RESERVE_BYTES",
     "MemoryReport",
     "memory_report",
+    "pool_memory_report",
 ]
 
 I64 = npt.NDArray[np.int64]
@@ -157,12 +158,22 @@ def memory_report(graph: Graph) -> MemoryReport:
         >>> memory_report(graph).total_bytes.shape == (graph.world,)  # doctest: +SKIP
         True
     """
-    per_pool = [_pool_columns(p) for p in graph.pools]
+    return _report(graph.pools)
+
+
+def pool_memory_report(pool: Pool) -> MemoryReport:
+    """Memory of every rank of one pool (e.g. :func:`dagen.graph.build.describe_pool`'s,
+    without expanding the graph)."""
+    return _report((pool,))
+
+
+def _report(pools: tuple[Pool, ...]) -> MemoryReport:
+    per_pool = [_pool_columns(p) for p in pools]
     cols = [np.ascontiguousarray(np.concatenate([pc[i] for pc in per_pool])) for i in range(9)]
     w, routed, kv, act, buf, kv_pool, kv_seq, cap, replicas = cols
     return MemoryReport(
         weights_bytes=w, routed_bytes=routed, kv_bytes=kv, activation_bytes=act,
         buffer_bytes=buf, total_bytes=w + kv + act + buf, capacity_per_rank=cap,
         kv_pool_bytes=kv_pool, kv_seq_bytes=kv_seq, replicas=replicas,
-        framework=tuple(p.runtime.framework.value for p in graph.pools),
+        framework=tuple(p.runtime.framework.value for p in pools),
     )  # fmt: skip

@@ -294,11 +294,18 @@ def _overflow(plan: Plan, mem: MemoryReport) -> tuple[float, str] | None:
         )
     else:
         fits = mem.max_sequences()
-        unit = "requests in flight" if plan.workload.serving else "sequences"
+        # One serving pool: COST-CONCURRENCY gives the exact largest concurrency (its
+        # activations shrink with it), so no second, cruder figure here.
+        tail = (
+            "the largest concurrency that fits: COST-CONCURRENCY"
+            if plan.workload.serving and len(mem.framework) == 1
+            else f"at most {fits:,} "
+            f"{'requests in flight' if plan.workload.serving else 'sequences'} fit"
+        )
         what = (
             f"the KV cache overflows on rank {r}: it needs {_gib(float(mem.kv_bytes[r]))} "
             f"({_gib(float(mem.kv_seq_bytes[r]))} per sequence), {fw}'s KV pool holds "
-            f"{_gib(pool)}; at most {fits:,} {unit} fit"
+            f"{_gib(pool)}; {tail}"
         )
     return short / GIB, f"{what}. {_breakdown(mem, r)}, of {_gib(float(mem.capacity_per_rank[r]))}"
 

@@ -89,6 +89,9 @@ def estimate_summary(estimate: Any | None, graph: Graph) -> dict[str, Any] | Non
         "nodes": graph.node_ids(path[:CRITICAL_PATH_LIMIT]),
     }
     out["verdicts"] = [plain(v) for v in getattr(estimate, "verdicts", ())]
+    if priced := getattr(estimate, "priced_by", None):  # measured/auto: who priced the nodes
+        out["priced_by"] = dict(priced)
+        out["cost_notes"] = list(getattr(estimate, "cost_notes", ()))
     return out
 
 
@@ -119,6 +122,8 @@ def key_figures(estimate: Any | None) -> list[str]:
     per_gpu = _number(getattr(estimate, "tokens_per_s_per_gpu", None))
     if rate is not None and per_gpu is not None:
         out.append(f"{rate:,.0f} tokens/s ({per_gpu:,.0f}/GPU)")
+    if share := (getattr(estimate, "priced_by", None) or {}).get("measured"):
+        out.append(f"{100 * share:.0f} % of nodes measured")
     return out
 
 

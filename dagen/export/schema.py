@@ -117,8 +117,11 @@ def _estimate() -> dict[str, Any]:
             {"length": _NAT, "nodes": {"type": "array", "items": {"type": "string"}}}
         ),
         "verdicts": {"type": "array", "items": {"type": "object"}},
+        "priced_by": {"type": "object", "additionalProperties": {"type": "number"}},
+        "cost_notes": {"type": "array", "items": {"type": "string"}},
     }
-    return {"oneOf": [{"type": "null"}, _object(props)]}
+    required = [k for k in props if k not in ("priced_by", "cost_notes")]
+    return {"oneOf": [{"type": "null"}, _object(props, required)]}
 
 
 def _mesh() -> dict[str, Any]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from dagen.graph.codes import Phase
 from dagen.graph.serving import SteadyState, steady_state
 from dagen.mesh import Mesh
@@ -19,10 +21,14 @@ __all__ = ["Cost", "Dims", "derive_dims", "steady"]
 
 
 def steady(w: Workload, replicas: int) -> SteadyState:
-    """The serving iteration of one of ``replicas`` attention replicas."""
+    """The serving iteration of one of ``replicas`` attention replicas, at the expected
+    lengths of the workload's distributions (fixed lengths: those lengths)."""
+    chunk = w.prefill_chunk
+    chunks = w.prompt_mean(lambda x: np.maximum(1, np.ceil(x / chunk))) if chunk else 1.0
     return steady_state(
-        concurrency=w.batch, prompt=w.prompt_len, gen=w.gen_len, chunk=w.prefill_chunk,
+        concurrency=w.batch, prompt=w.prompt_mean(), gen=w.gen_mean(), chunk=chunk,
         replicas=replicas, draft=w.speculative_tokens, step_tokens=w.tokens_per_step,
+        prompt_sq=w.prompt_mean(np.square), gen_sq=w.gen_mean(np.square), chunks=chunks,
     )  # fmt: skip
 
 
@@ -115,7 +121,7 @@ def derive_dims(plan: Plan, mesh: Mesh) -> Dims:
     seqs = w.batch // (mesh.sizes["dp"] * w.micro_batches)
     verify = 1 + w.speculative_tokens
     tokens = seqs * (w.prompt_len // cp if prefill else verify)
-    kv_len = w.prompt_len + w.gen_len
+    kv_len = w.kv_context
     pairs = seqs * w.prompt_len**2 / (2 * cp) if prefill else seqs * verify * kv_len / cp
     pf_tokens = pf_pairs = 0.0
     if w.serving:

@@ -136,7 +136,7 @@ def residency(sched: Schedule, d: Dims, w: Workload, *, replicas: int, tied: boo
     seqs = w.batch // replicas
     # A serving request holds, on average over its life, its prompt and half its output
     # (paged KV: blocks are taken as tokens arrive); a static batch holds all of it.
-    tokens = (w.prompt_len + (w.gen_len / 2 if w.serving else w.gen_len)) / d.cp
+    tokens = w.kv_context / d.cp  # serving: E[I] + E[O²]/(2·E[O]); static: I + O
     rows = []
     for first, st in zip(firsts, sched.stages, strict=True):
         held, routed, act, message, layers = _stage(first, d, tables, tied)

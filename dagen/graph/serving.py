@@ -38,8 +38,8 @@ class SteadyState:
 
     requests: float
     """``C_r``: requests in flight on the replica."""
-    chunks: int
-    """``k``: iterations a prompt's prefill takes."""
+    chunks: float
+    """``k``: iterations a prompt's prefill takes (``E[⌈I / B⌉]`` over a distribution)."""
     decode_iters: float
     """``O / a``: iterations a request decodes."""
     decode_seqs: float
@@ -51,9 +51,10 @@ class SteadyState:
     verify: int
     """``1 + n``: tokens each decoding request runs through the model per iteration."""
     context: float
-    """Mean keys a decode token attends to: ``I + O/2``."""
+    """Mean keys a decode token attends to: ``I + O/2`` (``E[I] + E[O²]/(2·E[O])``)."""
     chunk_context: float
-    """Mean keys a prefill token attends to: half its prompt, ``I / 2``."""
+    """Mean keys a prefill token attends to: half its prompt, ``I / 2``
+    (``E[I²]/(2·E[I])``: a longer prompt has more tokens)."""
 
     @property
     def tokens(self) -> float:
@@ -64,21 +65,34 @@ class SteadyState:
 def steady_state(
     *,
     concurrency: float,
-    prompt: int,
-    gen: int,
+    prompt: float,
+    gen: float,
     chunk: int | None,
     replicas: int,
     draft: int = 0,
     step_tokens: float = 1.0,
+    prompt_sq: float | None = None,
+    gen_sq: float | None = None,
+    chunks: float | None = None,
 ) -> SteadyState:
-    """The iteration of one replica of ``replicas`` (the module docstring's figures)."""
+    """The iteration of one replica of ``replicas`` (the module docstring's figures).
+
+    ``prompt`` and ``gen`` are the mean lengths; over a distribution ``prompt_sq`` and
+    ``gen_sq`` are ``E[I²]`` and ``E[O²]`` and ``chunks`` is ``E[⌈I / B⌉]`` (by default
+    those of fixed lengths). Requests spend ``k + O/a`` iterations in flight, so the
+    shares are ratios of expectations (renewal-reward): ``D = C_r·E[O/a]/E[k + O/a]``.
+    """
     requests = concurrency / replicas
-    chunks = max(1, math.ceil(prompt / chunk)) if chunk else 1
+    if chunks is None:
+        chunks = max(1, math.ceil(prompt / chunk)) if chunk else 1
     decode_iters = max(gen, 1) / step_tokens
     life = chunks + decode_iters
+    psq = prompt * prompt if prompt_sq is None else prompt_sq
+    gsq = gen * gen if gen_sq is None else gen_sq
     return SteadyState(
         requests=requests, chunks=chunks, decode_iters=decode_iters,
         decode_seqs=requests * decode_iters / life, prefill_tokens=requests * prompt / life,
-        step_tokens=step_tokens, verify=1 + draft, context=prompt + gen / 2,
-        chunk_context=prompt / 2,
+        step_tokens=step_tokens, verify=1 + draft,
+        context=prompt + (gsq / (2 * gen) if gen > 0 else 0.0),
+        chunk_context=psq / (2 * prompt),
     )  # fmt: skip

@@ -400,9 +400,38 @@ def _required(cls: type[Any], name: str, node: YNode, path: str, ctx: Context) -
     return False
 
 
+def _lengths(values: dict[str, Any], node: YNode, path: str, ctx: Context) -> bool:
+    """A length and its distribution are one or the other; a distribution is consistent
+    and gives the length its rounded mean."""
+    ok = True
+    for length, key in (("prompt_len", "prompt_dist"), ("gen_len", "gen_dist")):
+        dist = values.get(key)
+        if dist is None:
+            continue
+        if (given := node.get(length)) is not None:
+            msg = f"{length} and {key} both give the {length.split('_')[0]} length"
+            ctx.bad(Code.P_TYPE, join(path, length), given, msg,
+                    f"keep {key} (its mean sets {length}) or delete it")  # fmt: skip
+            ok = False
+            continue
+        for sub, msg, fix in dist.problems():
+            at = node.get(key)
+            where = (at.get(sub) if at is not None else None) or at or node
+            ctx.bad(Code.P_RANGE, join(path, f"{key}.{sub}"), where, msg, fix)
+            ok = False
+        if ok:
+            mean = round(dist.expect(lambda x: x))
+            values[length] = max(mean, 1) if length == "prompt_len" else mean
+    if ok and "prompt_len" not in values:
+        return _required(Workload, "prompt_len", node, path, ctx)
+    return ok
+
+
 def _derive_workload(values: dict[str, Any], node: YNode, path: str, ctx: Context) -> bool:
     """Serving: batch is the concurrency and the step is a decode iteration; static:
-    batch is required and concurrency meaningless."""
+    batch is required and concurrency meaningless. Lengths: :func:`_lengths`."""
+    if not _lengths(values, node, path, ctx):
+        return False
     if values.get("mode", Mode.STATIC) is Mode.SERVING:
         conc = values.get("concurrency")
         if conc is None:

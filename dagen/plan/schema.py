@@ -25,6 +25,7 @@ from dataclasses import MISSING, dataclass
 from typing import Any
 
 from dagen.plan.claims import Claim
+from dagen.plan.lengths import Lengths
 from dagen.plan.model import (
     RATE_KEYS,
     Cost,
@@ -64,6 +65,8 @@ SECTIONS: tuple[tuple[str, type[Any]], ...] = (
     ("model.mla", Mla),
     ("parallel", Parallel),
     ("workload", Workload),
+    ("workload.prompt_dist", Lengths),
+    ("workload.gen_dist", Lengths),
     ("hardware", Hardware),
     ("precision", Precision),
     ("runtime", Runtime),

@@ -7,13 +7,23 @@ serving one into the steady-state iteration the graph prices.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 from dagen.plan.fields import spec
+from dagen.plan.lengths import Lengths
 
 __all__ = ["Mode", "Phase", "Workload"]
 
 _RECORD = {"frozen": True, "slots": True, "kw_only": True}
+F64 = npt.NDArray[np.float64]
+
+
+def _same(x: F64) -> F64:
+    return x
 
 
 class Phase(enum.StrEnum):
@@ -57,9 +67,21 @@ class Workload:
         minimum=1,
         maximum=1 << 30,
     )
-    prompt_len: int = spec("Prompt length.", unit="tokens", minimum=1, maximum=1 << 26)
+    prompt_len: int = spec(
+        "Prompt length; with prompt_dist: its mean, rounded (derived).",
+        unit="tokens", minimum=1, maximum=1 << 26, derived=True,
+    )  # fmt: skip
     gen_len: int = spec(
-        "Tokens generated per sequence.", default=1, unit="tokens", minimum=0, maximum=1 << 26
+        "Tokens generated per sequence; with gen_dist: its mean, rounded (derived).",
+        default=1, unit="tokens", minimum=0, maximum=1 << 26,
+    )  # fmt: skip
+    prompt_dist: Lengths | None = spec(
+        "Prompt lengths as a distribution (instead of prompt_len): dist, mean, stdev, min, max.",
+        default=None,
+    )
+    gen_dist: Lengths | None = spec(
+        "Output lengths as a distribution (instead of gen_len): dist, mean, stdev, min, max.",
+        default=None,
     )
     prefill_chunk: int | None = spec(
         "Serving: chunked-prefill token budget of one iteration (vLLM max_num_batched_tokens, "
@@ -106,6 +128,28 @@ class Workload:
     def unrolled_steps(self) -> int:
         """Steps the graph unrolls: ``decode_steps`` in decode, 1 in prefill."""
         return self.decode_steps if self.decoding else 1
+
+    def prompt_mean(self, fn: Callable[[F64], F64] = _same) -> float:
+        """``E[fn(I)]`` over prompt lengths ``I`` (``prompt_len`` when fixed)."""
+        if self.prompt_dist is None:
+            return float(fn(np.array([float(self.prompt_len)]))[0])
+        return self.prompt_dist.expect(fn)
+
+    def gen_mean(self, fn: Callable[[F64], F64] = _same) -> float:
+        """``E[fn(O)]`` over output lengths ``O`` (``gen_len`` when fixed)."""
+        if self.gen_dist is None:
+            return float(fn(np.array([float(self.gen_len)]))[0])
+        return self.gen_dist.expect(fn)
+
+    @property
+    def kv_context(self) -> float:
+        """Mean tokens of KV cache a sequence holds: static ``E[I] + E[O]`` (the batch at
+        its last step); serving ``E[I] + E[O²] / (2·E[O])``, the mean over the requests in
+        flight, a request that decodes longer staying longer (``I + O/2`` when fixed)."""
+        prompt, gen = self.prompt_mean(), self.gen_mean()
+        if not self.serving:
+            return prompt + gen
+        return prompt + (self.gen_mean(np.square) / (2 * gen) if gen > 0 else 0.0)
 
     @property
     def tokens_per_step(self) -> float:
