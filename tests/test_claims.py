@@ -168,3 +168,24 @@ def test_a_varied_value_that_fails_names_its_flag() -> None:
     plan = load_plan(DATA / "tiny_dense.yaml", overrides=parse_vary("tp=4"))
     assert plan.parallel.tp == 4 and str(plan.where("parallel.tp")) == "--vary tp=4"
     assert Metric.TTFT_S.lower_is_better
+
+
+def test_a_bound_is_a_ceiling_for_at_least_claims_and_a_floor_for_at_most_ones() -> None:
+    from dagen.cost.claims import verdict_sentence
+    from dagen.export.mdhead import claim_rows
+
+    plan = load_plan(Path(__file__).resolve().parent.parent / "samples" / "seed-moe-10b-fixed.yaml")
+    result = dagen.analyse(plan)
+    assert result.estimate is not None
+    by = {v.path: v for v in result.estimate.verdicts}
+    ceilings = ("targets.gpu_utilization", "targets.tokens_per_s", "targets.tokens_per_s_per_gpu")
+    for path in ceilings:
+        assert by[path].at_least and "; ceiling " in verdict_sentence(by[path])
+    for path in ("targets.ttft_s", "targets.max_memory_fraction"):
+        assert not by[path].at_least and "; floor " in verdict_sentence(by[path])
+    # fractions read as percentages: "estimate 40.9%", not "0.409 of capacity"
+    assert "of capacity;" not in verdict_sentence(by["targets.gpu_utilization"])
+    rows = {r["claim"]: r for r in claim_rows(result.findings)}
+    util = next(r for c, r in rows.items() if c.startswith("GPU utilisation"))
+    ttft = next(r for c, r in rows.items() if c.startswith("time to first token"))
+    assert util["bound"].startswith("≤ ") and ttft["bound"].startswith("≥ ")

@@ -58,18 +58,17 @@ def verdict_sentence(v: Verdict) -> str:
         >>> verdict_sentence(verdict)  # doctest: +SKIP
         'time per output token ≤ 50 ms: fails (estimate 60.18 ms; floor 9.927 ms).'
     """
-    at_most = not v.path.startswith("targets.tokens_per_s")  # times and memory: ≤ target
     parts = []
     if v.estimate is not None:
         parts.append(f"estimate {_amount(v.estimate, v.unit)}")
     if v.bound is not None:
-        parts.append(f"{'floor' if at_most else 'ceiling'} {_amount(v.bound, v.unit)}")
+        parts.append(f"{'ceiling' if v.at_least else 'floor'} {_amount(v.bound, v.unit)}")
     detail = f" ({'; '.join(parts)})" if parts else ""
     return f"{v.claim}: {v.verdict.value}{detail}."
 
 
 def _amount(x: float, unit: str) -> str:
-    text = f"{fmt(x)} {unit}" if unit != "fraction" else f"{fmt(x)} of capacity"
+    text = f"{fmt(x)} {unit}" if unit != "fraction" else f"{x:.1%}"
     return text.strip()
 
 
@@ -96,6 +95,7 @@ def verdict_findings(plan: Plan, verdicts: tuple[Verdict, ...] | list[Verdict]) 
                 target=v.target,
                 estimate=v.estimate,
                 bound=v.bound,
+                at_least=v.at_least,
                 unit=v.unit,
                 verdict=v.verdict.value,
             )

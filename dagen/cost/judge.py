@@ -71,7 +71,7 @@ class _Fraction:
         sign = "≤" if self.at_most else "≥"
         return Verdict(
             claim=self.claim.format(_pct(t)), path=self.path, unit="fraction", target=t,
-            estimate=est, bound=bound, verdict=kind, code=self.code,
+            estimate=est, bound=bound, verdict=kind, code=self.code, at_least=not self.at_most,
             arithmetic=f"{how}; claimed {sign} {_pct(t)} → {kind.value}.",
         )  # fmt: skip
 
@@ -171,7 +171,7 @@ def _generic(claim: Claim, fig: Figures | None, at_most: bool, target: float) ->
     closing = f"estimate {fmt(est)} {unit}".rstrip() if est is not None else "not simulated"
     return Verdict(
         claim=f"{claim.metric.value} {sign} {fmt(target)} {unit}".rstrip(), path="", unit=unit,
-        target=target, estimate=est, bound=None, verdict=kind,
+        target=target, estimate=est, bound=None, verdict=kind, at_least=not at_most,
         arithmetic=f"{closing}; claimed {sign} {fmt(target)} → {kind.value}.",
     )  # fmt: skip
 

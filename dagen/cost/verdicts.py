@@ -58,12 +58,15 @@ class Verdict:
     estimate: float | None
     """The simulated figure, in ``unit``; None when nothing was simulated."""
     bound: float | None
-    """The first-principles limit in ``unit`` (a floor for times and memory, a ceiling
-    for throughput)."""
+    """The first-principles limit in ``unit``: a floor for a claim that the figure is at
+    most the target (times, memory), a ceiling for one that it is at least (throughput,
+    utilisation)."""
     verdict: VerdictKind
     arithmetic: str
     code: Code | None = None
     """The finding code, when the path alone does not tell it (a ``claims`` entry)."""
+    at_least: bool = False
+    """The claim is that the figure is at least the target (its bound is a ceiling)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -209,7 +212,7 @@ def _throughput_gpu(plan: Plan, parts: EstimateParts | None, target: float) -> V
     return Verdict(
         claim=f"throughput ≥ {fmt(target)} tokens/s per GPU",
         path="targets.tokens_per_s_per_gpu", unit="tokens/s/GPU", target=target,
-        estimate=est, bound=ceiling, verdict=kind, arithmetic=text,
+        estimate=est, bound=ceiling, verdict=kind, arithmetic=text, at_least=True,
     )  # fmt: skip
 
 
@@ -227,7 +230,7 @@ def _throughput(plan: Plan, parts: EstimateParts | None, target: float) -> Verdi
     return Verdict(
         claim=f"throughput ≥ {fmt(target)} tokens/s", path="targets.tokens_per_s",
         unit="tokens/s", target=target, estimate=est, bound=ceiling, verdict=kind,
-        arithmetic=text,
+        arithmetic=text, at_least=True,
     )  # fmt: skip
 
 
@@ -273,7 +276,7 @@ def _memory(plan: Plan, parts: EstimateParts | None, target: float) -> Verdict:
         f"{_closing(kind, est, 'of capacity')}.{detail}"
     )
     return Verdict(
-        claim=f"peak memory ≤ {fmt(target)} of capacity", path="targets.max_memory_fraction",
+        claim=f"peak memory ≤ {target:.1%} of capacity", path="targets.max_memory_fraction",
         unit="fraction", target=target, estimate=est, bound=bound, verdict=kind,
         arithmetic=text,
     )  # fmt: skip

@@ -50,15 +50,16 @@ def _amount(value: Any, unit: str) -> str:
         return "—"
     x = float(value)
     if unit == "fraction":
-        return f"{100 * x:.1f} % of capacity"
+        return f"{x:.1%}"
     return f"{x:,.0f} {unit}" if abs(x) >= 100 else f"{x:.4g} {unit}"
 
 
-def _bound(value: Any, unit: str, path: str) -> str:
-    """``≥ 9.9 ms`` (a floor, for times and memory) or ``≤ 2,418 …`` (a throughput ceiling)."""
+def _bound(value: Any, unit: str, at_least: bool) -> str:
+    """``≥ 9.9 ms`` (the floor of an at-most claim: times, memory) or ``≤ 2,418 …`` (the
+    ceiling of an at-least claim: throughput, utilisation)."""
     if value is None:
         return "—"
-    return ("≤ " if path.startswith("targets.tokens_per_s") else "≥ ") + _amount(value, unit)
+    return ("≤ " if at_least else "≥ ") + _amount(value, unit)
 
 
 def _verdict_rows(est: Any) -> list[dict[str, str]]:
@@ -71,7 +72,7 @@ def _verdict_rows(est: Any) -> list[dict[str, str]]:
                 "claim": str(v.claim),
                 "target": _amount(v.target, unit),
                 "estimate": _amount(v.estimate, unit),
-                "bound": _bound(v.bound, unit, str(v.path)),
+                "bound": _bound(v.bound, unit, bool(v.at_least)),
                 "verdict": _MARKS.get(str(v.verdict), str(v.verdict)),
                 "arithmetic": str(v.arithmetic),
                 "code": "",
@@ -96,7 +97,7 @@ def claim_rows(findings: tuple[Finding, ...], est: Any = None) -> list[dict[str,
                 "claim": str(d["claim"]),
                 "target": _amount(d.get("target"), unit),
                 "estimate": _amount(d.get("estimate"), unit),
-                "bound": _bound(d.get("bound"), unit, str(d.get("path", f.path))),
+                "bound": _bound(d.get("bound"), unit, bool(d.get("at_least"))),
                 "verdict": _MARKS.get(verdict, verdict),
                 "arithmetic": f.headline()[1],
                 "code": f.code,
