@@ -189,3 +189,23 @@ def test_a_bound_is_a_ceiling_for_at_least_claims_and_a_floor_for_at_most_ones()
     util = next(r for c, r in rows.items() if c.startswith("GPU utilisation"))
     ttft = next(r for c, r in rows.items() if c.startswith("time to first token"))
     assert util["bound"].startswith("≤ ") and ttft["bound"].startswith("≥ ")
+
+
+def test_the_seed_figures_in_the_cost_model_doc_are_current() -> None:
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    doc = (root / "docs" / "cost-model.md").read_text(encoding="utf-8")
+    para = doc[doc.index("For the fixed seed (`samples/seed-moe-10b-fixed.yaml`)") :]
+    para = para[: para.index("\n\n")]
+    result = dagen.analyse(load_plan(root / "samples" / "seed-moe-10b-fixed.yaml"))
+    assert result.estimate is not None
+    by = {v.path: v for v in result.estimate.verdicts}
+    util = by["targets.gpu_utilization"].estimate
+    pp2, tp4, dp = (by[f"claims.{i}"].estimate for i in (1, 2, 3))
+    assert util is not None and pp2 is not None and tp4 is not None and dp is not None
+    said = [float(x) for x in re.findall(r"(\d+\.\d) %", para)]
+    assert said[0] == round(100 * util, 1)  # utilisation
+    assert said[2] == round(100 * pp2, 1)  # PP4 slower than PP2
+    assert said[3] == round(-100 * tp4, 1)  # reduction against TP4
+    assert said[4] == round(100 * dp, 1)  # more tokens/s per GPU than DP32
