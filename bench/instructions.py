@@ -7,8 +7,9 @@ depend on what else the machine runs, so the comparison holds on a shared machin
 (valgrind's manual, "Callgrind": the count is exact for the same binary and input).
 
 Each rung runs twice per tree (after a native run that writes the bytecode caches; hash
-seed fixed), with 1 and with 3 build + check repeats; the difference
-over 2 is one repeat's count, free of interpreter start-up, imports and plan loading,
+seed fixed), with 1 and with 1 + k build + check repeats (k = 2; 20 for the small
+``seed-128``, whose single repeats vary by millions of instructions); the difference
+over k is one repeat's count, free of interpreter start-up, imports and plan loading,
 which both runs share. It does not see memory stalls: a change that trades instructions
 for cache misses shows in ``python -m bench.against`` (seconds) only.
 """
@@ -42,15 +43,21 @@ def _count(tree: Path, rung: str, repeats: int) -> tuple[int, int]:
     return int(out["nodes"]), int(m.group(1))
 
 
+EXTRA = {"seed-128": 20}
+"""Extra repeats per rung (default 2): a small rung's count of one repeat varies by some
+millions of instructions (allocator and collector timing), so it is averaged over more."""
+
+
 def per_build_check(tree: Path, rung: str) -> dict[str, Any]:
     """Nodes, instructions of one build + check, and nodes per million instructions.
 
     A native run first writes the tree's bytecode caches: a fresh worktree would
     otherwise compile its modules in the first counted child only."""
     _run_child(tree, rung, 1)
+    extra = EXTRA.get(rung, 2)
     nodes, one = _count(tree, rung, 1)
-    _, three = _count(tree, rung, 3)
-    instr = (three - one) / 2
+    _, more = _count(tree, rung, 1 + extra)
+    instr = (more - one) / extra
     return {"nodes": nodes, "instructions": instr, "nodes_per_minstr": nodes / instr * 1e6}
 
 
@@ -79,7 +86,8 @@ def render(result: dict[str, Any]) -> str:
         f"{HEADING} {rev} (same run)",
         "",
         "Instructions of one build + all checks (callgrind; `python -m bench.instructions`), "
-        "the difference of a 3-repeat and a 1-repeat child over 2. *Change* is the change in "
+        "the difference of a (1 + k)-repeat and a 1-repeat child over k (k = 20 for seed-128, "
+        "else 2). *Change* is the change in "
         "nodes per instruction: positive is faster.",
         "",
         f"| rung | nodes | {rev} M instr | this M instr | {rev} nodes/M instr | "
