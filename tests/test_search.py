@@ -26,7 +26,7 @@ from dagen.study.candidates import Status, weight_floor
 from dagen.study.frontier import Point, dominates, pareto
 from dagen.study.replica import replica_factor, representative
 from dagen.study.search import Objective, SearchResult, parse_only, search
-from dagen.study.space import Layout, in_default_space, layouts
+from dagen.study.space import Layout, in_default_space, layer_splits, layouts
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_MOE = ROOT / "tests" / "data" / "plans" / "tiny_moe.yaml"
@@ -59,10 +59,17 @@ def _brute_force(plan: Plan, n: int) -> set[Layout]:
         mbs = [m for m in every if wl.batch % replicas == 0 and (wl.batch // replicas) % m == 0]
         if wl.batch % replicas:
             mbs = [wl.micro_batches]
-        for mb, sp in itertools.product(range(1, wl.batch + 1), (False, True)):
+        orders = ["tp-cp-ep-dp-pp"]
+        edp = n // (etp * ep * pp)
+        if pp > 1 and replicas > 1 and (not moe or edp == replicas):
+            orders.append("tp-cp-ep-pp-dp")
+        pipes = itertools.product(orders, layer_splits(plan, pp, {}))
+        for mb, sp, (order, split) in itertools.product(
+            range(1, wl.batch + 1), (False, True), pipes
+        ):
             if mb in mbs and (tp > 1 or not sp):
                 out.add(Layout(tp=tp, cp=cp, dp=dp, pp=pp, ep=ep, etp=etp, micro_batches=mb,
-                               sequence_parallel=sp))  # fmt: skip
+                               sequence_parallel=sp, order=order, split=split))  # fmt: skip
     return out
 
 
@@ -359,7 +366,7 @@ def test_cli_refuses_a_space_too_large_to_judge_before_the_rules(runner: CliRunn
     qwen = ROOT / "samples" / "qwen3-235b-a22b.yaml"
     result = runner.invoke(main, ["search", str(qwen), "--gpus", "4096", "--full"])
     assert result.exit_code == 2, result.output
-    assert "160,363 layouts on 4,096 GPUs" in result.stderr and "--only" in result.stderr
+    assert "473,896 layouts on 4,096 GPUs" in result.stderr and "--only" in result.stderr
 
 
 def test_a_given_plan_that_fails_its_rules_gets_no_verdict_but_a_frontier() -> None:
