@@ -312,9 +312,26 @@ def test_thinning_refuses_what_would_change_the_figures() -> None:
     assert replica_factor(make_plan(experts=8, tp=1, dp=8, ep=8, batch=8)) == 1
     # stages smaller than a host: thinning would move stages onto shared hosts
     assert replica_factor(make_plan(tp=1, dp=4, pp=2, batch=8)) == 1
-    # dp after pp in the order: replicas are not the slowest factor of a stage
-    assert replica_factor(make_plan(tp=1, dp=16, pp=2, batch=16, order="tp-cp-ep-pp-dp")) == 1
+    # dp neither the slowest factor of a stage nor of the world: groups would be cut
+    assert replica_factor(make_plan(tp=2, dp=8, pp=2, batch=16, order="tp-dp-cp-ep-pp")) == 1
+    # dp last, but the kept replicas would share a host with a dropped one
+    assert replica_factor(make_plan(tp=1, dp=8, pp=2, batch=8, order="tp-cp-ep-pp-dp")) == 2
     assert replica_factor(make_plan(tp=1, dp=16, pp=2, batch=16)) == 2
+
+
+def test_thinning_with_pp_before_dp_gives_the_full_graphs_figures() -> None:
+    """dp last in the order: each replica is one block of ranks, and dropping the last
+    blocks (whole hosts) changes no per-GPU figure, MoE (edp = dp) and dense alike."""
+    plans = [
+        make_plan(tp=1, dp=16, pp=2, batch=32, micro_batches=2, order="tp-cp-ep-pp-dp"),
+        make_plan(tp=2, dp=8, pp=2, batch=16, micro_batches=2, order="tp-cp-ep-pp-dp",
+                  gpus_per_node=4),
+        make_plan(experts=8, tp=2, dp=4, pp=2, ep=2, batch=8, micro_batches=2,
+                  order="tp-cp-ep-pp-dp", gpus_per_node=4),
+    ]  # fmt: skip
+    for plan in plans:
+        assert not blocking(plan_findings(plan)), plan_findings(plan)
+        assert _same_figures(plan) > 1
 
 
 # ---------------------------------------------------------------------- CLI

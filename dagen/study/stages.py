@@ -7,8 +7,8 @@ deployment, so the space does not grow where it cannot:
   pp-before-dp order it also accepts, ``tp-cp-ep-pp-dp`` (``RankGenerator`` in
   megatron/core/parallel_state.py reads any order string). With ``pp = 1`` or one
   replica the two give the same groups, so only the plan's own order is tried; an order
-  the plan rules reject (``PLAN-ORDER-EDP``: pp not last needs expert DP = DP) is not
-  tried;
+  the plan rules reject (``PLAN-ORDER-EDP``: pp not last needs expert DP = DP;
+  ``PLAN-PP-GROUPS``: attention and experts must agree on a rank's stage) is not tried;
 * **layer split** (``parallel.layers_per_stage``): the even split; the splits that take
   one layer off the stage holding the embedding (the first) or the LM head (the last),
   which is what Megatron-Core's ``decoder_first_pipeline_num_layers`` /
@@ -27,6 +27,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+from dagen.errors import MeshError
+from dagen.mesh.ranks import check_order
 from dagen.plan.model import Convention, Plan
 from dagen.plan.params import active_params
 from dagen.plan.split import even_split
@@ -72,9 +74,21 @@ def orders(plan: Plan, tp: int, cp: int, dp: int, pp: int, ep: int, etp: int) ->
         par = dataclasses.replace(
             plan.parallel, tp=tp, cp=cp, dp=dp, pp=pp, ep=ep, etp=etp, order=order
         )
-        if not order_findings(dataclasses.replace(plan, parallel=par)):
+        if _accepted(dataclasses.replace(plan, parallel=par)):
             out.append(order)
     return out
+
+
+def _accepted(plan: Plan) -> bool:
+    """Neither ``PLAN-ORDER-EDP`` nor the mesh's order faults (``PLAN-PP-GROUPS``:
+    attention and experts would disagree on a rank's stage) reject ``plan``'s order."""
+    if order_findings(plan):
+        return False
+    try:
+        check_order(plan.parallel, plan.model)
+    except MeshError:
+        return False
+    return True
 
 
 def head_weight(plan: Plan) -> float:
@@ -96,16 +110,16 @@ def balanced(layers: int, pp: int, head: float) -> tuple[int, ...]:
     stage carrying ``head`` more (the embedding is a gather, costed 0); of the splits that
     reach it, the layers taken off come from the fullest stages, later first.
 
-    >>> balanced(16, 4, 1.2)
-    (5, 4, 4, 3)
+    >>> balanced(16, 4, 1.2), balanced(16, 4, 68.0)
+    ((5, 4, 4, 3), (5, 5, 5, 1))
     """
     extra = [0.0] * (pp - 1) + [head]
     # the least cap M with Σ floor(M − extra_i) ≥ layers, every stage holding a layer
     caps = sorted({s + e for e in extra for s in range(1, layers + 1)})
-    cap = next(c for c in caps if sum(int(c - e + 1e-9) for e in extra) >= layers)
+    cap = next(c for c in caps if sum(max(1, int(c - e + 1e-9)) for e in extra) >= layers)
     sizes = [max(1, int(cap - e + 1e-9)) for e in extra]
     while sum(sizes) > layers:
-        i = max(range(pp), key=lambda j: (sizes[j] + extra[j], sizes[j], j))
+        i = max((j for j in range(pp) if sizes[j] > 1), key=lambda j: (sizes[j] + extra[j], j))
         sizes[i] -= 1
     return tuple(sizes)
 
