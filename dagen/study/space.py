@@ -257,11 +257,14 @@ def layout_of(plan: Plan) -> Layout:
 
 def apply(plan: Plan, lay: Layout, gpus: int) -> Plan:
     """``plan`` laid out as ``lay`` on ``gpus`` GPUs, its rank order and layer split
-    included: an even split that divides the layers is written as no split (the plan's
-    default), any other as ``layers_per_stage``; claims are dropped (a candidate is
-    ranked, not judged)."""
+    included: the even split is written as no split (the plan's default) where the
+    layers divide by pp or are fewer than the stages, any other split as
+    ``layers_per_stage``; claims are dropped (a candidate is ranked, not judged)."""
     layers = plan.model.layers
-    explicit = lay.split is not None and not (layers % lay.pp == 0 and len(set(lay.split)) == 1)
+    # The even split is the plan's default where the layers divide, or where there are
+    # fewer layers than stages (so PLAN-PP-LAYERS, not an empty stage, says why it fails).
+    even = lay.split == tuple(even_split(layers, lay.pp))
+    explicit = lay.split is not None and not (even and (layers % lay.pp == 0 or layers < lay.pp))
     parallel = dataclasses.replace(
         plan.parallel, tp=lay.tp, cp=lay.cp, dp=lay.dp, pp=lay.pp, ep=lay.ep, etp=lay.etp,
         sequence_parallel=lay.sequence_parallel, world_size=gpus, order=lay.order,
