@@ -2,7 +2,8 @@
 hardware on N GPUs.
 
 A :class:`Layout` is one choice of the degrees (tp, cp, dp, pp, ep, etp), the
-micro-batches, sequence parallelism and, for a serving workload, the concurrency.
+micro-batches, sequence parallelism, for a serving workload the concurrency, and with
+pipeline stages the rank order and the layer split (:mod:`dagen.study.stages`).
 :func:`layouts` lists them in one stable order; :func:`apply` writes one over a plan.
 Which layouts are *valid* is not decided here: the plan rules
 (:func:`dagen.plan.rules.plan_findings`) judge each one, so a pruned layout keeps the
