@@ -15,7 +15,8 @@ from dagen.mesh.ranks import check_order, mesh_of
 from dagen.plan.model import Plan
 from dagen.plan.rules import blocking, plan_findings
 from dagen.study.candidates import estimate_one
-from dagen.study.search import SearchError, parse_only
+from dagen.study.report import frontier_markdown
+from dagen.study.search import SearchError, parse_only, search
 from dagen.study.space import apply, in_default_space, layout_of, layouts
 from dagen.study.stages import DEFAULT_ORDER, PP_BEFORE_DP, head_weight, splits
 
@@ -145,3 +146,16 @@ def test_cli_bad_axis_values_exit_2_naming_the_flag(value: str) -> None:
     result = CliRunner().invoke(main, ["search", str(TINY_MOE), "--only", value])
     assert result.exit_code == 2, result.output
     assert f"--only {value}" in result.output and "Traceback" not in result.output
+
+
+def test_a_search_reports_a_split_that_beats_the_plans_even_split() -> None:
+    """End to end: the heavy-head plan's even split is beaten by an uneven split, named
+    in the verdict and the Markdown frontier."""
+    plan = make_plan(tp=1, pp=4, dp=1, phase="decode", decode_steps=2, batch=64,
+                     micro_batches=4, **HEAVY_HEAD)  # fmt: skip
+    r = search(plan, gpus=4, only=parse_only(["pp=4", "mb=4"]), full=True, top=1)
+    assert r.verdict.optimal is False and r.verdict.better is not None
+    best = r.verdict.better.layout
+    assert best.split is not None and best.split[-1] < 2, best.label()
+    assert f"split {'/'.join(map(str, best.split))}" in r.verdict.text
+    assert best.label() in frontier_markdown(r)
