@@ -35,7 +35,7 @@ from dagen.study.search import parse_only, search
 ROOT = Path(__file__).resolve().parent.parent
 PLAN = ROOT / "bench" / "data" / "search-llama3-70b-4096.yaml"
 HF = ROOT / "tests" / "data" / "hf" / "llama-3-70b.json"
-ONLY = ["cp=1,2", "mb=1,2,4,8"]
+ONLY = ["cp=1,2", "mb=1,2,4,8", "split=even,balanced"]
 TARGET = {"layouts": 1000, "seconds": 60.0}
 """Issue 11, item 4: at least 1,000 candidates for a 4,096-GPU deployment in ≤ 60 s."""
 AIC = ROOT / "bench" / ".aic-venv" / "bin" / "aiconfigurator"
@@ -181,7 +181,7 @@ def table(rec: dict[str, Any], aic: dict[str, Any], when: str) -> str:
     a = aic.get("seconds", {})
     best = aic.get("best") or {}
     rows += [
-        f"| space | {rec['layouts']:,} layouts (tp, cp, dp, pp, micro-batches, sp) | "
+        f"| space | {rec['layouts']:,} layouts (tp, cp, dp, pp, micro-batches, sp, order, split) | "
         f"{aic.get('evaluated', '-')} points (tp ∈ 1, 2, 4, 8 · pp 1 · its batch sizes; "
         f"counted by its debug log's per-point lines), {aic.get('kept', '-')} kept |",
         f"| estimated | {rec['survivors_estimated']:,} survivors of the plan rules and "

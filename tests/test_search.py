@@ -26,7 +26,7 @@ from dagen.study.candidates import Status, weight_floor
 from dagen.study.frontier import Point, dominates, pareto
 from dagen.study.replica import replica_factor, representative
 from dagen.study.search import Objective, SearchResult, parse_only, search
-from dagen.study.space import Layout, in_default_space, layouts
+from dagen.study.space import Layout, in_default_space, layer_splits, layouts
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_MOE = ROOT / "tests" / "data" / "plans" / "tiny_moe.yaml"
@@ -59,10 +59,17 @@ def _brute_force(plan: Plan, n: int) -> set[Layout]:
         mbs = [m for m in every if wl.batch % replicas == 0 and (wl.batch // replicas) % m == 0]
         if wl.batch % replicas:
             mbs = [wl.micro_batches]
-        for mb, sp in itertools.product(range(1, wl.batch + 1), (False, True)):
+        orders = ["tp-cp-ep-dp-pp"]
+        edp = n // (etp * ep * pp)
+        if pp > 1 and replicas > 1 and (not moe or edp == replicas):
+            orders.append("tp-cp-ep-pp-dp")
+        pipes = itertools.product(orders, layer_splits(plan, pp, {}))
+        for mb, sp, (order, split) in itertools.product(
+            range(1, wl.batch + 1), (False, True), pipes
+        ):
             if mb in mbs and (tp > 1 or not sp):
                 out.add(Layout(tp=tp, cp=cp, dp=dp, pp=pp, ep=ep, etp=etp, micro_batches=mb,
-                               sequence_parallel=sp))  # fmt: skip
+                               sequence_parallel=sp, order=order, split=split))  # fmt: skip
     return out
 
 
@@ -305,9 +312,26 @@ def test_thinning_refuses_what_would_change_the_figures() -> None:
     assert replica_factor(make_plan(experts=8, tp=1, dp=8, ep=8, batch=8)) == 1
     # stages smaller than a host: thinning would move stages onto shared hosts
     assert replica_factor(make_plan(tp=1, dp=4, pp=2, batch=8)) == 1
-    # dp after pp in the order: replicas are not the slowest factor of a stage
-    assert replica_factor(make_plan(tp=1, dp=16, pp=2, batch=16, order="tp-cp-ep-pp-dp")) == 1
+    # dp neither the slowest factor of a stage nor of the world: groups would be cut
+    assert replica_factor(make_plan(tp=2, dp=8, pp=2, batch=16, order="tp-dp-cp-ep-pp")) == 1
+    # dp last, but the kept replicas would share a host with a dropped one
+    assert replica_factor(make_plan(tp=1, dp=8, pp=2, batch=8, order="tp-cp-ep-pp-dp")) == 2
     assert replica_factor(make_plan(tp=1, dp=16, pp=2, batch=16)) == 2
+
+
+def test_thinning_with_pp_before_dp_gives_the_full_graphs_figures() -> None:
+    """dp last in the order: each replica is one block of ranks, and dropping the last
+    blocks (whole hosts) changes no per-GPU figure, MoE (edp = dp) and dense alike."""
+    plans = [
+        make_plan(tp=1, dp=16, pp=2, batch=32, micro_batches=2, order="tp-cp-ep-pp-dp"),
+        make_plan(tp=2, dp=8, pp=2, batch=16, micro_batches=2, order="tp-cp-ep-pp-dp",
+                  gpus_per_node=4),
+        make_plan(experts=8, tp=2, dp=4, pp=2, ep=2, batch=8, micro_batches=2,
+                  order="tp-cp-ep-pp-dp", gpus_per_node=4),
+    ]  # fmt: skip
+    for plan in plans:
+        assert not blocking(plan_findings(plan)), plan_findings(plan)
+        assert _same_figures(plan) > 1
 
 
 # ---------------------------------------------------------------------- CLI
@@ -359,7 +383,7 @@ def test_cli_refuses_a_space_too_large_to_judge_before_the_rules(runner: CliRunn
     qwen = ROOT / "samples" / "qwen3-235b-a22b.yaml"
     result = runner.invoke(main, ["search", str(qwen), "--gpus", "4096", "--full"])
     assert result.exit_code == 2, result.output
-    assert "160,363 layouts on 4,096 GPUs" in result.stderr and "--only" in result.stderr
+    assert "473,896 layouts on 4,096 GPUs" in result.stderr and "--only" in result.stderr
 
 
 def test_a_given_plan_that_fails_its_rules_gets_no_verdict_but_a_frontier() -> None:

@@ -209,3 +209,22 @@ def test_a_serving_plan_gives_the_whole_graphs_figures(dp: int) -> None:
                      gpus_per_node=4)  # fmt: skip
     assert not blocking(plan_findings(plan))
     _check(plan)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"order": "tp-cp-ep-pp-dp"},
+     {"order": "tp-cp-ep-pp-dp", "experts": 8, "ep": 2, "tp": 2, "gpus_per_node": 2},
+     {"layers": 8, "layers_per_stage": (3, 5)},
+     {"layers": 8, "pp": 4, "dp": 2, "layers_per_stage": (2, 2, 3, 1), "micro_batches": 4},
+     {"layers": 8, "pp": 4, "dp": 2, "layers_per_stage": (1, 2, 3, 2), "phase": "decode",
+      "decode_steps": 2, "order": "tp-cp-ep-pp-dp"}],
+    ids=["pp-before-dp", "pp-before-dp-moe", "lighter-first", "lighter-last", "both-decode"],
+)  # fmt: skip
+def test_the_new_axes_give_the_whole_graphs_figures(extra: dict) -> None:
+    """A candidate with each value of the rank-order and layer-split axes: the quotient,
+    and the search's thinned-then-quotient estimate, equal the whole graph."""
+    base = dict(tp=1, dp=4, pp=2, batch=16, micro_batches=2, gpus_per_node=4)
+    plan = make_plan(**{**base, **extra})
+    assert not blocking(plan_findings(plan)), plan_findings(plan)
+    _check(plan)

@@ -61,6 +61,7 @@ __all__ = [
     "ORDER_NAMES",
     "Mesh",
     "build_mesh",
+    "check_order",
     "mesh_of",
     "spans_hosts",
 ]
@@ -306,12 +307,7 @@ def build_mesh(parallel: Parallel, gpus_per_node: int = 8) -> Mesh:
             f"parallel: the world {_world_formula(parallel)} = {world} GPUs exceeds the "
             f"{MAX_WORLD} the mesh enumerates. Fix: check the degrees."
         )
-    given, order = _parse_order(parallel.order)
-    attention, expert = _slot_sizes(parallel, world)
-    slots = {_ATTENTION: attention, _EXPERT: expert}
-    _check_absent(parallel.order, given, slots)
-    if parallel.expert_layout is ExpertLayout.MEGATRON:
-        _check_shared_pp(order, slots, parallel)
+    order, attention, expert = _checked_slots(parallel)
     grid = attention_grid(order, attention, world)
     grids = {_ATTENTION: (grid, tuple(reversed(order))), _EXPERT: expert_grid(grid, order, expert)}
     tables: dict[str, IntArray] = {}
@@ -338,6 +334,34 @@ def build_mesh(parallel: Parallel, gpus_per_node: int = 8) -> Mesh:
     )
     logger.debug("mesh: world %d, order %s, sizes %s", world, "-".join(order), dict(mesh.sizes))
     return mesh
+
+
+def _checked_slots(
+    parallel: Parallel,
+) -> tuple[tuple[str, ...], dict[str, int], dict[str, int]]:
+    """The full order and the attention and expert slot sizes, once the order string is
+    checked against them (:class:`MeshError` / :class:`LayoutFault` otherwise)."""
+    given, order = _parse_order(parallel.order)
+    attention, expert = _slot_sizes(parallel, parallel.world())
+    slots = {_ATTENTION: attention, _EXPERT: expert}
+    _check_absent(parallel.order, given, slots)
+    if parallel.expert_layout is ExpertLayout.MEGATRON:
+        _check_shared_pp(order, slots, parallel)
+    return order, attention, expert
+
+
+def check_order(parallel: Parallel, model: Model) -> None:
+    """Raise what :func:`mesh_for` would raise about ``parallel``'s rank order
+    (``PLAN-PP-GROUPS`` and the other order faults) without laying out a rank.
+
+    >>> from dagen.plan.model import Model, Parallel
+    >>> m = Model(name="d", layers=2, hidden_size=8, heads=2, kv_heads=2, head_dim=4,
+    ...           ffn_size=16, vocab_size=10)
+    >>> check_order(Parallel(tp=2, dp=2, pp=2, order="tp-cp-ep-pp-dp"), m)
+    """
+    if model.moe is None and parallel.etp != parallel.tp:
+        parallel = dataclasses.replace(parallel, etp=parallel.tp)
+    _checked_slots(parallel)
 
 
 def mesh_for(parallel: Parallel, model: Model, gpus_per_node: int) -> Mesh:

@@ -17,8 +17,12 @@ NOTE: three things could change when replicas are dropped, and each is held fixe
   ``S`` GPUs starts at rank ``s·S``; when both ``S`` and ``S / k`` are multiples of
   ``gpus_per_node`` every stage keeps whole hosts, so every TP, EP and pipeline message
   stays on the kind of link it had;
-* the rank order: only ``dp`` after ``ep`` (and before ``pp``) keeps groups intact; for
-  any other order ``k = 1``.
+* the rank order: ``dp`` after ``ep`` (and before ``pp``) keeps groups intact, and so
+  does ``dp`` last (``tp-cp-ep-pp-dp``, with expert DP = DP as ``PLAN-ORDER-EDP``
+  requires): each replica is then one block of ``world / dp`` ranks, the ``k``-th part
+  of the world kept keeps its ranks where they were, and ``world / k`` a multiple of
+  ``gpus_per_node`` keeps the dropped replicas off the kept ones' hosts; for any other
+  order ``k = 1``.
 
 Example: seed-moe-10b-fixed (tp 2, dp 16, pp 4, ep 16, etp 1: stages of 32 GPUs,
 edp 2, 8 GPUs a host) gives k = 2: 64 GPUs, stages of 16, batch 128.
@@ -45,11 +49,22 @@ def _order_ok(order: str, pp: int) -> bool:
     return inner and (pp == 1 or ("pp" in names and names.index("pp") > at))
 
 
+def _dp_last(plan: Plan) -> bool:
+    """Replicas are the slowest factor of the world: ``dp`` last in the order (pp before
+    it), the Megatron reading, and the experts' DP equal to the attention's, so every
+    group of a replica lies in its own block of ``world / dp`` ranks."""
+    par = plan.parallel
+    names = par.order.lower().split("-")
+    same_edp = plan.model.moe is None or par.edp() == par.dp
+    return names[-1:] == ["dp"] and par.convention is Convention.MEGATRON and same_edp
+
+
 def replica_factor(plan: Plan) -> int:
     """The largest ``k`` by which the replicas of ``plan`` can be thinned exactly (see the
     module NOTE); 1 when none can."""
     par, wl, hw = plan.parallel, plan.workload, plan.hardware
-    if not _order_ok(par.order, par.pp) or par.dp <= 1:
+    inside = _order_ok(par.order, par.pp)
+    if not (inside or _dp_last(plan)) or par.dp <= 1:
         return 1
     stage = par.world() // par.pp
     edp = par.edp() if plan.model.moe is not None else par.dp
@@ -61,7 +76,9 @@ def replica_factor(plan: Plan) -> int:
     for k in range(2, limit + 1):
         if limit % k or per % k or (wl.batch // k) % max(par.attn_dp() // k, 1):
             continue
-        if stage % hw.gpus_per_node or (stage // k) % hw.gpus_per_node:
+        if inside and (stage % hw.gpus_per_node or (stage // k) % hw.gpus_per_node):
+            continue
+        if not inside and (par.world() // k) % hw.gpus_per_node:
             continue
         best = k
     return best

@@ -42,6 +42,7 @@ from dagen.study.candidates import (
 from dagen.study.estimates import check_fully, estimate_all
 from dagen.study.frontier import Point, at_least, pareto
 from dagen.study.space import AXES, Layout, Only, layout_of
+from dagen.study.stages import SPLIT_NAMES, parse_order, parse_split
 
 __all__ = [
     "DEFAULT_BUDGET_S",
@@ -80,34 +81,45 @@ _ALIASES = {"mb": "micro_batches", "sp": "sequence_parallel"}
 _FLAGS = {"true": 1, "false": 0, "yes": 1, "no": 0, "on": 1, "off": 0}
 
 
-def _axis_value(text: str) -> int:
+def _axis_value(axis: str, text: str) -> int | str:
+    if axis == "order":
+        return parse_order(text)
+    if axis == "split":
+        return parse_split(text)
     word = text.strip().lower()
     return _FLAGS[word] if word in _FLAGS else int(word)
 
 
-def parse_only(specs: Sequence[str]) -> dict[str, frozenset[int]]:
+def parse_only(specs: Sequence[str]) -> dict[str, frozenset[int | str]]:
     """``["tp=1,2", "sp=0"]`` → {"tp": {1, 2}, "sequence_parallel": {0}}: the values an
-    axis keeps (``mb`` and ``sp`` abbreviate micro_batches and sequence_parallel).
+    axis keeps (``mb`` and ``sp`` abbreviate micro_batches and sequence_parallel; ``order``
+    takes rank orders such as ``tp-cp-ep-pp-dp``, ``split`` the names of
+    :data:`dagen.study.stages.SPLIT_NAMES` or sizes such as ``15/16/16/14``).
 
     Raises:
         SearchError: an axis that is not one of :data:`dagen.study.space.AXES`, or a
-            value that is not a whole number (or true/false for sequence_parallel).
+            value that is not a whole number (or true/false for sequence_parallel, an
+            order of tp, cp, ep, dp, pp, a split name or sizes).
 
     >>> parse_only(["pp=2,4"])
     {'pp': frozenset({2, 4})}
+    >>> parse_only(["split=even"])
+    {'split': frozenset({'even'})}
     """
-    out: dict[str, frozenset[int]] = {}
+    out: dict[str, frozenset[int | str]] = {}
     for spec in specs:
         key, _, values = spec.partition("=")
         axis = _ALIASES.get(key.strip(), key.strip())
         try:
             if axis not in AXES or not values.strip():
                 raise ValueError(key)
-            kept = frozenset(_axis_value(v) for v in values.split(","))
+            kept = frozenset(_axis_value(axis, v) for v in values.split(","))
         except ValueError:
             raise SearchError(
                 f"--only {spec}: expected AXIS=V1,V2 with AXIS one of {', '.join(AXES)} (or "
-                "mb, sp) and whole numbers (0/1 for sequence_parallel). Fix: e.g. --only pp=1,2"
+                "mb, sp) and whole numbers (0/1 for sequence_parallel; for order a rank "
+                "order such as tp-cp-ep-pp-dp; for split one of "
+                f"{', '.join(SPLIT_NAMES)} or sizes such as 15/16/16/14). Fix: e.g. --only pp=1,2"
             ) from None
         out[axis] = out.get(axis, frozenset()) | kept
     return out

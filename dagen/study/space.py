@@ -2,7 +2,8 @@
 hardware on N GPUs.
 
 A :class:`Layout` is one choice of the degrees (tp, cp, dp, pp, ep, etp), the
-micro-batches, sequence parallelism and, for a serving workload, the concurrency.
+micro-batches, sequence parallelism, for a serving workload the concurrency, and with
+pipeline stages the rank order and the layer split (:mod:`dagen.study.stages`).
 :func:`layouts` lists them in one stable order; :func:`apply` writes one over a plan.
 Which layouts are *valid* is not decided here: the plan rules
 (:func:`dagen.plan.rules.plan_findings`) judge each one, so a pruned layout keeps the
@@ -25,10 +26,14 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from dagen.errors import PlanInfeasible
 from dagen.plan.model import Convention, Plan
+from dagen.plan.split import even_split, stage_sizes
+from dagen.study.stages import DEFAULT_ORDER, ORDERS, balanced, head_weight, orders, splits
 
 __all__ = [
     "AXES",
@@ -36,16 +41,20 @@ __all__ = [
     "apply",
     "divisors",
     "in_default_space",
+    "layer_splits",
     "layout_of",
     "layouts",
     "serving_concurrencies",
 ]
 
-AXES = ("tp", "cp", "dp", "pp", "ep", "etp", "micro_batches", "sequence_parallel", "concurrency")
+AXES = ("tp", "cp", "dp", "pp", "ep", "etp", "micro_batches", "sequence_parallel", "concurrency",
+        "order", "split")  # fmt: skip
 """The axes of the space, in the order of a layout's sort key and label."""
+_INT_AXES = AXES[:9]
 
-Only = Mapping[str, frozenset[int]]
-"""Axis → the values to keep (``--only tp=1,2``); an absent axis is not restricted."""
+Only = Mapping[str, frozenset[int | str]]
+"""Axis → the values to keep (``--only tp=1,2``, ``--only split=even``); an absent axis is
+not restricted."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,13 +71,22 @@ class Layout:
     sequence_parallel: bool = False
     concurrency: int | None = None
     """Serving workloads only: requests in flight over the deployment."""
+    order: str = DEFAULT_ORDER
+    """The rank order, fastest-varying first (:mod:`dagen.study.stages`)."""
+    split: tuple[int, ...] | None = None
+    """Layers on each stage, first to last; None with one stage."""
 
     def key(self) -> tuple[int, ...]:
-        """The stable sort key: the axes in :data:`AXES` order."""
-        return tuple(int(getattr(self, a) or 0) for a in AXES)
+        """The stable sort key: the axes in :data:`AXES` order (the order by its place in
+        :data:`ORDERS`, another after them; the split stage by stage)."""
+        ints = tuple(int(getattr(self, a) or 0) for a in _INT_AXES)
+        at = ORDERS.index(self.order) if self.order in ORDERS else len(ORDERS)
+        return (*ints, at, *(self.split or ()))
 
     def label(self) -> str:
-        """``tp2 cp1 dp16 pp4 ep16 etp1 mb4`` (``sp`` and ``c64`` when they apply)."""
+        """``tp2 cp1 dp16 pp4 ep16 etp1 mb4`` (``sp``, ``c64``, ``order tp-cp-ep-pp-dp``
+        and ``split 15/16/16/14`` when they apply: an order other than Megatron's
+        default, a split other than the even one)."""
         text = (
             f"tp{self.tp} cp{self.cp} dp{self.dp} pp{self.pp} ep{self.ep} etp{self.etp} "
             f"mb{self.micro_batches}"
@@ -77,11 +95,17 @@ class Layout:
             text += " sp"
         if self.concurrency is not None:
             text += f" c{self.concurrency}"
+        if self.order != DEFAULT_ORDER:
+            text += f" order {self.order}"
+        if self.split is not None and list(self.split) != even_split(sum(self.split), self.pp):
+            text += " split " + "/".join(map(str, self.split))
         return text
 
-    def as_dict(self) -> dict[str, int | bool | None]:
+    def as_dict(self) -> dict[str, int | bool | str | list[int] | None]:
         """The axes as plain data."""
-        return {a: getattr(self, a) for a in AXES}
+        out = {a: getattr(self, a) for a in AXES}
+        out["split"] = list(self.split) if self.split is not None else None
+        return out
 
 
 def divisors(n: int) -> list[int]:
@@ -147,7 +171,8 @@ def layouts(plan: Plan, gpus: int, only: Only | None = None, *, full: bool = Tru
 def in_default_space(plan: Plan, lay: Layout, only: Only) -> bool:
     """Whether ``lay`` is in the default space (docs/search.md, "The default space"):
     micro-batches 1, pp or 2·pp; etp 1 or tp; cp 1; sequence parallelism as the plan
-    has it; the plan's own values always; an axis named by ``--only`` as it says."""
+    has it; the even or the cost-balanced layer split; the plan's own values always; an
+    axis named by ``--only`` as it says."""
     given = layout_of(plan)
     mbs = {1, lay.pp, 2 * lay.pp, given.micro_batches}
     rules = (
@@ -155,16 +180,48 @@ def in_default_space(plan: Plan, lay: Layout, only: Only) -> bool:
         ("etp", lay.etp in {1, lay.tp, given.etp}),
         ("cp", lay.cp in {1, given.cp}),
         ("sequence_parallel", lay.sequence_parallel == given.sequence_parallel or lay.tp == 1),
+        ("split", lay.split is None or lay.split == given.split or _even_or_balanced(plan, lay)),
     )
     return all(ok or axis in only for axis, ok in rules)
 
 
+def _even_or_balanced(plan: Plan, lay: Layout) -> bool:
+    layers = plan.model.layers
+    if lay.split == tuple(even_split(layers, lay.pp)):
+        return True
+    return lay.split == balanced(layers, lay.pp, round(head_weight(plan), 6))
+
+
+def _split_kept(names: list[str], sizes: tuple[int, ...], only: Only) -> bool:
+    keep = only.get("split")
+    return keep is None or bool(keep & {*names, "/".join(map(str, sizes))})
+
+
+def layer_splits(plan: Plan, pp: int, only: Only) -> list[tuple[int, ...] | None]:
+    """The layer splits tried on ``pp`` stages (:func:`dagen.study.stages.splits`, and the
+    plan's own where pp is the plan's), kept by ``--only split=``; ``[None]`` for one
+    stage."""
+    if pp == 1:
+        return [None]
+    named: dict[tuple[int, ...], list[str]] = {}
+    for name, sizes in splits(layers=plan.model.layers, pp=pp, head=head_weight(plan)).items():
+        named.setdefault(sizes, []).append(name)
+    own = layout_of(plan).split
+    if pp == plan.parallel.pp and own is not None:
+        named.setdefault(own, [])
+    return [sizes for sizes, names in named.items() if _split_kept(names, sizes, only)]
+
+
 def _rest(plan: Plan, degrees: tuple[int, ...], only: Only) -> Iterator[Layout]:
-    """The micro-batches, sequence parallelism and concurrency over one set of degrees."""
+    """The micro-batches, sequence parallelism, concurrency, rank order and layer split
+    over one set of degrees."""
     tp, cp, dp, pp, ep, etp = degrees
     wl = plan.workload
     attn_dp = dp * ep if plan.parallel.convention is Convention.ORTHOGONAL else dp
     concs: list[int | None] = list(serving_concurrencies(plan)) if wl.serving else [None]
+    keep = only.get("order")
+    ords = [o for o in orders(plan, *degrees) if keep is None or o in keep]
+    pipes = [(o, s) for o in ords for s in layer_splits(plan, pp, only)]
     for conc in concs:
         if conc is not None and not _kept("concurrency", [conc], only):
             continue
@@ -173,33 +230,47 @@ def _rest(plan: Plan, degrees: tuple[int, ...], only: Only) -> Iterator[Layout]:
         mbs = divisors(batch // attn_dp) if batch % attn_dp == 0 else [wl.micro_batches]
         for mb in _kept("micro_batches", mbs, only):
             sps = [0, 1] if tp > 1 else [0]
-            for sp in _kept("sequence_parallel", sps, only):
+            for sp, (order, split) in itertools.product(
+                _kept("sequence_parallel", sps, only), pipes
+            ):
                 yield Layout(tp=tp, cp=cp, dp=dp, pp=pp, ep=ep, etp=etp, micro_batches=mb,
-                             sequence_parallel=bool(sp), concurrency=conc)  # fmt: skip
+                             sequence_parallel=bool(sp), concurrency=conc, order=order,
+                             split=split)  # fmt: skip
 
 
 def layout_of(plan: Plan) -> Layout:
-    """The layout ``plan`` declares."""
+    """The layout ``plan`` declares (its split as :func:`dagen.plan.split.stage_sizes`
+    reads it; as written, or even, if that split is inconsistent)."""
     par, wl = plan.parallel, plan.workload
+    split: tuple[int, ...] | None = None
+    if par.pp > 1:
+        try:
+            split = tuple(stage_sizes(par, plan.model.layers))
+        except PlanInfeasible:
+            split = par.layers_per_stage or tuple(even_split(plan.model.layers, par.pp))
     return Layout(
         tp=par.tp, cp=par.cp, dp=par.dp, pp=par.pp, ep=par.ep, etp=par.etp,
         micro_batches=wl.micro_batches, sequence_parallel=par.sp_active,
-        concurrency=wl.concurrency if wl.serving else None,
+        concurrency=wl.concurrency if wl.serving else None, order=par.order.lower(),
+        split=split,
     )  # fmt: skip
 
 
 def apply(plan: Plan, lay: Layout, gpus: int) -> Plan:
-    """``plan`` laid out as ``lay`` on ``gpus`` GPUs. A changed pp drops the plan's own
-    layer split (it names the old stages) for the even split; claims are dropped (a
-    candidate is ranked, not judged)."""
-    par = plan.parallel
-    if lay.pp != par.pp:
-        par = dataclasses.replace(
-            par, layers_per_stage=None, first_stage_layers=None, last_stage_layers=None
-        )
+    """``plan`` laid out as ``lay`` on ``gpus`` GPUs, its rank order and layer split
+    included: the even split is written as no split (the plan's default) where the
+    layers divide by pp or are fewer than the stages, any other split as
+    ``layers_per_stage``; claims are dropped (a candidate is ranked, not judged)."""
+    layers = plan.model.layers
+    # The even split is the plan's default where the layers divide, or where there are
+    # fewer layers than stages (so PLAN-PP-LAYERS, not an empty stage, says why it fails).
+    even = lay.split == tuple(even_split(layers, lay.pp))
+    explicit = lay.split is not None and not (even and (layers % lay.pp == 0 or layers < lay.pp))
     parallel = dataclasses.replace(
-        par, tp=lay.tp, cp=lay.cp, dp=lay.dp, pp=lay.pp, ep=lay.ep, etp=lay.etp,
-        sequence_parallel=lay.sequence_parallel, world_size=gpus,
+        plan.parallel, tp=lay.tp, cp=lay.cp, dp=lay.dp, pp=lay.pp, ep=lay.ep, etp=lay.etp,
+        sequence_parallel=lay.sequence_parallel, world_size=gpus, order=lay.order,
+        layers_per_stage=lay.split if explicit else None, first_stage_layers=None,
+        last_stage_layers=None,
     )  # fmt: skip
     wl = dataclasses.replace(plan.workload, micro_batches=lay.micro_batches)
     if lay.concurrency is not None:
