@@ -99,7 +99,7 @@ def splice(text: str, lines: list[str], heading: str = HEADING) -> str:
     ``lines`` (appended if absent)."""
     head, sep, rest = text.partition(heading)
     if not sep:
-        return text.rstrip("\n") + "\n\n" + "\n".join(lines)
+        return text.rstrip("\n") + "\n\n" + "\n".join(lines).rstrip("\n") + "\n"
     after = rest.find("\n## ")
     tail = rest[after + 1 :] if after >= 0 else ""
     return head + "\n".join(lines) + ("\n" + tail if tail else "")
