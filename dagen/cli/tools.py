@@ -201,6 +201,7 @@ Examples:
   dagen search samples/seed-moe-10b-fixed.yaml -o frontier.md -o frontier.svg
   dagen search plan.yaml --gpus 64 --objective ttft --slo ttft=6 --top 5
   dagen search plan.yaml --only pp=1,2 --only mb=1,4 --full
+  dagen search plan.yaml --only order=tp-cp-ep-pp-dp --only split=even,balanced
 """
 
 
@@ -219,12 +220,15 @@ Examples:
 @click.option("--top", type=click.IntRange(1, 100), default=3, show_default=True,
               help="Build and graph-check this many of the best in full.")  # fmt: skip
 @click.option(
-    "--only", multiple=True, help="Keep only these values of an axis, e.g. pp=1,2 (repeatable)."
+    "--only",
+    multiple=True,
+    help="Keep only these values of an axis, e.g. pp=1,2, order=tp-cp-ep-pp-dp, "
+    "split=even,balanced or split=15/16/16/14 (repeatable).",
 )
 @click.option(
     "--full",
     is_flag=True,
-    help="Every micro-batch count, etp, cp and SP choice, not the default space.",
+    help="Every micro-batch count, etp, cp, SP choice and layer split, not the default space.",
 )
 @click.option("--budget", type=click.FloatRange(0, min_open=True), default=None,
               help="Refuse a space predicted to take longer than this many seconds (default 900).")  # fmt: skip
