@@ -382,6 +382,22 @@ def test_cli_cost_flag_prices_every_pool_of_a_deployment() -> None:
     assert roofline[0] != auto[0] and roofline[1] != auto[1]
 
 
+def test_cli_view_filters_are_checked_against_the_deployment(tmp_path: Path) -> None:
+    # One unit of each pool: the tiny deployment's ranks are both pools' ranks together;
+    # a filter past them is refused up front (exit 2, P-USAGE), before any analysis.
+    runner = CliRunner(env={"COLUMNS": "1000"})
+    dep = load_deployment(TINY)
+    world = sum(p.plan.parallel.world() for p in dep.pools)
+    out = tmp_path / "r.svg"
+    args = ["build", str(TINY), "-o", str(out), "--view", "ranks", "--ranks", str(world)]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "P-USAGE" in result.output and f"of the plan's {world:,} ranks" in result.output
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    ok = runner.invoke(main, [*args[:-1], str(world - 1)])
+    assert ok.exit_code == 0, ok.output
+
+
 def test_the_day6_comparison_in_the_docs_is_current() -> None:
     a = analyse_deployment(load_deployment(SAMPLE))
     d = a.disagg

@@ -20,7 +20,7 @@ from dagen import api, study
 from dagen.cli.guard import dagen_error_document
 from dagen.errors import DagenError, PlanError, PlanInfeasible
 from dagen.findings import Finding, Severity, printable
-from dagen.plan.deploy import is_deployment, load_deployment
+from dagen.plan.deploy import Deployment, is_deployment, load_deployment
 from dagen.plan.files import Refused, read_limited
 from dagen.plan.model import CostModelName, Plan
 from dagen.plan.yamlsrc import MAX_BYTES
@@ -188,6 +188,8 @@ def analyse_any(
     plan's (:func:`analyse_plan`)."""
     if is_deployment_file(path):
         dep = load_deployment(path)
+        if view is not None:
+            check_deployment_filters(dep, view)
         if cost is not None:  # every pool and the co-located alternative priced alike
             dep = dataclasses.replace(
                 dep,
@@ -217,8 +219,20 @@ _FILTERS = {"ranks": ("--ranks", "ranks"), "layers": ("--layers", "layers"),
 def check_filters(plan: Plan, view: dict[str, Any]) -> None:
     """``--ranks``, ``--layers``, ``--microbatches`` name only what the plan has, whatever
     the output format. Raises DagenError (P-USAGE) naming the flag."""
-    have = {"ranks": plan.parallel.world(), "layers": plan.model.layers,
-            "microbatches": plan.workload.micro_batches}  # fmt: skip
+    _check_limits({"ranks": plan.parallel.world(), "layers": plan.model.layers,
+                   "microbatches": plan.workload.micro_batches}, view)  # fmt: skip
+
+
+def check_deployment_filters(dep: Deployment, view: dict[str, Any]) -> None:
+    """The same for a deployment's graph: one unit of each pool, ranks numbered pool
+    after pool (docs/disaggregation.md)."""
+    plans = [p.plan for p in dep.pools]
+    _check_limits({"ranks": sum(p.parallel.world() for p in plans),
+                   "layers": plans[0].model.layers,
+                   "microbatches": max(p.workload.micro_batches for p in plans)}, view)  # fmt: skip
+
+
+def _check_limits(have: dict[str, int], view: dict[str, Any]) -> None:
     for key, (flag, noun) in _FILTERS.items():
         chosen, n = view.get(key), have[key]
         if chosen is None:
