@@ -25,14 +25,12 @@ import numpy as np
 
 from dagen.codes import Code
 from dagen.cost.bounds import fmt
-from dagen.cost.memory import MemoryReport, pool_memory_report
+from dagen.cost.memory import GIB, MemoryReport, pool_memory_report
 from dagen.cost.verdicts import Verdict, VerdictKind
 from dagen.graph.build import describe_pool
 from dagen.plan.model import Plan
 
 __all__ = ["ConcurrencyFit", "concurrency_verdict", "largest_concurrency"]
-
-GIB = float(1 << 30)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

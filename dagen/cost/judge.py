@@ -23,7 +23,8 @@ from dagen.codes import Code
 from dagen.cost.bounds import fmt
 from dagen.cost.concurrency import concurrency_verdict
 from dagen.cost.estimator import Estimate
-from dagen.cost.metrics import GIB, Figures, figures
+from dagen.cost.memory import GIB
+from dagen.cost.metrics import Figures, figures
 from dagen.cost.verdicts import (
     EstimateParts,
     Verdict,

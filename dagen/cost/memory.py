@@ -49,6 +49,9 @@ __all__ = [
 
 I64 = npt.NDArray[np.int64]
 
+GIB = float(1 << 30)
+"""Bytes in a GiB: memory is reported in GiB, as nvidia-smi and the frameworks do."""
+
 RUNTIME_RESERVE_BYTES = 1 << 30
 """Per-GPU allowance for the CUDA context, cuBLAS workspaces and NCCL's channel buffers
 (1 GiB; docs/cost-model.md, "Memory", cites the measurements)."""

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dagen.cost.bounds import peak_flops, token_flops
+from dagen.cost.memory import GIB
 from dagen.plan.claims import Metric
 from dagen.plan.model import Plan
 
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
     from dagen.cost.estimator import Estimate
 
 __all__ = ["Figures", "figures"]
-
-GIB = float(1 << 30)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

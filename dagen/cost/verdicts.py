@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from dagen.codes import Code
 from dagen.cost.bounds import bound_world, fmt, peak_flops, token_flops, total_weight_bytes
 from dagen.cost.hbm import step_bytes_bound
-from dagen.cost.memory import MemoryReport
+from dagen.cost.memory import GIB, MemoryReport
 from dagen.plan.model import Phase, Plan
 
 __all__ = [
@@ -232,9 +232,6 @@ def _throughput(plan: Plan, parts: EstimateParts | None, target: float) -> Verdi
         unit="tokens/s", target=target, estimate=est, bound=ceiling, verdict=kind,
         arithmetic=text, at_least=True,
     )  # fmt: skip
-
-
-GIB = float(1 << 30)
 
 
 def _gib(nbytes: float) -> str:
