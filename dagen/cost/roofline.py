@@ -8,19 +8,21 @@ with ``P`` the datasheet FLOP/s of the format the op multiplies in (matmuls: the
 weights' format; attention and elementwise ops: the activations'), ``B`` the datasheet
 HBM bandwidth, and:
 
-* **GEMM**: ``t₀`` the fixed time of one framework matmul call, ``η_f`` its large-shape
-  fraction of peak, ``η_m = 0.90`` when it streams its weights (small m). A W8A8 / W4A4
+* **GEMM**: ``t₀`` the fixed time of one framework matmul call, ``η_f`` and ``η_m`` its
+  fractions of peak FLOP/s and bandwidth over every measured shape. A W8A8 / W4A4
   matmul also quantises its input on the fly: ``quant = 1.5 ×`` its input bytes (read in
   the activations' format, written in 8 bits), a separate pass.
-* **ATTENTION**: decode reads the KV cache at ``η_m = 0.85 · u / (u + 32)``, where
-  ``u`` = sequences × KV heads on the rank is the kernel's parallelism (a batch of one
-  cannot fill the GPU); prefill runs at ``η_f = 0.6`` of the activations' peak.
+* **ATTENTION**: decode streams the KV cache at ``η_m = 0.80`` and pays
+  ``t₀ = 8 µs + u · 8.7 ns``, ``u`` = sequences × KV heads on the rank (a fixed cost per
+  work item: query load, softmax reductions, output); prefill runs at ``η_f = 0.6`` of
+  the activations' peak.
 * **ELEMENTWISE**: ``t₀ = 2 µs``, ``η_m = 0.8``.
 
 The constants are fitted to NVIDIA aiconfigurator-core 0.12.0's kernel tables measured
-on H100 SXM under TensorRT-LLM 1.3.0rc20 (``gemm_perf``, ``generation_attention_perf``),
-and hold as fractions of each GPU's datasheet elsewhere. The fits and their
-residuals are in docs/cost-model.md ("Compute nodes"). Without CUDA graphs
+on H100 SXM under TensorRT-LLM 1.3.0rc20 (``gemm_perf``, ``generation_attention_perf``;
+the median relative error over every row), and are used as fractions of each GPU's
+datasheet elsewhere. The fits and their
+residuals are in docs/cost-model.md ("Kernel constants (roofline)"). Without CUDA graphs
 (``runtime.cuda_graphs: false``) a node takes at least the CPU's launch time, 10 µs.
 ``hardware.flops_efficiency`` and ``hbm_efficiency`` scale ``η_f`` and ``η_m`` relative
 to their defaults (0.6, 0.8). Communication: :mod:`dagen.cost.comm`.
@@ -32,7 +34,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -59,19 +61,21 @@ class KernelConstants:
 
 
 GEMM: dict[str, KernelConstants] = {
-    "bf16": KernelConstants(5.7e-6, 0.80, 0.90),
-    "fp16": KernelConstants(5.7e-6, 0.80, 0.90),
-    "fp32": KernelConstants(5.7e-6, 0.80, 0.90),
-    "fp8": KernelConstants(12.0e-6, 0.68, 0.90),
-    "fp8_block": KernelConstants(5.7e-6, 0.61, 0.90),
+    "bf16": KernelConstants(2.9e-6, 0.76, 0.78),
+    "fp16": KernelConstants(2.9e-6, 0.76, 0.78),
+    "fp32": KernelConstants(2.9e-6, 0.76, 0.78),
+    "fp8": KernelConstants(12.7e-6, 0.60, 0.78),
+    "fp8_block": KernelConstants(7.0e-6, 0.52, 0.78),
     "nvfp4": KernelConstants(8.0e-6, 0.55, 0.85),
     "mxfp4": KernelConstants(8.0e-6, 0.55, 0.85),
 }
 """Matmul constants by the weights' format (docs/cost-model.md has each fit)."""
 
 ATTENTION = KernelConstants(5.0e-6, 0.60, 0.85)
-ATTENTION_HALF_PARALLELISM = 32.0
-"""Sequences × KV heads at which decode attention reaches half its ``η_m``."""
+"""Prefill (context) attention."""
+DECODE_ATTENTION = KernelConstants(8.0e-6, 0.60, 0.80)
+DECODE_ITEM_S = 8.7e-9
+"""Decode attention's fixed cost per work item (one sequence × one KV head), GPU-wide."""
 ELEMENTWISE = KernelConstants(2.0e-6, 0.60, 0.80)
 EAGER_LAUNCH_S = 10e-6
 """Without CUDA graphs: a node takes at least one CPU launch (PyTorch eager dispatch)."""
@@ -95,7 +99,9 @@ def _pool_tables(pool: Pool) -> tuple[F64, F64, F64, F64, F64]:
     # decode attention's parallelism: sequences × KV heads (MLA's one latent head is
     # split over query-head groups of 8 by FlashMLA-style kernels)
     u = d.seqs * (max(d.kv_heads, d.heads // 8) if d.mla is not None else d.kv_heads)
-    attn_m = ATTENTION.eta_m * (u / (u + ATTENTION_HALF_PARALLELISM) if not d.prefill else 1.0)
+    attn = ATTENTION
+    if not d.prefill:  # decode: a fixed cost per work item on top of the launch
+        attn = replace(DECODE_ATTENTION, t0=DECODE_ATTENTION.t0 + u * DECODE_ITEM_S)
     quantised = f.math.nbytes < 2 <= f.activations.nbytes
     for op in OPS:
         engine = Engine(int(OP_ENGINE[int(op)]))
@@ -106,7 +112,7 @@ def _pool_tables(pool: Pool) -> tuple[F64, F64, F64, F64, F64]:
         elif engine is Engine.GEMM:  # the router stays in the activations' format
             c, rate = GEMM[f.activations.value], _rate(hw, f.activations)
         elif engine is Engine.ATTENTION:
-            c = KernelConstants(ATTENTION.t0, ATTENTION.eta_f, attn_m)
+            c = attn
             rate = _rate(hw, f.activations)
         elif engine is Engine.ELEMENTWISE:
             c, rate = ELEMENTWISE, _rate(hw, f.activations)
