@@ -142,4 +142,14 @@ def test_an_expert_that_few_tokens_reach_is_read_with_their_probability() -> Non
     assert d.slot_tokens == pytest.approx(0.5)
     expert = op_bytes(d)[Op.MOE_EXPERT]
     full = 3 * H * 128 * E
-    assert expert.weights == pytest.approx(full * (1 - math.exp(-0.5)))
+    # each of the 2 tokens misses a given slot with probability 6/8
+    assert expert.weights == pytest.approx(full * (1 - (6 / 8) ** 2))
+    # one token reads exactly its top-2 experts: 2 of 8 slots, not Poisson's 8·(1 − e^−¼)
+    one = _plan(phase="decode", batch=1, prompt_len=16, experts=8, top_k=2, expert_ffn_size=128)
+    d1 = derive_dims(one, build_mesh(one.parallel))
+    assert 8 * op_bytes(d1)[Op.MOE_EXPERT].weights == pytest.approx(2 * full)
+    assert 8 * full * (1 - math.exp(-0.25)) < 0.9 * 2 * full
+    # many tokens: every slot is read
+    many = _plan(phase="decode", batch=64, prompt_len=16, experts=8, top_k=2, expert_ffn_size=128)
+    d64 = derive_dims(many, build_mesh(many.parallel))
+    assert op_bytes(d64)[Op.MOE_EXPERT].weights == pytest.approx(full, rel=1e-7)

@@ -1,4 +1,5 @@
-"""The roofline's kernel constants against the measured tables they were fitted to.
+"""The roofline's kernel constants against the measured tables they were fitted to, and
+the roofline as the trend that carries a table past its grid (``auto``).
 
 docs/cost-model.md ("Kernel constants (roofline)") quotes, per engine, the median relative
 error of the roofline's form with dagen's constants over every row of aiconfigurator-core's
@@ -14,6 +15,10 @@ import pytest
 
 from dagen.cost import kernels_data, roofline
 from dagen.cost.kernels import available
+from dagen.cost.kernels_grid import Coverage, SlicedTable
+from dagen.cost.kernels_specs import GEMM
+from dagen.plan.formats import DType
+from dagen.plan.model import Hardware
 from dagen.plan.presets import PRESETS
 
 if not available():
@@ -37,6 +42,10 @@ def _median_error(predicted: F64, measured: F64) -> float:
     return float(np.median(np.abs(predicted / measured - 1)))
 
 
+def _hardware() -> Hardware:
+    return Hardware(preset="H100-SXM-80GB", **H100)
+
+
 @pytest.mark.parametrize(
     ("fmt", "table_dtype", "bound"),
     [("bf16", "bfloat16", 0.075), ("fp8", "fp8", 0.06), ("fp8_block", "fp8_block", 0.16)],
@@ -48,14 +57,7 @@ def test_gemm_constants_match_the_measured_matmuls(
     sel = t["gemm_dtype"] == table_dtype
     m, n, k = (t[c][sel].astype(np.float64) for c in ("m", "n", "k"))
     measured = t["latency"][sel] * 1e-3
-    c = roofline.GEMM[fmt]
-    w = 2.0 if fmt == "bf16" else 1.0  # weight bytes per element
-    peak = float(H100["peak_tflops"]["bf16" if fmt == "bf16" else "fp8"]) * 1e12
-    bw = float(H100["hbm_tbps"]) * 1e12
-    moved = n * k * w + 2 * m * k + 2 * m * n  # weights, 16-bit input and output
-    quant = 0.0 if fmt == "bf16" else 1.5 * 2 * m * k  # the activation-quantisation pass
-    predicted = c.t0 + np.maximum(2 * m * n * k / (peak * c.eta_f), moved / (bw * c.eta_m))
-    predicted += quant / (bw * c.eta_m)
+    predicted = roofline.gemm_seconds(_hardware(), DType(fmt), m, n, k)
     err = _median_error(predicted, measured)
     assert err <= bound, f"{fmt}: median |error| {err:.1%} over {sel.sum()} shapes"
     # and no systematic bias: as many shapes above as below
@@ -70,11 +72,38 @@ def test_decode_attention_constants_match_the_measured_kernels() -> None:
     ctx = t["step"][sel] + 1.0
     streamed = items * ctx * t["head_dim"][sel] * 2 * kv_bytes
     measured = t["latency"][sel] * 1e-3
-    c = roofline.DECODE_ATTENTION
-    bw = float(H100["hbm_tbps"]) * 1e12
-    predicted = c.t0 + items * roofline.DECODE_ITEM_S + streamed / (bw * c.eta_m)
+    predicted = roofline.decode_attention_seconds(_hardware(), items, streamed)
     err = _median_error(predicted, measured)
     assert err <= 0.21, f"median |error| {err:.1%} over {sel.sum()} rows"
     # the former parallelism-only form was more than twice as far off
+    bw = float(H100["hbm_tbps"]) * 1e12
     former = 5e-6 + streamed / (bw * 0.85 * items / (items + 32))
     assert _median_error(former, measured) > 2 * err
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "fp8", "fp8_block"])
+def test_the_roofline_trend_carries_a_matmul_table_past_its_grid(dtype: str) -> None:
+    # Hold out the two largest m of the H100 GEMM table and predict them from the rest:
+    # the edge scaled by the roofline beats the power law in m (auto's extrapolation).
+    t = _table("gemm_perf")
+    sel = t["gemm_dtype"] == dtype
+    cols = {c: t[c][sel] for c in ("gemm_dtype", "m", "n", "k")}
+    seconds = t["latency"][sel] * 1e-3
+    held = cols["m"] >= 16384
+    train = SlicedTable(
+        keys=("gemm_dtype",), axes=GEMM.axes,
+        columns={c: v[~held] for c, v in cols.items()}, seconds=seconds[~held],
+    )  # fmt: skip
+    fmt = DType({"bfloat16": "bf16"}.get(dtype, dtype))
+    hw = _hardware()
+
+    def trend(_key: object, xs: list[npt.NDArray[np.float64]]) -> npt.NDArray[np.float64]:
+        return roofline.gemm_seconds(hw, fmt, *xs)
+
+    keys = [cols["gemm_dtype"][held]]
+    xs = [cols[c][held] for c in ("m", "n", "k")]
+    power, cover = train.query(keys, xs)
+    anchored, _ = train.query(keys, xs, trend)
+    assert (cover == Coverage.EXTRAPOLATED).all()
+    err, base = _median_error(anchored, seconds[held]), _median_error(power, seconds[held])
+    assert err <= 0.05 and err < base, f"{dtype}: anchored {err:.1%}, power law {base:.1%}"

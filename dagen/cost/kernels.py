@@ -66,7 +66,7 @@ from dagen.cost.kernels_data import (
     systems_root,
     where_table,
 )
-from dagen.cost.kernels_grid import Coverage, SlicedTable
+from dagen.cost.kernels_grid import Coverage, SlicedTable, Trend
 from dagen.cost.kernels_specs import (
     CONTEXT_ATTENTION,
     CUSTOM_ALL_REDUCE,
@@ -194,17 +194,32 @@ class KernelTables:
             )
         return path
 
-    def _ask(self, spec: Spec, keys: list[Like], xs: list[Like], coverage: I8 | None) -> F64:
-        seconds, cover = self._table(spec).query([np.asarray(k) for k in keys], xs)
+    def _ask(
+        self,
+        spec: Spec,
+        keys: list[Like],
+        xs: list[Like],
+        coverage: I8 | None,
+        trend: Trend | None = None,
+    ) -> F64:
+        seconds, cover = self._table(spec).query([np.asarray(k) for k in keys], xs, trend)
         if coverage is not None:
             coverage[...] = cover
         return seconds
 
     def gemm(
-        self, m: Like, n: Like, k: Like, dtype: Like = "bfloat16", *, coverage: I8 | None = None
+        self,
+        m: Like,
+        n: Like,
+        k: Like,
+        dtype: Like = "bfloat16",
+        *,
+        coverage: I8 | None = None,
+        trend: Trend | None = None,
     ) -> F64:
-        """``[m, k] @ [k, n]`` (dtype ``bfloat16``, ``fp8``, ``fp8_block``, …)."""
-        return self._ask(GEMM, [dtype], [m, n, k], coverage)
+        """``[m, k] @ [k, n]`` (dtype ``bfloat16``, ``fp8``, ``fp8_block``, …); ``trend``
+        (of the key ``(dtype,)`` and ``[m, n, k]``) extrapolates above the grid."""
+        return self._ask(GEMM, [dtype], [m, n, k], coverage, trend)
 
     def context_attention(
         self,
@@ -218,6 +233,7 @@ class KernelTables:
         *,
         window: Like = 0,
         coverage: I8 | None = None,
+        trend: Trend | None = None,
     ) -> F64:
         """Causal prefill attention of ``batch`` sequences of ``seq`` tokens (heads per rank).
 
@@ -226,7 +242,7 @@ class KernelTables:
         attention sinks). ``window`` is a sliding-window size, 0 for full attention.
         """
         keys = [dtype, kv_dtype, head_dim, window, gqa_group(heads, kv_heads)]
-        return self._ask(CONTEXT_ATTENTION, keys, [batch, seq, kv_heads], coverage)
+        return self._ask(CONTEXT_ATTENTION, keys, [batch, seq, kv_heads], coverage, trend)
 
     def generation_attention(
         self,
@@ -240,13 +256,16 @@ class KernelTables:
         *,
         window: Like = 0,
         coverage: I8 | None = None,
+        trend: Trend | None = None,
     ) -> F64:
         """One decode step: ``batch`` new tokens, each attending ``ctx`` cached tokens + itself.
 
-        ``ctx`` is the tables' ``step`` (the collector's cached prompt length).
+        ``ctx`` is the tables' ``step`` (the collector's cached prompt length). The
+        attention ``trend`` takes the key ``(dtype, kv_dtype, head_dim, window, group)``
+        and ``[batch, ctx or seq, kv_heads]``.
         """
         keys = [dtype, kv_dtype, head_dim, window, gqa_group(heads, kv_heads)]
-        return self._ask(GENERATION_ATTENTION, keys, [batch, ctx, kv_heads], coverage)
+        return self._ask(GENERATION_ATTENTION, keys, [batch, ctx, kv_heads], coverage, trend)
 
     def mla_context(
         self,

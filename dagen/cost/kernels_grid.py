@@ -13,7 +13,10 @@ log coordinates, i.e. piecewise power laws. Outside an axis's range:
   kernels are launch- and latency-bound there);
 - above the largest it grows as ``(x / x_max) ** power`` (``power`` 1 for an axis the
   work is proportional to, 2 for a causal-attention sequence length); an axis with no
-  power (a GPU count) is not extrapolated and yields NaN.
+  power (a GPU count) is not extrapolated and yields NaN;
+- or, given a *trend* (a physical model of the kernel's seconds, e.g. the roofline),
+  the latency at the grid's edge times ``trend(x) / trend(edge)``: the table sets the
+  level, the model the growth beyond it.
 
 Every answer carries a :class:`Coverage` code.
 
@@ -32,14 +35,15 @@ Example:
 from __future__ import annotations
 
 import enum
+import functools
 import itertools
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Axis", "Coverage", "Grid", "SlicedTable", "factorize"]
+__all__ = ["Axis", "Coverage", "Grid", "SlicedTable", "Trend", "factorize"]
 
 F64 = npt.NDArray[np.float64]
 I8 = npt.NDArray[np.int8]
@@ -48,6 +52,9 @@ Bool = npt.NDArray[np.bool_]
 Arr = npt.NDArray[np.generic]
 
 _TINY = 1e-300
+
+Trend = Callable[[tuple[Hashable, ...], list[F64]], F64]
+"""Model seconds of a slice (its key) at axis values (one array per axis)."""
 
 
 class Coverage(enum.IntEnum):
@@ -104,14 +111,21 @@ class Grid:
                 logt = np.flip(np.minimum.accumulate(np.flip(logt, a), axis=a), a)
         return cls(axes=axes, logx=logx, logt=logt, filled=filled)
 
-    def eval(self, xs: Sequence[F64]) -> tuple[F64, I8]:
-        """Seconds and coverage at query points (1-D arrays, one per axis)."""
+    def eval(
+        self, xs: Sequence[F64], trend: Callable[[list[F64]], F64] | None = None
+    ) -> tuple[F64, I8]:
+        """Seconds and coverage at query points (1-D arrays, one per axis); above the
+        grid ``trend`` (model seconds at axis values), when given, replaces the powers."""
         lows, highs, weights = [], [], []
         extra = np.zeros(len(xs[0]))
         cover = np.zeros(len(xs[0]), dtype=np.int8)
+        above: list[F64] = []
+        edge: list[F64] = []
         for axis, g, x in zip(self.axes, self.logx, xs, strict=True):
             lx = np.log(np.maximum(x, _TINY))
             c = np.clip(lx, g[0], g[-1])
+            above.append(np.exp(np.maximum(lx, g[0])))
+            edge.append(np.exp(c))
             outside = lx != c
             cover[outside] = Coverage.EXTRAPOLATED
             if axis.power is None:
@@ -126,6 +140,12 @@ class Grid:
             weights.append(np.divide(c - g[lo], span, out=np.zeros_like(c), where=span > 0))
         logt, through_filled = self._corners(lows, highs, weights)
         cover[through_filled & (cover == Coverage.MEASURED)] = Coverage.EXTRAPOLATED
+        if trend is not None:
+            out = extra > 0
+            extra = np.zeros_like(extra)
+            if out.any():
+                ratio = trend([a[out] for a in above]) / trend([e[out] for e in edge])
+                extra[out] = np.log(np.maximum(ratio, _TINY))
         seconds = np.exp(logt + extra)
         seconds[cover == Coverage.MISSING] = np.nan
         return seconds, cover
@@ -211,8 +231,11 @@ class SlicedTable:
             )
         return self._grids.get(key)
 
-    def query(self, keys: Sequence[Arr], xs: Sequence[npt.ArrayLike]) -> tuple[F64, I8]:
-        """Seconds and :class:`Coverage` for broadcast key and axis arrays."""
+    def query(
+        self, keys: Sequence[Arr], xs: Sequence[npt.ArrayLike], trend: Trend | None = None
+    ) -> tuple[F64, I8]:
+        """Seconds and :class:`Coverage` for broadcast key and axis arrays (``trend``:
+        see the module docstring)."""
         arrays = np.broadcast_arrays(*[np.asarray(k) for k in keys], *map(np.asarray, xs))
         shape = arrays[0].shape if arrays else ()
         flat = [a.ravel() for a in arrays]
@@ -223,7 +246,8 @@ class SlicedTable:
             grid = self.grid(key)
             if grid is not None:
                 xq = [np.asarray(x[where], dtype=np.float64) for x in flat[nk:]]
-                seconds[where], cover[where] = grid.eval(xq)
+                at = None if trend is None else functools.partial(trend, key)
+                seconds[where], cover[where] = grid.eval(xq, at)
         return seconds.reshape(shape), cover.reshape(shape)
 
 

@@ -21,7 +21,8 @@ the measured share.
 * **Collectives** inside one host: :mod:`dagen.cost.measured_comm`.
 
 ``measured`` prices only shapes inside the tables' grid; ``auto`` also takes their
-extrapolation.
+extrapolation: for matmuls and MHA/GQA attention the edge of the grid scaled by the
+roofline (:mod:`dagen.cost.trends`), elsewhere the tables' power laws.
 
 Example:
     >>> from dagen.cost.measured import Measured
@@ -41,6 +42,7 @@ from dagen.cost.kernels import SYSTEMS, KernelTables, available
 from dagen.cost.kernels_grid import Coverage
 from dagen.cost.measured_comm import collective_seconds
 from dagen.cost.roofline import Roofline
+from dagen.cost.trends import attention_trend, gemm_trend
 from dagen.graph.codes import Engine, Kind
 from dagen.graph.dims import Dims
 from dagen.graph.ir import Graph
@@ -135,7 +137,10 @@ class Measured:
         m = np.array([max(graph.tmpl_shape[t][0], 1) for t in gemm], dtype=np.float64)
         n = np.array([graph.tmpl_shape[t][-1] for t in gemm], dtype=np.float64)
         k = graph.tmpl_flops[gemm] / np.maximum(2 * m * n, 1)
-        out[gemm] = self._ask(tables, "matmuls", tables.gemm, m, n, np.maximum(k, 1), dtype)
+        trend = gemm_trend(pool) if self.auto else None
+        out[gemm] = self._ask(
+            tables, "matmuls", tables.gemm, m, n, np.maximum(k, 1), dtype, trend=trend
+        )
 
     def _attention(self, pool: Pool, tables: KernelTables) -> float:
         """Seconds of the attention core: a context-attention call in prefill, a
@@ -167,7 +172,8 @@ class Measured:
             return float(self._ask(tables, "MLA attention", mla, batch, x, d.heads, kv))
         mha = tables.context_attention if prefill else tables.generation_attention
         args = (batch, x, d.heads, d.kv_heads, d.head_dim, "bfloat16", kv)
-        return float(self._ask(tables, "attention", mha, *args))
+        trend = attention_trend(pool, prefill=prefill) if self.auto else None
+        return float(self._ask(tables, "attention", mha, *args, trend=trend))
 
     def _experts(self, pool: Pool, tables: KernelTables) -> float:
         d: Dims = pool.dims

@@ -46,7 +46,15 @@ from dagen.graph.ops import OP_ENGINE, OPS
 from dagen.graph.pool import Pool
 from dagen.plan.model import DType, Hardware
 
-__all__ = ["GEMM", "KernelConstants", "Roofline", "compute_durations"]
+__all__ = [
+    "GEMM",
+    "KernelConstants",
+    "Roofline",
+    "compute_durations",
+    "decode_attention_seconds",
+    "gemm_seconds",
+    "prefill_attention_seconds",
+]
 
 F64 = npt.NDArray[np.float64]
 
@@ -123,6 +131,33 @@ def _pool_tables(pool: Pool) -> tuple[F64, F64, F64, F64, F64]:
         hbm[int(op)] = hw.hbm_tbps * 1e12 * min(1.0, c.eta_m * scale_m)
     floor = np.where(t0 > 0, 0.0 if pool.runtime.cuda_graphs else EAGER_LAUNCH_S, 0.0)
     return t0, flops, hbm, quant, floor
+
+
+def gemm_seconds(hw: Hardware, weights: DType, m: F64, n: F64, k: F64) -> F64:
+    """One ``[m, k] @ [k, n]`` matmul with weights in ``weights`` and 16-bit activations,
+    by the GEMM form (weights, input and output streamed once; the quantisation pass of a
+    W8A8 / W4A4 matmul). The measured models scale a table's edge by it (their trend)."""
+    c = GEMM[weights.value]
+    rate = hw.tflops(weights) * 1e12 * c.eta_f
+    bw = hw.hbm_tbps * 1e12 * c.eta_m
+    moved = n * k * weights.nbytes + 2.0 * m * k + 2.0 * m * n
+    quant = 3.0 * m * k if weights.nbytes < 2 else 0.0
+    out: F64 = c.t0 + np.maximum(2.0 * m * n * k / rate, moved / bw) + quant / bw
+    return out
+
+
+def decode_attention_seconds(hw: Hardware, items: F64, kv_bytes: F64) -> F64:
+    """One decode attention call: ``items`` (sequence, KV head) pairs streaming
+    ``kv_bytes`` of cache."""
+    c = DECODE_ATTENTION
+    out: F64 = c.t0 + items * DECODE_ITEM_S + kv_bytes / (hw.hbm_tbps * 1e12 * c.eta_m)
+    return out
+
+
+def prefill_attention_seconds(hw: Hardware, activations: DType, flops: F64) -> F64:
+    """One causal prefill attention call of ``flops`` (query-key and value products)."""
+    out: F64 = ATTENTION.t0 + flops / (hw.tflops(activations) * 1e12 * ATTENTION.eta_f)
+    return out
 
 
 def compute_durations(graph: Graph) -> F64:

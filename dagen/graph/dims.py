@@ -85,6 +85,8 @@ class Dims:
     """Tokens a rank sends into the EP all-to-all: distinct stage tokens / (ep · edp)."""
     slot_tokens: float = 0.0
     """Expected tokens per physical expert slot: (stage tokens / edp) · top_k / slots_total."""
+    routed_tokens: float = 0.0
+    """Tokens one expert replica's router sees: stage tokens / edp."""
     expert_ffn: int = 0
     """Routed-expert FFN columns per rank: ceil(expert_ffn_size / etp)."""
     shared_ffn: int = 0
@@ -158,7 +160,7 @@ def _with_moe(plan: Plan, mesh: Mesh, d: Dims) -> Dims:
     return replace(
         d, experts=moe.experts, top_k=moe.top_k, slots=total // ep,
         dispatch_tokens=stage_tokens / (ep * edp),
-        slot_tokens=stage_tokens / edp * moe.top_k / total,
+        slot_tokens=stage_tokens / edp * moe.top_k / total, routed_tokens=stage_tokens / edp,
         expert_ffn=_cdiv(moe.expert_ffn_size, etp),
         shared_ffn=_cdiv(moe.shared_experts * moe.shared_ffn, d.tp),
     )  # fmt: skip

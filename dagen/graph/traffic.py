@@ -138,10 +138,19 @@ def moe_topk(d: Dims) -> Traffic:
     return Traffic(0.0, float(d.stream * d.experts * 4), _nbytes(opcost.topk, d))
 
 
+def _p_used(slot_tokens: float, routed: float) -> float:
+    if slot_tokens <= 0:
+        return 0.0
+    if routed <= slot_tokens:  # every token reaches the slot (q = 1)
+        return 1.0
+    return -math.expm1(routed * math.log1p(-slot_tokens / routed))
+
+
 def moe_expert(d: Dims) -> Traffic:
-    # A slot's weights are read only if at least one token reaches it: with Poisson
-    # arrivals of mean slot_tokens, that happens with probability 1 − e^(−slot_tokens).
-    p_used = -math.expm1(-d.slot_tokens) if d.slot_tokens > 0 else 0.0
+    # A slot's weights are read only if at least one of the T routed tokens picks it;
+    # each does with probability q = slot_tokens / T (top_k of the slots, uniform), so
+    # that happens with probability 1 − (1 − q)^T (→ 1 − e^(−slot_tokens) for many slots).
+    p_used = _p_used(d.slot_tokens, d.routed_tokens)
     w = ffn_matrices(d.gated) * d.h * d.expert_ffn * d.ew * p_used
     inter = d.slot_tokens * d.expert_ffn * d.e  # the activated intermediate, written then read
     return Traffic(w, d.slot_tokens * d.h * d.e + inter, _nbytes(opcost.expert, d) + inter)
