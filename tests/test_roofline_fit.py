@@ -107,3 +107,22 @@ def test_the_roofline_trend_carries_a_matmul_table_past_its_grid(dtype: str) -> 
     assert (cover == Coverage.EXTRAPOLATED).all()
     err, base = _median_error(anchored, seconds[held]), _median_error(power, seconds[held])
     assert err <= 0.05 and err < base, f"{dtype}: anchored {err:.1%}, power law {base:.1%}"
+
+
+def test_mla_decode_constants_match_the_measured_kernels() -> None:
+    # One latent KV head (kv_lora_rank 512 + RoPE 64) shared by all query heads; work items
+    # are sequences × groups of 8 query heads. The MHA form's KV-head items would count 128.
+    t = _table("generation_mla_perf")
+    latent = np.where(t["kv_cache_dtype"] == "fp8", 1, 2) * 576.0
+    seqs, heads = t["batch_size"].astype(np.float64), t["num_heads"].astype(np.float64)
+    ctx = t["step"] + 1.0
+    c, hw = roofline.MLA_DECODE, _hardware()
+    flops = 2 * seqs * heads * ctx * (576 + 512)
+    streamed = seqs * ctx * latent
+    work = np.maximum(
+        flops / (hw.tflops(DType.BF16) * 1e12 * c.eta_f), streamed / (hw.hbm_tbps * 1e12 * c.eta_m)
+    )
+    items = seqs * np.maximum(heads // 8, 1)
+    predicted = c.t0 + items * roofline.MLA_ITEM_S + work
+    err = _median_error(predicted, t["latency"] * 1e-3)
+    assert err <= 0.08, f"median |error| {err:.1%} over {len(seqs)} rows"

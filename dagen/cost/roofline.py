@@ -14,8 +14,9 @@ HBM bandwidth, and:
   the activations' format, written in 8 bits), a separate pass.
 * **ATTENTION**: decode streams the KV cache at ``η_m = 0.80`` and pays
   ``t₀ = 8 µs + u · 8.7 ns``, ``u`` = sequences × KV heads on the rank (a fixed cost per
-  work item: query load, softmax reductions, output); prefill runs at ``η_f = 0.6`` of
-  the activations' peak.
+  work item: query load, softmax reductions, output); MLA decode has its own fit, with
+  ``u`` = sequences × groups of 8 query heads (one latent KV head serves them all);
+  prefill runs at ``η_f = 0.6`` of the activations' peak.
 * **ELEMENTWISE**: ``t₀ = 2 µs``, ``η_m = 0.8``.
 
 The constants are fitted to NVIDIA aiconfigurator-core 0.12.0's kernel tables measured
@@ -74,8 +75,8 @@ GEMM: dict[str, KernelConstants] = {
     "fp32": KernelConstants(2.9e-6, 0.76, 0.78),
     "fp8": KernelConstants(12.7e-6, 0.60, 0.78),
     "fp8_block": KernelConstants(7.0e-6, 0.52, 0.78),
-    "nvfp4": KernelConstants(8.0e-6, 0.55, 0.85),
-    "mxfp4": KernelConstants(8.0e-6, 0.55, 0.85),
+    "nvfp4": KernelConstants(8.4e-6, 0.44, 0.54),
+    "mxfp4": KernelConstants(8.4e-6, 0.44, 0.54),
 }
 """Matmul constants by the weights' format (docs/cost-model.md has each fit)."""
 
@@ -84,6 +85,10 @@ ATTENTION = KernelConstants(5.0e-6, 0.60, 0.85)
 DECODE_ATTENTION = KernelConstants(8.0e-6, 0.60, 0.80)
 DECODE_ITEM_S = 8.7e-9
 """Decode attention's fixed cost per work item (one sequence × one KV head), GPU-wide."""
+MLA_DECODE = KernelConstants(13.6e-6, 0.65, 0.88)
+MLA_ITEM_S = 15e-9
+"""MLA decode's cost per work item: one sequence × a group of 8 query heads (its one
+latent KV head is shared by all), fitted to ``generation_mla_perf``."""
 ELEMENTWISE = KernelConstants(2.0e-6, 0.60, 0.80)
 EAGER_LAUNCH_S = 10e-6
 """Without CUDA graphs: a node takes at least one CPU launch (PyTorch eager dispatch)."""
@@ -104,11 +109,12 @@ def _pool_tables(pool: Pool) -> tuple[F64, F64, F64, F64, F64]:
     scale_f = hw.flops_efficiency / _DEFAULT_FLOPS_EFF
     scale_m = hw.hbm_efficiency / _DEFAULT_HBM_EFF
     mm = GEMM[f.weights.value]
-    # decode attention's parallelism: sequences × KV heads (MLA's one latent head is
-    # split over query-head groups of 8 by FlashMLA-style kernels)
-    u = d.seqs * (max(d.kv_heads, d.heads // 8) if d.mla is not None else d.kv_heads)
     attn = ATTENTION
-    if not d.prefill:  # decode: a fixed cost per work item on top of the launch
+    if not d.prefill and d.mla is not None:  # one latent head, query heads in groups of 8
+        u = d.seqs * max(d.heads // 8, 1)
+        attn = replace(MLA_DECODE, t0=MLA_DECODE.t0 + u * MLA_ITEM_S)
+    elif not d.prefill:  # decode: a fixed cost per (sequence, KV head) on top of the launch
+        u = d.seqs * d.kv_heads
         attn = replace(DECODE_ATTENTION, t0=DECODE_ATTENTION.t0 + u * DECODE_ITEM_S)
     quantised = f.math.nbytes < 2 <= f.activations.nbytes
     for op in OPS:
