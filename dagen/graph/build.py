@@ -30,7 +30,6 @@ from dagen.graph.ir import INT16_MAX, Graph
 from dagen.graph.overlap import two_batch
 from dagen.graph.pool import Pool
 from dagen.graph.pricing import PriceTable
-from dagen.graph.residency import residency
 from dagen.graph.schedule import Schedule
 from dagen.graph.schedules import decode_chain, pipeline
 from dagen.graph.templates import Programs, StageContext
@@ -116,9 +115,7 @@ def _pool(plan: Plan, name: str, ctx: StageContext, mesh: Mesh, sched: Schedule,
     return Pool(
         name=name, phase=phase, mesh=mesh, parallel=plan.parallel, workload=plan.workload,
         hardware=plan.hardware, runtime=plan.runtime, formats=plan.dtypes, dims=ctx.dims, stage_layers=tuple(ctx.layers), schedule=sched,
-        residency=residency(sched, ctx.dims, plan.workload, replicas=mesh.sizes["dp"],
-                            tied=plan.model.tied_embeddings),
-        **at,
+        tied_embeddings=plan.model.tied_embeddings, **at,
     )  # fmt: skip
 
 

@@ -6,7 +6,7 @@ is their concatenation, pool ``p``'s ranks numbered from ``rank0``. A single-poo
 is one pool whose ``rank0`` is 0.
 
 :class:`Pool` carries what later layers need about a pool, derived once by the graph
-layer: its mesh, per-rank sizes, layer split, schedule and resident bytes. Later layers
+layer: its mesh, per-rank sizes, layer split, schedule and (on first use) resident bytes. Later layers
 read these, never the plan. :class:`RankTable` holds every rank's pool, host, pipeline
 stage, replica, coordinates and group ids, indexed by global rank.
 
@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from dagen.graph.codes import Phase
 from dagen.graph.dims import Dims
-from dagen.graph.residency import Residency
+from dagen.graph.residency import Residency, residency
 from dagen.graph.schedule import Schedule
 from dagen.mesh import GROUP_DIMS, Mesh
 from dagen.plan.model import Formats, Hardware, Parallel, Runtime, Workload
@@ -70,9 +70,24 @@ class Pool:
     """Per-rank sizes of one micro-batch (what every template was priced from)."""
     stage_layers: tuple[range, ...]
     schedule: Schedule
-    residency: Residency
+    tied_embeddings: bool = False
+    """The input embedding and the LM head share weights (counted once in
+    :attr:`residency`)."""
     units: int = 1
     """Identical units of this pool the deployment runs (the graph expands one)."""
+    _cache: dict[str, Residency] = field(default_factory=dict, init=False, compare=False,
+                                         repr=False)  # fmt: skip
+
+    @property
+    def residency(self) -> Residency:
+        """What one rank of each stage holds (:func:`dagen.graph.residency.residency`),
+        derived on first use: only the cost model reads it, not the build or the checks."""
+        if "residency" not in self._cache:
+            self._cache["residency"] = residency(
+                self.schedule, self.dims, self.workload, replicas=self.mesh.sizes["dp"],
+                tied=self.tied_embeddings,
+            )  # fmt: skip
+        return self._cache["residency"]
 
     @property
     def world(self) -> int:

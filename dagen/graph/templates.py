@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 import numpy.typing as npt
@@ -85,10 +86,25 @@ _KIND_DIM: tuple[tuple[int, int], ...] = tuple(zip(OP_KIND.tolist(), OP_DIM.toli
 every stage of every build, and numpy scalar lookups by enum cost microseconds each."""
 
 
+_Row = tuple[int, int, int, int, int, int, int]
+"""A template row as plain ints: op, kind, layer, slot, template id, group dimension, carry."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Pattern:
+    """One layer's rows and edges, relative to its first row (-1 is its input row): every
+    layer of one kind (MoE or dense) in every stage has the same rows but for its layer."""
+
+    rows: list[_Row]
+    edges: list[tuple[int, int]]
+
+
 @dataclass(slots=True)
 class _Builder:
     costs: PriceTable
-    rows: list[tuple[int, int, int, int, int, int, int]] = field(default_factory=list)
+    patterns: dict[bool, _Pattern] = field(default_factory=dict)
+    """Layer patterns by MoE-ness, shared by every template of one :class:`Programs`."""
+    rows: list[_Row] = field(default_factory=list)
     edges: list[tuple[int, int]] = field(default_factory=list)
 
     def add(
@@ -110,9 +126,18 @@ class _Builder:
         self.edges.extend((d, i) for d in dict.fromkeys(deps) if d >= 0)
         return i
 
+    def replay(self, p: _Pattern, layer: int) -> int:
+        """Append ``p`` as layer ``layer`` after the current last row (its input); return
+        the layer's output row. The same rows and edges as building the layer again."""
+        i0 = len(self.rows)
+        self.rows.extend([(r[0], r[1], layer, r[3], r[4], r[5], r[6]) for r in p.rows])
+        self.edges.extend([(a + i0, b + i0) for a, b in p.edges])
+        return len(self.rows) - 1
+
     def freeze(self) -> Template:
-        cols = np.array(self.rows, dtype=np.int64).reshape(-1, 7).T
-        e = np.array(self.edges, dtype=np.int32).reshape(-1, 2).T
+        n, m = len(self.rows), len(self.edges)
+        cols = np.fromiter(chain.from_iterable(self.rows), np.int64, 7 * n).reshape(n, 7).T
+        e = np.fromiter(chain.from_iterable(self.edges), np.int32, 2 * m).reshape(m, 2).T
         ops = cols[0].tolist()
         return Template(
             op=cols[0].astype(np.uint8),
@@ -204,15 +229,28 @@ def _shared(b: _Builder, c: StageContext, layer: int, n: int) -> int:
 
 
 def _layer(b: _Builder, c: StageContext, layer: int, x: int) -> int:
+    """Layer ``layer`` on input row ``x``: built once per kind (MoE or dense) and replayed
+    for every further layer of that kind whose input is the last row so far."""
+    moe = c.moe is not None and c.moe.is_moe_layer(layer)
+    i0, e0 = len(b.rows), len(b.edges)
+    chained = x >= 0 and x == i0 - 1
+    if chained and moe in b.patterns:
+        return b.replay(b.patterns[moe], layer)
     x = _attention(b, c, layer, x)
-    if c.moe is not None and c.moe.is_moe_layer(layer):
-        return _moe(b, c, layer, x)
-    return _dense(b, c, layer, x)
+    x = _moe(b, c, layer, x) if moe else _dense(b, c, layer, x)
+    if chained and x == len(b.rows) - 1:
+        b.patterns[moe] = _Pattern(
+            rows=b.rows[i0:], edges=[(u - i0, v - i0) for u, v in b.edges[e0:]]
+        )
+    return x
 
 
-def _template(c: StageContext, stage: int, recv: Carry | None, send: Carry | None) -> Template:
+def _template(
+    c: StageContext, stage: int, recv: Carry | None, send: Carry | None,
+    patterns: dict[bool, _Pattern],
+) -> Template:  # fmt: skip
     """Stage ``stage``'s program with the given pipeline ports."""
-    b = _Builder(c.costs)
+    b = _Builder(c.costs, patterns)
     x = -1
     if recv is not None:
         x = b.add(Op.PP_RECV, carry=recv)
@@ -252,6 +290,7 @@ class Programs:
         self.templates: list[Template] = []
         self.stage: list[int] = []
         self._ids: dict[tuple[int, Carry | None, Carry | None], int] = {}
+        self._patterns: dict[bool, _Pattern] = {}
 
     @property
     def pp(self) -> int:
@@ -263,6 +302,6 @@ class Programs:
         key = (stage, recv, send)
         if key not in self._ids:
             self._ids[key] = len(self.templates)
-            self.templates.append(_template(self.ctx, stage, recv, send))
+            self.templates.append(_template(self.ctx, stage, recv, send, self._patterns))
             self.stage.append(stage)
         return self._ids[key]
