@@ -83,7 +83,10 @@ def _p2p_key(graph: Graph, nodes: I64, sending: bool) -> I64:
 
 def _unpaired_hint(graph: Graph, lone_sends: I64, lone_recvs: I64) -> tuple[int, int]:
     """How many unmatched sends and recvs have an unmatched partner with the same key:
-    the two nodes exist, only the p2p edge between them is missing."""
+    the two nodes exist, only the p2p edge between them is missing (none unless both
+    sides have one: a sound graph skips the keys)."""
+    if lone_sends.size == 0 or lone_recvs.size == 0:
+        return 0, 0
     ks, kr = _p2p_key(graph, lone_sends, True), _p2p_key(graph, lone_recvs, False)
     return int(np.isin(ks, kr).sum()), int(np.isin(kr, ks).sum())
 

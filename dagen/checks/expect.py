@@ -17,6 +17,7 @@ per expert-parallel group (see :mod:`dagen.checks.completeness`).
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -209,18 +210,29 @@ def _facts(pool: Pool, model: Model) -> Facts:
     )  # fmt: skip
 
 
-def _outer_table(facts: Facts, pp: int, steps: int) -> Bool:
-    """bool ``[pp, steps, len(OUTER_OPS)]``: which outer ops each stage runs at each step.
-
-    Only whether a stage is first or last and a step first or last matters, so the oracle
-    is asked those 16 cases and the answers are spread over every stage and step.
-    """
+@functools.lru_cache(maxsize=64)
+def _outer_cases(facts: Facts) -> Bool:
+    """bool ``[2, 2, 2, 2, len(OUTER_OPS)]``: the oracle's outer ops for each (first stage,
+    last stage, first step, last step) case of ``facts`` (read-only; the oracle is a
+    constant table, so each set of facts is asked once per process)."""
     cases = np.zeros((2, 2, 2, 2, len(OUTER_OPS)), dtype=np.bool_)
     for first, last, step0, step_last in np.ndindex(2, 2, 2, 2):
         at = Facts(**{**_asdict(facts), "first": bool(first), "last": bool(last),
                       "step0": bool(step0), "step_last": bool(step_last)})  # fmt: skip
         wanted = set(_ops(Part.OUTER, at))
         cases[first, last, step0, step_last] = [op in wanted for op in OUTER_OPS]
+    cases.setflags(write=False)
+    return cases
+
+
+def _outer_table(facts: Facts, pp: int, steps: int) -> Bool:
+    """bool ``[pp, steps, len(OUTER_OPS)]``: which outer ops each stage runs at each step.
+
+    Only whether a stage is first or last and a step first or last matters, so the oracle
+    is asked those 16 cases (:func:`_outer_cases`) and the answers are spread over every
+    stage and step.
+    """
+    cases = _outer_cases(facts)
     s, t = np.arange(pp)[:, None], np.arange(steps)[None, :]
     out: Bool = cases[(s == 0) * 1, (s == pp - 1) * 1, (t == 0) * 1, (t == steps - 1) * 1]
     return out

@@ -73,6 +73,10 @@ class Expansion:
         self.lookups: dict[GroupKind, DimLookup] = {
             d: dim_lookup(mesh, d, first[d]) for d in sorted(dims)
         }
+        self._width = np.zeros(len(GroupKind), dtype=np.int64)
+        """Per group dimension, the instances one collective row makes per block."""
+        for d, lk in self.lookups.items():
+            self._width[d] = lk.stage_gids.shape[1]
         self.starts = schedule.block_starts()
         self.runs = self._place()
         self.nodes = Layout(outer, stride, tuple(int(b[-1]) for b in self.starts))
@@ -106,10 +110,7 @@ class Expansion:
                 lo, hi = (s << 32) | b0, (s << 32) | b1
                 sends = by_src[np.searchsorted(src_key, lo) : np.searchsorted(src_key, hi)]
                 recvs = by_dst[np.searchsorted(dst_key, lo) : np.searchsorted(dst_key, hi)]
-                per_block = sum(
-                    self.lookups[GroupKind(d)].stage_gids.shape[1]
-                    for d in t.dim[t.kind == Kind.COLLECTIVE].tolist()
-                )
+                per_block = int(self._width[t.dim[t.kind == Kind.COLLECTIVE]].sum())
                 runs.append(
                     _Run(
                         s, t, b0, count, int(self.starts[s][b0]), edge, inst, per_block,
@@ -185,10 +186,7 @@ class Expansion:
     def _coll_rows(self, t: Template) -> tuple[I64, I64, I64]:
         """Collective rows, their groups per stage, and their offset inside a block."""
         cols = np.flatnonzero(t.kind == Kind.COLLECTIVE)
-        sizes = np.array(
-            [self.lookups[GroupKind(d)].stage_gids.shape[1] for d in t.dim[cols].tolist()],
-            dtype=np.int64,
-        )
+        sizes = self._width[t.dim[cols]]
         off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         return cols, sizes, off
 

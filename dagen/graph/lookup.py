@@ -73,8 +73,10 @@ class BlockIndex:
         mb = np.concatenate([st.mb for st in stages]).astype(np.int64)
         self._first = np.concatenate([[0], np.cumsum([st.size for st in stages])]).astype(np.int64)
         self._step, self._mb = step, mb
-        self.occ_bound = int(occurrence(stage, step, mb).max(initial=0)) + 1
-        self._blocks = self._table(stage, step, mb, np.arange(stage.shape[0]))
+        occ = occurrence(stage, step, mb)
+        self.occ_bound = int(occ.max(initial=0)) + 1
+        self._bounds = np.array([*self._dims, self.occ_bound], dtype=np.int64)[:, None]
+        self._blocks = self._table(stage, step, mb, np.arange(stage.shape[0]), occ)
         p = schedule.pairs
         rows = np.arange(p.size)
         self._sends = self._message_table(p.src_stage, p.src_block, p.src_row, rows)
@@ -91,16 +93,17 @@ class BlockIndex:
         return self._table(st, self._step[g[order]], self._mb[g[order]], values[order])
 
     def _pack(self, stage: Int, step: Int, mb: Int, occ: Int) -> tuple[I64, Bool]:
-        pp, steps, mbs = self._dims
-        cols = [np.asarray(c, dtype=np.int64) for c in (stage, step, mb, occ)]
-        ok = np.ones(cols[0].shape[0], dtype=np.bool_)
-        for c, bound in zip(cols, (pp, steps, mbs, self.occ_bound), strict=True):
-            ok &= (c >= 0) & (c < bound)
+        _, steps, mbs = self._dims
+        cols = np.array([stage, step, mb, occ], dtype=np.int64)  # [4, n]: 1-D keys of one length
+        ok: Bool = np.all((cols >= 0) & (cols < self._bounds), axis=0)
         key = ((cols[0] * steps + cols[1]) * mbs + cols[2]) * self.occ_bound + cols[3]
         return np.where(ok, key, -1), ok
 
-    def _table(self, stage: Int, step: Int, mb: Int, values: I64) -> tuple[I64, I64]:
-        key, _ = self._pack(stage, step, mb, occurrence(stage, step, mb))
+    def _table(
+        self, stage: Int, step: Int, mb: Int, values: I64, occ: Int | None = None
+    ) -> tuple[I64, I64]:
+        """Keys sorted, with their values; ``occ`` when the caller has it already."""
+        key, _ = self._pack(stage, step, mb, occurrence(stage, step, mb) if occ is None else occ)
         order = np.argsort(key, kind="stable")
         return key[order], np.asarray(values, dtype=np.int64)[order]
 

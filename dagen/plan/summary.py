@@ -24,6 +24,10 @@ from dagen.plan.model import Plan
 __all__ = ["plain", "plan_summary"]
 
 
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+"""Types :func:`plain` returns as they are (exactly these, not subclasses such as enums)."""
+
+
 def plain(value: Any) -> Any:
     """``value`` as plain JSON data: records → dicts (internal fields dropped), enums →
     their values, mappings → dicts with sorted keys, tuples → lists, numpy → Python.
@@ -33,10 +37,10 @@ def plain(value: Any) -> Any:
         >>> plain(Parallel(tp=2))["tp"]
         2
     """
+    if type(value) in _LEAVES:  # most values: no isinstance chain
+        return value
     if isinstance(value, (str, int, float, bool)) and not isinstance(value, enum.Enum):
         return value
-    if value is None:
-        return None
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {name: plain(getattr(value, name)) for name in _public_fields(type(value))}
     if isinstance(value, enum.Enum):
