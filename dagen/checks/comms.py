@@ -49,9 +49,9 @@ def _index_in(sorted_nodes: I64, query: I64) -> tuple[I64, Bool]:
 
 def check_p2p(graph: Graph) -> list[Finding]:
     """``GRAPH-UNMATCHED-SEND/RECV``, ``GRAPH-P2P-PEER``, ``GRAPH-P2P-BYTES``, ``GRAPH-P2P-MB``."""
-    sends = np.flatnonzero(graph.kind == Kind.SEND)
-    recvs = np.flatnonzero(graph.kind == Kind.RECV)
-    p2p = np.flatnonzero(graph.ekind == EdgeKind.P2P)
+    sends = np.flatnonzero(graph.kind == int(Kind.SEND))
+    recvs = np.flatnonzero(graph.kind == int(Kind.RECV))
+    p2p = np.flatnonzero(graph.ekind == int(EdgeKind.P2P))
     es, ed = graph.src[p2p].astype(np.int64), graph.dst[p2p].astype(np.int64)
     spos, s_ok = _index_in(sends, es)
     rpos, r_ok = _index_in(recvs, ed)

@@ -171,7 +171,7 @@ def _stage_work(exp: Expected) -> Bool:
     for s in range(exp.pp):
         grid = exp.op_grid(s)
         wanted = exp.stage_block(s).any(axis=(0, 1))
-        compute = OP_KIND[np.maximum(grid, 0)] == Kind.COMPUTE
+        compute = OP_KIND[np.maximum(grid, 0)] == int(Kind.COMPUTE)
         work[s] = bool(np.any(wanted & (grid >= 0) & compute))
     return work
 
@@ -184,7 +184,7 @@ def _idle(graph: Graph, exp: Expected, exact: bool) -> list[Finding]:
     if exact:
         idle = ~planned
     else:
-        busy = graph.rank[graph.kind == Kind.COMPUTE] - pool.rank0
+        busy = graph.rank[graph.kind == int(Kind.COMPUTE)] - pool.rank0
         work = np.bincount(busy[(busy >= 0) & (busy < pool.world)], minlength=pool.world)
         idle = work == 0
     found: list[Finding] = []

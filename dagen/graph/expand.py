@@ -33,6 +33,10 @@ I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
 NDArray = npt.NDArray[np.generic]
 
+_COLLECTIVE = int(Kind.COLLECTIVE)
+"""As a plain int: numpy compares an enum member only after probing it for array
+dunders, a Python-level ``__getattr__`` miss each (microseconds per comparison)."""
+
 
 @dataclass(frozen=True, slots=True)
 class _Run:
@@ -110,7 +114,7 @@ class Expansion:
                 lo, hi = (s << 32) | b0, (s << 32) | b1
                 sends = by_src[np.searchsorted(src_key, lo) : np.searchsorted(src_key, hi)]
                 recvs = by_dst[np.searchsorted(dst_key, lo) : np.searchsorted(dst_key, hi)]
-                per_block = int(self._width[t.dim[t.kind == Kind.COLLECTIVE]].sum())
+                per_block = int(self._width[t.dim[t.kind == _COLLECTIVE]].sum())
                 runs.append(
                     _Run(
                         s, t, b0, count, int(self.starts[s][b0]), edge, inst, per_block,
@@ -174,7 +178,7 @@ class Expansion:
         t, p = r.template, self.sched.pairs
         out = np.full((ranks.size, t.size), -1, dtype=np.int32)
         for d, lk in self.lookups.items():
-            cols = np.flatnonzero(t.dim == d)
+            cols = np.flatnonzero(t.dim == int(d))
             if cols.size:
                 out[:, cols] = lk.gid[ranks][:, None]
         for j, row in enumerate(t.send_rows.tolist()):  # the schedule lints: one peer stage
@@ -185,7 +189,7 @@ class Expansion:
 
     def _coll_rows(self, t: Template) -> tuple[I64, I64, I64]:
         """Collective rows, their groups per stage, and their offset inside a block."""
-        cols = np.flatnonzero(t.kind == Kind.COLLECTIVE)
+        cols = np.flatnonzero(t.kind == _COLLECTIVE)
         sizes = self._width[t.dim[cols]]
         off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         return cols, sizes, off
@@ -195,11 +199,11 @@ class Expansion:
         cols, _, off = self._coll_rows(t)
         irow = np.full((ranks.size, t.size), -1, dtype=np.int32)
         for d, lk in self.lookups.items():
-            m = t.dim[cols] == d
+            m = t.dim[cols] == int(d)
             if m.any():
                 irow[:, cols[m]] = off[m][None, :] + lk.local[ranks][:, None]
         base = r.inst0 + np.arange(r.count, dtype=np.int64) * r.inst_per_block
-        kterm = (base[:, None] * (t.kind == Kind.COLLECTIVE)[None, :]).astype(np.int32)
+        kterm = (base[:, None] * (t.kind == _COLLECTIVE)[None, :]).astype(np.int32)
         return irow, kterm
 
     def instance_tables(self) -> tuple[npt.NDArray[np.uint8], I32]:
@@ -242,8 +246,8 @@ class Expansion:
         e = t.n_edges
         np.add(starts[..., None], t.esrc, out=sv[..., :e], casting="same_kind")
         np.add(starts[..., None], t.edst, out=dv[..., :e], casting="same_kind")
-        kinds = np.full(width, EdgeKind.DATA, dtype=np.uint8)
-        kinds[e:] = EdgeKind.P2P
+        kinds = np.full(width, int(EdgeKind.DATA), dtype=np.uint8)
+        kinds[e:] = int(EdgeKind.P2P)
         for j, row in enumerate(sends.tolist()):
             rows = r.sends[:, j]
             target = int(p.dst_stage[rows[0]])

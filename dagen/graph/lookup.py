@@ -63,34 +63,41 @@ class BlockIndex:
     def __init__(self, schedule: Schedule) -> None:
         self.sched = schedule
         stages = schedule.stages
-        self._dims = (
-            schedule.pp,
-            max((int(st.step.max()) + 1 for st in stages if st.size), default=1),
-            max((int(st.mb.max()) + 1 for st in stages if st.size), default=1),
-        )
         stage = np.concatenate([np.full(st.size, s, np.int64) for s, st in enumerate(stages)])
         step = np.concatenate([st.step for st in stages]).astype(np.int64)
         mb = np.concatenate([st.mb for st in stages]).astype(np.int64)
+        self._dims = (
+            schedule.pp,
+            int(step.max()) + 1 if step.size else 1,
+            int(mb.max()) + 1 if mb.size else 1,
+        )
         self._first = np.concatenate([[0], np.cumsum([st.size for st in stages])]).astype(np.int64)
         self._step, self._mb = step, mb
         occ = occurrence(stage, step, mb)
         self.occ_bound = int(occ.max(initial=0)) + 1
         self._bounds = np.array([*self._dims, self.occ_bound], dtype=np.int64)[:, None]
         self._blocks = self._table(stage, step, mb, np.arange(stage.shape[0]), occ)
-        p = schedule.pairs
-        rows = np.arange(p.size)
-        self._sends = self._message_table(p.src_stage, p.src_block, p.src_row, rows)
-        self._recvs = self._message_table(p.dst_stage, p.dst_block, p.dst_row, rows)
+        self._messages: dict[str, tuple[I64, I64]] = {}
+        """The sends' (``src``) and recvs' (``dst``) tables, each built on first use (the
+        checks ask only where sends go)."""
 
     def _global(self, stage: Int, block: Int) -> I64:
         out: I64 = self._first[np.asarray(stage, dtype=np.int64)] + block
         return out
 
-    def _message_table(self, stage: Int, block: Int, row: Int, values: I64) -> tuple[I64, I64]:
+    def _message_table(self, side: str) -> tuple[I64, I64]:
+        """Pair rows keyed by their ``side`` end's (stage, step, mb, occurrence)."""
+        if side in self._messages:
+            return self._messages[side]
+        p = self.sched.pairs
+        stage, block = getattr(p, f"{side}_stage"), getattr(p, f"{side}_block")
+        row, values = getattr(p, f"{side}_row"), np.arange(p.size)
         g = self._global(stage, block)
         order = np.lexsort((row, g))  # the block's messages in row (program) order
         st = np.asarray(stage, dtype=np.int64)[order]
-        return self._table(st, self._step[g[order]], self._mb[g[order]], values[order])
+        table = self._table(st, self._step[g[order]], self._mb[g[order]], values[order])
+        self._messages[side] = table
+        return table
 
     def _pack(self, stage: Int, step: Int, mb: Int, occ: Int) -> tuple[I64, Bool]:
         _, steps, mbs = self._dims
@@ -140,12 +147,12 @@ class BlockIndex:
     def send(self, stage: Int, step: Int, mb: Int, occ: Int) -> tuple[Bool, I64, I64, I64]:
         """For the ``occ``-th send of each (stage, step, mb): (found, stage, step, mb) of
         the block it must reach."""
-        return self._other_end(self._sends, "dst", stage, step, mb, occ)
+        return self._other_end(self._message_table("src"), "dst", stage, step, mb, occ)
 
     def recv(self, stage: Int, step: Int, mb: Int, occ: Int) -> tuple[Bool, I64, I64, I64]:
         """For the ``occ``-th recv of each (stage, step, mb): (found, stage, step, mb) of
         the block it must come from."""
-        return self._other_end(self._recvs, "src", stage, step, mb, occ)
+        return self._other_end(self._message_table("dst"), "src", stage, step, mb, occ)
 
 
 def _by_pool(
@@ -217,7 +224,8 @@ def message_ends(graph: Graph, nodes: I64, sending: bool) -> tuple[Bool, I64, I6
     a rank issues for a (step, micro-batch) is the schedule's ``k``-th pair from that
     block of its stage; the peer is the rank at the same (tp, cp, dp) coordinates in the
     paired stage. KV-cache messages are answered by :func:`transfer_ends`."""
-    kv = np.isin(graph.op[nodes], _KV)
+    op = graph.op[nodes]
+    kv = (op == _KV[0]) | (op == _KV[1])
     if kv.any():
         n = nodes.shape[0]
         found = np.zeros(n, dtype=np.bool_)

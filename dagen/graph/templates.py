@@ -151,8 +151,8 @@ class _Builder:
             edst=np.ascontiguousarray(e[1]),
             embed=ops.index(Op.EMBED) if Op.EMBED in ops else NONE,
             sample=ops.index(Op.SAMPLE) if Op.SAMPLE in ops else NONE,
-            send_rows=np.flatnonzero(cols[1] == Kind.SEND),
-            recv_rows=np.flatnonzero(cols[1] == Kind.RECV),
+            send_rows=np.flatnonzero(cols[1] == int(Kind.SEND)),
+            recv_rows=np.flatnonzero(cols[1] == int(Kind.RECV)),
         )
 
 

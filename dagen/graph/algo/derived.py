@@ -44,7 +44,7 @@ class Derived:
     @property
     def coll(self) -> Bool:
         """bool ``[n]``: collective nodes."""
-        out: Bool = self._get("coll", lambda: self.graph.kind == Kind.COLLECTIVE)
+        out: Bool = self._get("coll", lambda: self.graph.kind == int(Kind.COLLECTIVE))
         return out
 
     @property
@@ -119,5 +119,7 @@ class Derived:
     @property
     def expert_nodes(self) -> I64:
         """Routed-expert nodes (op ``moe.expert``), ascending."""
-        out: I64 = self._get("expert_nodes", lambda: np.flatnonzero(self.graph.op == Op.MOE_EXPERT))
+        out: I64 = self._get(
+            "expert_nodes", lambda: np.flatnonzero(self.graph.op == int(Op.MOE_EXPERT))
+        )
         return out
