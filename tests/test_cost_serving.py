@@ -14,12 +14,14 @@ from dagen.cost import CostModelError, estimate, judge_estimate
 from dagen.cost.roofline import Roofline
 from dagen.cost.table import load_table_model
 from dagen.graph.build import build_graph
+from dagen.graph.ops import Op
 from dagen.graph.serving import steady_state
 from dagen.plan.loader import load_plan
 from dagen.plan.model import DType, Framework, Mode, Phase, Precision, Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVING = ROOT / "tests/data/plans/published/trtllm-deepseek-r1-h200-dep8-c1024-1024-2048.yaml"
+B200 = ROOT / "tests/data/plans/published/trtllm-deepseek-r1-0528-b200-dep8-c7168-1042-2048.yaml"
 LLAMA = ROOT / "tests/data/plans/published/trtllm-v09-llama2-70b-h100-tp4-b512-128-2048.yaml"
 
 
@@ -69,7 +71,28 @@ def test_fp8_kv_cache_halves_the_kv_bytes() -> None:
 def test_nvfp4_weights_carry_their_scales() -> None:
     assert DType.NVFP4.nbytes == pytest.approx(0.5625)
     assert DType.MXFP4.nbytes == pytest.approx(0.53125)
-    assert Precision(weights=DType.NVFP4).resolve(DType.BF16).math is DType.BF16  # W4A16
+    assert Precision(weights=DType.NVFP4).resolve(DType.BF16).math is DType.NVFP4  # W4A4
+    assert Precision(weights=DType.MXFP4).resolve(DType.BF16).math is DType.BF16  # W4A16
+
+
+def test_attention_weights_take_their_own_format() -> None:
+    # NVIDIA's FP4 DeepSeek-R1 throughput recipe: nvfp4 FFN and experts, fp8 attention.
+    mixed = load_plan(B200)
+    assert mixed.dtypes.weights is DType.NVFP4 and mixed.dtypes.attention is DType.FP8
+    fp4 = dataclasses.replace(mixed, precision=dataclasses.replace(mixed.precision, attention=None))
+    g4, gm = build_graph(fp4), build_graph(mixed)
+    assert gm.pools[0].dims.ewa == 1.0 and gm.pools[0].dims.ew == g4.pools[0].dims.ew == 0.5625
+    assert (g4.op == gm.op).all()
+    t4, tm = Roofline().node_seconds(g4), Roofline().node_seconds(gm)
+    for op in (Op.ATTN_QKV, Op.ATTN_OUT):  # more bytes, and fp8's half the fp4 rate
+        at = g4.op == op
+        assert (tm[at] > t4[at]).all()
+        assert (gm.tmpl_hbm[gm.tmpl[at]] > g4.tmpl_hbm[g4.tmpl[at]]).all()
+    for op in (Op.MOE_EXPERT, Op.MOE_SHARED, Op.FFN_UP, Op.FFN_DOWN, Op.LM_HEAD):
+        at = g4.op == op
+        assert at.any() and (tm[at] == t4[at]).all(), op.label
+    held = [estimate(g).memory.weights_bytes.max() for g in (g4, gm)]
+    assert held[1] > held[0]
 
 
 def test_an_overflowing_kv_cache_is_named_with_the_batch_that_fits() -> None:

@@ -16,7 +16,7 @@ import pytest
 from dagen.cost import kernels_data, roofline
 from dagen.cost.kernels import available
 from dagen.cost.kernels_grid import Coverage, SlicedTable
-from dagen.cost.kernels_specs import GEMM
+from dagen.cost.kernels_specs import GEMM, MOE, load_table
 from dagen.plan.formats import DType
 from dagen.plan.model import Hardware
 from dagen.plan.presets import PRESETS
@@ -126,3 +126,46 @@ def test_mla_decode_constants_match_the_measured_kernels() -> None:
     predicted = c.t0 + items * roofline.MLA_ITEM_S + work
     err = _median_error(predicted, t["latency"] * 1e-3)
     assert err <= 0.08, f"median |error| {err:.1%} over {len(seqs)} rows"
+
+
+@pytest.mark.parametrize(
+    ("system", "preset", "fmt", "table_dtype", "bound"),
+    [
+        ("h100_sxm", "H100-SXM-80GB", "bf16", "bfloat16", 0.145),
+        ("h100_sxm", "H100-SXM-80GB", "fp8", "fp8", 0.13),
+        ("h100_sxm", "H100-SXM-80GB", "fp8_block", "fp8_block", 0.125),
+        ("b200_sxm", "B200", "nvfp4", "nvfp4", 0.18),
+    ],
+)
+def test_fused_moe_constants_match_the_measured_moe_layers(
+    system: str, preset: str, fmt: str, table_dtype: str, bound: float
+) -> None:
+    # One rank's fused MoE layer (aiconfigurator's moe_perf, balanced routing), every
+    # model shape, tp and ep of the table.
+    version = kernels_data.current_version(system, "trtllm")
+    path = kernels_data.resolve_table(system, "trtllm", version, "moe_perf")
+    assert path is not None
+    table = load_table(path, MOE)
+    cols, seconds = table._columns, table._seconds
+    sel = (cols["moe_dtype"] == table_dtype) & (cols["distribution"] == "balanced")
+    c = {k: np.asarray(v)[sel].astype(np.float64) for k, v in cols.items()
+         if k not in ("moe_dtype", "distribution")}  # fmt: skip
+    hw = Hardware(preset=preset, **PRESETS[preset])
+    predicted = roofline.moe_seconds(
+        hw, DType(fmt), c["num_tokens"], c["hidden_size"], c["inter_size"] / c["moe_tp_size"],
+        c["num_experts"], c["topk"], c["moe_ep_size"],
+    )  # fmt: skip
+    err = _median_error(predicted, seconds[sel])
+    assert err <= bound, f"{fmt}: median |error| {err:.1%} over {sel.sum()} layers"
+    assert 0.3 <= float(np.mean(predicted > seconds[sel])) <= 0.6
+    # One GEMM call per expert slot, as the roofline priced them before, is several times
+    # further off: the fused kernel pays its launch once per layer.
+    g = roofline.GEMM[fmt]
+    slots = c["num_experts"] / c["moe_ep_size"]
+    m = c["num_tokens"] * c["topk"] / c["num_experts"]
+    inter = c["inter_size"] / c["moe_tp_size"]
+    per_slot = g.t0 + np.maximum(
+        6 * m * c["hidden_size"] * inter / (hw.tflops(DType(fmt)) * 1e12 * g.eta_f),
+        3 * c["hidden_size"] * inter * DType(fmt).nbytes / (hw.hbm_tbps * 1e12 * g.eta_m),
+    )
+    assert _median_error(slots * per_slot, seconds[sel]) > 2.5 * err

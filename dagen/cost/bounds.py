@@ -126,9 +126,16 @@ def hbm_rate(hw: Hardware) -> tuple[float, str]:
     return rate, f"{fmt(hw.hbm_tbps)} TB/s × {hw.hbm_efficiency:g}"
 
 
+def _fastest_math(plan: Plan) -> DType:
+    """The plan's matmul format with the highest datasheet rate (the FFN's or, when
+    ``precision.attention`` differs, the attention's): the safe side for a bound."""
+    f, hw = plan.dtypes, plan.hardware
+    return max((f.math, f.attention_math), key=hw.tflops)
+
+
 def achievable_flops(plan: Plan) -> tuple[float, str]:
     """FLOP/s one GPU of the plan achieves with its ``flops_efficiency``, and how."""
-    return flop_rate(plan.hardware, plan.dtypes.math)
+    return flop_rate(plan.hardware, _fastest_math(plan))
 
 
 def achievable_hbm(plan: Plan) -> tuple[float, str]:
@@ -139,7 +146,7 @@ def achievable_hbm(plan: Plan) -> tuple[float, str]:
 def peak_flops(plan: Plan) -> tuple[float, str]:
     """The datasheet's dense FLOP/s of one GPU in the plan's matmul format: the physical
     limit the bounds use (no efficiency factor)."""
-    fmt_ = plan.dtypes.math
+    fmt_ = _fastest_math(plan)
     peak = plan.hardware.tflops(fmt_) * 1e12
     return peak, f"{fmt(peak / 1e12)} TFLOP/s ({fmt_.value} datasheet peak)"
 

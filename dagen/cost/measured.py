@@ -43,11 +43,12 @@ from dagen.cost.kernels_grid import Coverage
 from dagen.cost.measured_comm import collective_seconds
 from dagen.cost.roofline import Roofline
 from dagen.cost.trends import attention_trend, gemm_trend
-from dagen.graph.codes import Engine, Kind
+from dagen.graph.codes import Block, Engine, Kind
 from dagen.graph.dims import Dims
 from dagen.graph.ir import Graph
-from dagen.graph.ops import OP_ENGINE, Op
+from dagen.graph.ops import OP_BLOCK, OP_ENGINE, Op
 from dagen.graph.pool import Pool
+from dagen.plan.formats import DType
 
 __all__ = ["MLA_MEASURED", "SOURCES", "Measured"]
 
@@ -119,7 +120,10 @@ class Measured:
         ops[graph.tmpl[at]] = graph.op[at]
         engine = OP_ENGINE[ops]
         experts = tmpls[ops[tmpls] == Op.MOE_EXPERT]
-        self._gemm(graph, pool, tables, tmpls[engine[tmpls] == Engine.GEMM], out)
+        gemm = tmpls[engine[tmpls] == Engine.GEMM]
+        in_attn = OP_BLOCK[ops[gemm]] == Block.ATTENTION
+        self._gemm(graph, pool, tables, gemm[~in_attn], pool.formats.weights, out)
+        self._gemm(graph, pool, tables, gemm[in_attn], pool.formats.attention, out)
         attn = tmpls[engine[tmpls] == Engine.ATTENTION]
         if attn.size:
             out[attn] = self._attention(pool, tables)
@@ -127,17 +131,20 @@ class Measured:
             out[experts] = fused
         return out
 
-    def _gemm(self, graph: Graph, pool: Pool, tables: KernelTables, gemm: I64, out: F64) -> None:
-        dtype = _GEMM_DTYPE.get(pool.formats.weights.value)
+    def _gemm(
+        self, graph: Graph, pool: Pool, tables: KernelTables, gemm: I64, weights: DType, out: F64
+    ) -> None:
+        """Matmul templates ``gemm``, whose weights are in ``weights``."""
+        dtype = _GEMM_DTYPE.get(weights.value)
         if not gemm.size:
             return
         if dtype is None:
-            self._note(tables, "matmuls", f"no GEMM table for {pool.formats.weights.value}")
+            self._note(tables, "matmuls", f"no GEMM table for {weights.value}")
             return
         m = np.array([max(graph.tmpl_shape[t][0], 1) for t in gemm], dtype=np.float64)
         n = np.array([graph.tmpl_shape[t][-1] for t in gemm], dtype=np.float64)
         k = graph.tmpl_flops[gemm] / np.maximum(2 * m * n, 1)
-        trend = gemm_trend(pool) if self.auto else None
+        trend = gemm_trend(pool, weights) if self.auto else None
         out[gemm] = self._ask(
             tables, "matmuls", tables.gemm, m, n, np.maximum(k, 1), dtype, trend=trend
         )

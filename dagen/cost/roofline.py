@@ -18,6 +18,11 @@ HBM bandwidth, and:
   ``u`` = sequences × groups of 8 query heads (one latent KV head serves them all);
   prefill runs at ``η_f = 0.6`` of the activations' peak.
 * **ELEMENTWISE**: ``t₀ = 2 µs``, ``η_m = 0.8``.
+* **Routed experts** (``moe.expert``) run as one fused MoE kernel per layer, as the
+  frameworks launch it: ``t₀ = T_moe + used slots · t_slot + T·top_k · t_item`` per rank
+  (``T`` the routed tokens; ``t_item`` the permute and finalize of one token–expert pair),
+  spread evenly over the rank's slot nodes, with the GEMM's ``η_f`` and the MoE's own
+  ``η_m`` (fitted to ``moe_perf``, balanced routing).
 
 The constants are fitted to NVIDIA aiconfigurator-core 0.12.0's kernel tables measured
 on H100 SXM under TensorRT-LLM 1.3.0rc20 (``gemm_perf``, ``generation_attention_perf``;
@@ -41,19 +46,24 @@ import numpy as np
 import numpy.typing as npt
 
 from dagen.cost.comm import comm_durations
-from dagen.graph.codes import Engine
+from dagen.graph.codes import Block, Engine
+from dagen.graph.dims import Dims
 from dagen.graph.ir import Graph, Kind
-from dagen.graph.ops import OP_ENGINE, OPS
+from dagen.graph.ops import OP_ENGINE, OPS, Op
 from dagen.graph.pool import Pool
+from dagen.graph.traffic import expert_hit
 from dagen.plan.model import DType, Hardware
 
 __all__ = [
     "GEMM",
+    "MOE",
     "KernelConstants",
+    "MoeConstants",
     "Roofline",
     "compute_durations",
     "decode_attention_seconds",
     "gemm_seconds",
+    "moe_seconds",
     "prefill_attention_seconds",
 ]
 
@@ -79,6 +89,31 @@ GEMM: dict[str, KernelConstants] = {
     "mxfp4": KernelConstants(8.4e-6, 0.44, 0.54),
 }
 """Matmul constants by the weights' format (docs/cost-model.md has each fit)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MoeConstants:
+    """A fused MoE layer: ``t0`` per layer, ``slot`` per used expert, ``item`` per routed
+    (token, expert) pair, seconds; ``eta_f``, ``eta_m`` as a GEMM's."""
+
+    t0: float
+    slot: float
+    item: float
+    eta_f: float
+    eta_m: float
+
+
+MOE: dict[str, MoeConstants] = {
+    "bf16": MoeConstants(25.5e-6, 0.15e-6, 1.05e-9, 0.76, 0.82),
+    "fp16": MoeConstants(25.5e-6, 0.15e-6, 1.05e-9, 0.76, 0.82),
+    "fp32": MoeConstants(25.5e-6, 0.15e-6, 1.05e-9, 0.76, 0.82),
+    "fp8": MoeConstants(26.9e-6, 0.24e-6, 1.1e-9, 0.60, 0.81),
+    "fp8_block": MoeConstants(23.7e-6, 0.35e-6, 1.55e-9, 0.52, 0.81),
+    "nvfp4": MoeConstants(35.6e-6, 0.34e-6, 1.08e-9, 0.44, 0.40),
+    "mxfp4": MoeConstants(35.6e-6, 0.34e-6, 1.08e-9, 0.44, 0.40),
+}
+"""Fused-MoE constants by the experts' weight format, ``η_f`` the GEMM's; fitted to
+``moe_perf`` (H100; nvfp4 on B200), docs/cost-model.md has each fit."""
 
 ATTENTION = KernelConstants(5.0e-6, 0.60, 0.85)
 """Prefill (context) attention."""
@@ -108,20 +143,19 @@ def _pool_tables(pool: Pool) -> tuple[F64, F64, F64, F64, F64]:
     t0, flops, hbm, quant = (np.zeros(n) for _ in range(4))
     scale_f = hw.flops_efficiency / _DEFAULT_FLOPS_EFF
     scale_m = hw.hbm_efficiency / _DEFAULT_HBM_EFF
-    mm = GEMM[f.weights.value]
-    attn = ATTENTION
-    if not d.prefill and d.mla is not None:  # one latent head, query heads in groups of 8
-        u = d.seqs * max(d.heads // 8, 1)
-        attn = replace(MLA_DECODE, t0=MLA_DECODE.t0 + u * MLA_ITEM_S)
-    elif not d.prefill:  # decode: a fixed cost per (sequence, KV head) on top of the launch
-        u = d.seqs * d.kv_heads
-        attn = replace(DECODE_ATTENTION, t0=DECODE_ATTENTION.t0 + u * DECODE_ITEM_S)
-    quantised = f.math.nbytes < 2 <= f.activations.nbytes
+    attn = _attention_constants(d)
     for op in OPS:
         engine = Engine(int(OP_ENGINE[int(op)]))
+        if op is Op.MOE_EXPERT and d.slots:
+            t0[int(op)], flops[int(op)], hbm[int(op)] = _moe_slot(hw, f.weights, f.math, d)
+            continue
         if engine is Engine.GEMM and op.spec.resident is not None and op.label != "moe.router":
-            c, rate = mm, _rate(hw, f.math)
-            if quantised and op.spec.traffic is not None:
+            weights, math = (
+                (f.attention, f.attention_math) if op.spec.block is Block.ATTENTION
+                else (f.weights, f.math)
+            )  # fmt: skip
+            c, rate = GEMM[weights.value], _rate(hw, math)
+            if math.nbytes < 2 <= f.activations.nbytes and op.spec.traffic is not None:
                 quant[int(op)] = 1.5 * op.spec.traffic(d).act_in
         elif engine is Engine.GEMM:  # the router stays in the activations' format
             c, rate = GEMM[f.activations.value], _rate(hw, f.activations)
@@ -136,7 +170,52 @@ def _pool_tables(pool: Pool) -> tuple[F64, F64, F64, F64, F64]:
         flops[int(op)] = rate * min(1.0, c.eta_f * scale_f)
         hbm[int(op)] = hw.hbm_tbps * 1e12 * min(1.0, c.eta_m * scale_m)
     floor = np.where(t0 > 0, 0.0 if pool.runtime.cuda_graphs else EAGER_LAUNCH_S, 0.0)
+    if d.slots:  # one launch for the fused layer, not one per slot
+        floor[int(Op.MOE_EXPERT)] /= d.slots
     return t0, flops, hbm, quant, floor
+
+
+def _attention_constants(d: Dims) -> KernelConstants:
+    """The attention core's constants for the pool's phase (module docstring)."""
+    if d.prefill:
+        return ATTENTION
+    if d.mla is not None:  # one latent head, query heads in groups of 8
+        u = d.seqs * max(d.heads // 8, 1)
+        return replace(MLA_DECODE, t0=MLA_DECODE.t0 + u * MLA_ITEM_S)
+    u = d.seqs * d.kv_heads  # decode: a fixed cost per (sequence, KV head) on top of the launch
+    return replace(DECODE_ATTENTION, t0=DECODE_ATTENTION.t0 + u * DECODE_ITEM_S)
+
+
+def _moe_slot(hw: Hardware, weights: DType, math: DType, d: Dims) -> tuple[float, float, float]:
+    """t₀, FLOP/s and bytes/s of one expert-slot node: the fused layer's fixed costs
+    spread over the rank's ``d.slots`` slot nodes (module docstring)."""
+    c = MOE[weights.value]
+    scale_f = hw.flops_efficiency / _DEFAULT_FLOPS_EFF
+    scale_m = hw.hbm_efficiency / _DEFAULT_HBM_EFF
+    layer = c.t0 + d.slots * expert_hit(d) * c.slot + d.routed_tokens * d.top_k * c.item
+    return (layer / d.slots, _rate(hw, math) * min(1.0, c.eta_f * scale_f),
+            hw.hbm_tbps * 1e12 * min(1.0, c.eta_m * scale_m))  # fmt: skip
+
+
+def moe_seconds(
+    hw: Hardware, weights: DType, tokens: F64, hidden: F64, inter: F64, experts: F64,
+    top_k: F64, ep: F64,
+) -> F64:  # fmt: skip
+    """One rank's fused MoE layer for ``tokens`` routed tokens (``experts`` over ``ep``
+    ranks, ``inter`` the per-rank expert width, gated, 16-bit activations): the form
+    :func:`_moe_slot` prices per slot, summed over the rank's slots."""
+    c = MOE[weights.value]
+    slots = experts / ep
+    m = tokens * top_k / experts
+    hit = np.where(tokens <= m, 1.0, -np.expm1(tokens * np.log1p(-np.minimum(m / tokens, 1.0))))
+    flops = slots * 6.0 * m * hidden * inter
+    moved = slots * (
+        hit * 3.0 * hidden * inter * weights.nbytes + m * (2 * hidden + 2 * inter) * 2.0
+    )
+    rate = hw.tflops(weights) * 1e12 * c.eta_f
+    fixed = c.t0 + slots * hit * c.slot + tokens * top_k * c.item
+    out: F64 = fixed + np.maximum(flops / rate, moved / (hw.hbm_tbps * 1e12 * c.eta_m))
+    return out
 
 
 def gemm_seconds(hw: Hardware, weights: DType, m: F64, n: F64, k: F64) -> F64:

@@ -11,7 +11,7 @@ figures, ``tests/test_roofline_fit.py`` holds the matmul ones.
 
 Example:
     >>> from dagen.cost.trends import gemm_trend
-    >>> trend = gemm_trend(pool)  # doctest: +SKIP
+    >>> trend = gemm_trend(pool, pool.formats.weights)  # doctest: +SKIP
     >>> tables.gemm(65536, 8192, 8192, "fp8", trend=trend)  # doctest: +SKIP
 """
 
@@ -29,15 +29,16 @@ from dagen.cost.roofline import (
     prefill_attention_seconds,
 )
 from dagen.graph.pool import Pool
+from dagen.plan.formats import DType
 
 __all__ = ["attention_trend", "gemm_trend"]
 
 F64 = npt.NDArray[np.float64]
 
 
-def gemm_trend(pool: Pool) -> Trend:
-    """Roofline seconds of ``[m, n, k]`` in the pool's weight format."""
-    hw, weights = pool.hardware, pool.formats.weights
+def gemm_trend(pool: Pool, weights: DType) -> Trend:
+    """Roofline seconds of ``[m, n, k]`` with weights in ``weights``."""
+    hw = pool.hardware
 
     def trend(_key: tuple[Hashable, ...], xs: list[F64]) -> F64:
         m, n, k = xs

@@ -44,6 +44,8 @@ class Dims:
     """Bytes per element of the matmul weights (``precision.weights``; norms, router,
     embeddings and LM head stay in the activations' format, as quantised checkpoints
     keep them)."""
+    ewa: float
+    """Bytes per element of the attention projections' weights (``precision.attention``)."""
     ekv: float
     """Bytes per element of the KV cache (``precision.kv_cache``)."""
     edisp: float
@@ -136,7 +138,7 @@ def derive_dims(plan: Plan, mesh: Mesh) -> Dims:
         pairs = seqs * verify * ss.context / cp + pf_pairs
     base = Dims(
         phase=Phase.PREFILL if prefill else Phase.DECODE, e=pr.activations.nbytes,
-        ew=pr.weights.nbytes, ekv=pr.kv_cache.nbytes, edisp=pr.dispatch.nbytes,
+        ew=pr.weights.nbytes, ewa=pr.attention.nbytes, ekv=pr.kv_cache.nbytes, edisp=pr.dispatch.nbytes,
         ecomb=pr.combine.nbytes, h=m.hidden_size,
         tp=tp, cp=cp, seqs=seqs, tokens=tokens,
         stream=_cdiv(tokens, tp) if plan.parallel.sp_active else tokens, pairs=pairs,

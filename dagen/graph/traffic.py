@@ -27,6 +27,7 @@ __all__ = [
     "attn_out",
     "attn_qkv",
     "embed",
+    "expert_hit",
     "ffn_down",
     "ffn_up",
     "kv_token_bytes",
@@ -70,7 +71,7 @@ def kv_token_bytes(d: Dims) -> float:
 
 def _qkv_weights(d: Dims) -> float:
     if d.mla is None:
-        return float(d.h * (d.heads + 2 * d.kv_heads) * d.head_dim * d.ew)
+        return float(d.h * (d.heads + 2 * d.kv_heads) * d.head_dim * d.ewa)
     a = d.mla
     dqk = a.qk_nope_head_dim + a.qk_rope_head_dim
     q = (
@@ -81,7 +82,7 @@ def _qkv_weights(d: Dims) -> float:
     kv_down = d.h * (a.kv_lora_rank + a.qk_rope_head_dim)
     # prefill up-projects K and V per head; decode absorbs W_UK into the query
     up = a.qk_nope_head_dim + a.v_head_dim if d.prefill else a.qk_nope_head_dim
-    return float((q + kv_down + a.kv_lora_rank * d.heads * up) * d.ew)
+    return float((q + kv_down + a.kv_lora_rank * d.heads * up) * d.ewa)
 
 
 def _value_dim(d: Dims) -> int:
@@ -125,7 +126,7 @@ def attn_out(d: Dims) -> Traffic:
     w = d.heads * dv * d.h
     if d.mla is not None and not d.prefill:  # W_UV: latent back to per-head values
         w += d.heads * d.mla.kv_lora_rank * dv
-    return Traffic(float(w * d.ew), float(d.tokens * d.heads * dv * d.e), _nbytes(opcost.out, d))
+    return Traffic(float(w * d.ewa), float(d.tokens * d.heads * dv * d.e), _nbytes(opcost.out, d))
 
 
 def moe_router(d: Dims) -> Traffic:
@@ -146,11 +147,16 @@ def _p_used(slot_tokens: float, routed: float) -> float:
     return -math.expm1(routed * math.log1p(-slot_tokens / routed))
 
 
+def expert_hit(d: Dims) -> float:
+    """The probability that an expert slot is used in one micro-batch: its weights are
+    read only if at least one of the T routed tokens picks it; each does with probability
+    q = slot_tokens / T (top_k of the slots, uniform), so 1 − (1 − q)^T
+    (→ 1 − e^(−slot_tokens) for many slots)."""
+    return _p_used(d.slot_tokens, d.routed_tokens)
+
+
 def moe_expert(d: Dims) -> Traffic:
-    # A slot's weights are read only if at least one of the T routed tokens picks it;
-    # each does with probability q = slot_tokens / T (top_k of the slots, uniform), so
-    # that happens with probability 1 − (1 − q)^T (→ 1 − e^(−slot_tokens) for many slots).
-    p_used = _p_used(d.slot_tokens, d.routed_tokens)
+    p_used = expert_hit(d)
     w = ffn_matrices(d.gated) * d.h * d.expert_ffn * d.ew * p_used
     inter = d.slot_tokens * d.expert_ffn * d.e  # the activated intermediate, written then read
     return Traffic(w, d.slot_tokens * d.h * d.e + inter, _nbytes(opcost.expert, d) + inter)

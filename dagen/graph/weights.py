@@ -42,13 +42,13 @@ def norm(d: Dims) -> int:
 
 def attn_out(d: Dims) -> int:
     """The output projection of the rank's heads."""
-    return round(d.heads * _value_dim(d) * d.h * d.ew)
+    return round(d.heads * _value_dim(d) * d.h * d.ewa)
 
 
 def attn_qkv(d: Dims) -> int:
     """The rest of the rank's attention: Q, K, V (or MLA's projections and their norms)."""
     whole = attention_params(d.h, d.heads, d.kv_heads, d.head_dim, d.mla)
-    return round(whole * d.ew) - attn_out(d)
+    return round(whole * d.ewa) - attn_out(d)
 
 
 def ffn_up(d: Dims) -> int:

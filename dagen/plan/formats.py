@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from dagen.plan.fields import spec
 
-__all__ = ["RATE_KEYS", "WIDER", "DType", "Formats", "Precision"]
+__all__ = ["RATE_KEYS", "WIDER", "DType", "Formats", "Precision", "matmul_format"]
 
 _RECORD = {"frozen": True, "slots": True, "kw_only": True}
 
@@ -70,7 +70,13 @@ RATE_KEYS = ("bf16", "fp16", "fp8", "fp4", "fp32")
 class Precision:
     """Number formats per tensor; each defaults from ``model.dtype`` (see :meth:`resolve`)."""
 
-    weights: DType | None = spec("Weights; default model.dtype.", default=None)
+    weights: DType | None = spec("Matmul weights; default model.dtype.", default=None)
+    attention: DType | None = spec(
+        "Attention projections' weights (Q, K, V and output; MLA's down- and "
+        "up-projections); default the weights' format. NVIDIA's FP4 DeepSeek-R1 "
+        "checkpoints keep attention in fp8 or bf16 and the FFN and experts in nvfp4.",
+        default=None,
+    )
     activations: DType | None = spec(
         "Activations between ops; default model.dtype when 16-bit, else bf16 (fp8 and fp4 "
         "checkpoints compute on bf16 activations).",
@@ -96,7 +102,8 @@ class Precision:
         wide = model_dtype if model_dtype.nbytes >= 2 else DType.BF16
         act = self.activations or wide
         return Formats(
-            weights=weights, activations=act, kv_cache=self.kv_cache or act,
+            weights=weights, attention=self.attention or weights, activations=act,
+            kv_cache=self.kv_cache or act,
             dispatch=self.dispatch or act, combine=self.combine or act,
         )  # fmt: skip
 
@@ -106,6 +113,7 @@ class Formats:
     """The resolved format of every tensor (:meth:`Precision.resolve`)."""
 
     weights: DType
+    attention: DType
     activations: DType
     kv_cache: DType
     dispatch: DType
@@ -113,9 +121,26 @@ class Formats:
 
     @property
     def math(self) -> DType:
-        """The format matmuls run in: the weights', unless the activations are wider and
-        the weights are 4-bit (W4A16 widens the weights before the multiply); W8A8 and
-        W4A4 checkpoints quantise the activations on the fly to the weights' format."""
-        if self.weights.nbytes < 1 and self.activations.nbytes >= 2:
-            return self.activations
-        return self.weights
+        """The format the FFN, expert and head matmuls run in (:func:`matmul_format`)."""
+        return matmul_format(self.weights, self.activations)
+
+    @property
+    def attention_math(self) -> DType:
+        """The format the attention projections run in (:func:`matmul_format`)."""
+        return matmul_format(self.attention, self.activations)
+
+
+def matmul_format(weights: DType, activations: DType) -> DType:
+    """The format a matmul with ``weights`` multiplies in: the weights', except mxfp4
+    weights beside 16-bit activations, which are widened before the multiply (W4A16, as
+    gpt-oss's MXFP4 experts run in vLLM's and SGLang's Triton and Marlin kernels). W8A8
+    and nvfp4 checkpoints quantise the activations on the fly to the weights' format
+    (NVIDIA's NVFP4 recipe is W4A4: TensorRT-LLM's DeepSeek-R1 B200 blog, "DynamicQuant
+    (BF16->NVFP4)").
+
+    >>> matmul_format(DType.NVFP4, DType.BF16).value, matmul_format(DType.MXFP4, DType.BF16).value
+    ('nvfp4', 'bf16')
+    """
+    if weights is DType.MXFP4 and activations.nbytes >= 2:
+        return activations
+    return weights
