@@ -177,4 +177,6 @@ def total_weight_bytes(plan: Plan) -> int:
     """Bytes of every weight of the model, once, in the weights' format (embeddings,
     norms and head counted in it too: a lower bound never overstates)."""
     f = plan.dtypes
-    return round(count_params(plan.model) * min(f.weights.nbytes, f.activations.nbytes))
+    return round(
+        count_params(plan.model) * min(f.weights.nbytes, f.attention.nbytes, f.activations.nbytes)
+    )

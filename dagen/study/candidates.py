@@ -103,10 +103,11 @@ def weight_floor(plan: Plan) -> int:
     norms and replicated KV heads only add to the real figure."""
     par = plan.parallel
     nbytes = plan.dtypes.weights.nbytes
+    dense_bytes = min(nbytes, plan.dtypes.attention.nbytes)  # a floor: the narrower format
     routed = routed_params(plan.model)
     dense = count_params(plan.model) - routed
     return math.floor(
-        dense * nbytes / (par.tp * par.pp) + routed * nbytes / (par.ep * par.etp * par.pp)
+        dense * dense_bytes / (par.tp * par.pp) + routed * nbytes / (par.ep * par.etp * par.pp)
     )
 
 
