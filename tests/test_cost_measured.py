@@ -148,6 +148,24 @@ def test_an_unmeasured_mla_latent_falls_back_with_a_note() -> None:
     assert any(n.startswith("MLA attention: latent (256, 64, 128, 128)") for n in model.notes)
 
 
+def test_experts_past_the_moe_grid_take_the_roofline_fused_layer_not_gemm_rows() -> None:
+    # 4,096 prompt tokens x 8 of 256 experts on EP32: each rank's MoE call sees far more
+    # tokens than the MoE table measures, even under auto
+    graph = build_graph(load_plan(EP32))
+    model = Measured(auto=True)
+    experts = graph.op == Op.MOE_EXPERT
+    assert experts.any()
+    assert (model.node_sources(graph)[experts] == 0).all()
+    np.testing.assert_array_equal(
+        model.node_seconds(graph)[experts], Roofline().node_seconds(graph)[experts]
+    )
+    note = next(n for n in model.notes if n.startswith("moe.expert"))
+    assert "outside the measured grid" in note and "roofline's fused MoE layer" in note
+    # inside the grid the same layer is measured
+    small = build_graph(_mixtral(batch=16))
+    assert (Measured(auto=True).node_sources(small)[small.op == Op.MOE_EXPERT] == 1).all()
+
+
 def test_single_node_expert_exchange_is_priced_by_deepep() -> None:
     graph = build_graph(load_plan(DEP8))
     model = Measured(auto=True)
