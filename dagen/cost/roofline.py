@@ -24,10 +24,11 @@ HBM bandwidth, and:
   spread evenly over the rank's slot nodes, with the GEMM's ``η_f`` and the MoE's own
   ``η_m`` (fitted to ``moe_perf``, balanced routing).
 
-The constants are fitted to NVIDIA aiconfigurator-core 0.12.0's kernel tables measured
-on H100 SXM under TensorRT-LLM 1.3.0rc20 (``gemm_perf``, ``generation_attention_perf``;
-the median relative error over every row), and are used as fractions of each GPU's
-datasheet elsewhere. The fits and their
+The constants (:mod:`dagen.cost.constants`) are fitted to NVIDIA aiconfigurator-core
+0.12.0's kernel tables under TensorRT-LLM (``gemm_perf``, ``generation_attention_perf``,
+``moe_perf``; the median relative error over every row): H100 SXM's serve as fractions
+of the datasheet on every GPU without a fit of its own, A100 and B200 carry theirs. The
+fits and their
 residuals are in docs/cost-model.md ("Kernel constants (roofline)"). Without CUDA graphs
 (``runtime.cuda_graphs: false``) a node takes at least the CPU's launch time, 10 µs.
 ``hardware.flops_efficiency`` and ``hbm_efficiency`` scale ``η_f`` and ``η_m`` relative
@@ -40,12 +41,22 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
 
 from dagen.cost.comm import comm_durations
+from dagen.cost.constants import (
+    ATTENTION,
+    ELEMENTWISE,
+    GEMM,
+    MOE,
+    GpuKernels,
+    KernelConstants,
+    MoeConstants,
+    for_hardware,
+)
 from dagen.graph.codes import Block, Engine
 from dagen.graph.dims import Dims
 from dagen.graph.ir import Graph, Kind
@@ -70,61 +81,6 @@ __all__ = [
 F64 = npt.NDArray[np.float64]
 
 
-@dataclass(frozen=True, slots=True)
-class KernelConstants:
-    """``t₀`` seconds, ``η_f`` and ``η_m`` of one engine in one format."""
-
-    t0: float
-    eta_f: float
-    eta_m: float
-
-
-GEMM: dict[str, KernelConstants] = {
-    "bf16": KernelConstants(2.9e-6, 0.76, 0.78),
-    "fp16": KernelConstants(2.9e-6, 0.76, 0.78),
-    "fp32": KernelConstants(2.9e-6, 0.76, 0.78),
-    "fp8": KernelConstants(12.7e-6, 0.60, 0.78),
-    "fp8_block": KernelConstants(7.0e-6, 0.52, 0.78),
-    "nvfp4": KernelConstants(8.4e-6, 0.44, 0.54),
-    "mxfp4": KernelConstants(8.4e-6, 0.44, 0.54),
-}
-"""Matmul constants by the weights' format (docs/cost-model.md has each fit)."""
-
-
-@dataclass(frozen=True, slots=True)
-class MoeConstants:
-    """A fused MoE layer: ``t0`` per layer, ``slot`` per used expert, ``item`` per routed
-    (token, expert) pair, seconds; ``eta_f``, ``eta_m`` as a GEMM's."""
-
-    t0: float
-    slot: float
-    item: float
-    eta_f: float
-    eta_m: float
-
-
-MOE: dict[str, MoeConstants] = {
-    "bf16": MoeConstants(25.5e-6, 0.15e-6, 1.05e-9, 0.76, 0.82),
-    "fp16": MoeConstants(25.5e-6, 0.15e-6, 1.05e-9, 0.76, 0.82),
-    "fp32": MoeConstants(25.5e-6, 0.15e-6, 1.05e-9, 0.76, 0.82),
-    "fp8": MoeConstants(26.9e-6, 0.24e-6, 1.1e-9, 0.60, 0.81),
-    "fp8_block": MoeConstants(23.7e-6, 0.35e-6, 1.55e-9, 0.52, 0.81),
-    "nvfp4": MoeConstants(35.6e-6, 0.34e-6, 1.08e-9, 0.44, 0.40),
-    "mxfp4": MoeConstants(35.6e-6, 0.34e-6, 1.08e-9, 0.44, 0.40),
-}
-"""Fused-MoE constants by the experts' weight format, ``η_f`` the GEMM's; fitted to
-``moe_perf`` (H100; nvfp4 on B200), docs/cost-model.md has each fit."""
-
-ATTENTION = KernelConstants(5.0e-6, 0.60, 0.85)
-"""Prefill (context) attention."""
-DECODE_ATTENTION = KernelConstants(8.0e-6, 0.60, 0.80)
-DECODE_ITEM_S = 8.7e-9
-"""Decode attention's fixed cost per work item (one sequence × one KV head), GPU-wide."""
-MLA_DECODE = KernelConstants(13.6e-6, 0.65, 0.88)
-MLA_ITEM_S = 15e-9
-"""MLA decode's cost per work item: one sequence × a group of 8 query heads (its one
-latent KV head is shared by all), fitted to ``generation_mla_perf``."""
-ELEMENTWISE = KernelConstants(2.0e-6, 0.60, 0.80)
 EAGER_LAUNCH_S = 10e-6
 """Without CUDA graphs: a node takes at least one CPU launch (PyTorch eager dispatch)."""
 
@@ -143,7 +99,8 @@ def _pool_tables(pool: Pool) -> tuple[F64, F64, F64, F64, F64]:
     t0, flops, hbm, quant = (np.zeros(n) for _ in range(4))
     scale_f = hw.flops_efficiency / _DEFAULT_FLOPS_EFF
     scale_m = hw.hbm_efficiency / _DEFAULT_HBM_EFF
-    attn = _attention_constants(d)
+    k = for_hardware(hw)
+    attn = _attention_constants(k, d)
     for op in OPS:
         engine = Engine(int(OP_ENGINE[int(op)]))
         if op is Op.MOE_EXPERT and d.slots:
@@ -154,11 +111,11 @@ def _pool_tables(pool: Pool) -> tuple[F64, F64, F64, F64, F64]:
                 (f.attention, f.attention_math) if op.spec.block is Block.ATTENTION
                 else (f.weights, f.math)
             )  # fmt: skip
-            c, rate = GEMM[weights.value], _rate(hw, math)
+            c, rate = k.gemm[weights.value], _rate(hw, math)
             if math.nbytes < 2 <= f.activations.nbytes and op.spec.traffic is not None:
                 quant[int(op)] = 1.5 * op.spec.traffic(d).act_in
         elif engine is Engine.GEMM:  # the router stays in the activations' format
-            c, rate = GEMM[f.activations.value], _rate(hw, f.activations)
+            c, rate = k.gemm[f.activations.value], _rate(hw, f.activations)
         elif engine is Engine.ATTENTION:
             c = attn
             rate = _rate(hw, f.activations)
@@ -175,21 +132,21 @@ def _pool_tables(pool: Pool) -> tuple[F64, F64, F64, F64, F64]:
     return t0, flops, hbm, quant, floor
 
 
-def _attention_constants(d: Dims) -> KernelConstants:
+def _attention_constants(k: GpuKernels, d: Dims) -> KernelConstants:
     """The attention core's constants for the pool's phase (module docstring)."""
     if d.prefill:
         return ATTENTION
     if d.mla is not None:  # one latent head, query heads in groups of 8
         u = d.seqs * max(d.heads // 8, 1)
-        return replace(MLA_DECODE, t0=MLA_DECODE.t0 + u * MLA_ITEM_S)
+        return replace(k.mla, t0=k.mla.t0 + u * k.mla_item)
     u = d.seqs * d.kv_heads  # decode: a fixed cost per (sequence, KV head) on top of the launch
-    return replace(DECODE_ATTENTION, t0=DECODE_ATTENTION.t0 + u * DECODE_ITEM_S)
+    return replace(k.decode, t0=k.decode.t0 + u * k.decode_item)
 
 
 def _moe_slot(hw: Hardware, weights: DType, math: DType, d: Dims) -> tuple[float, float, float]:
     """t₀, FLOP/s and bytes/s of one expert-slot node: the fused layer's fixed costs
     spread over the rank's ``d.slots`` slot nodes (module docstring)."""
-    c = MOE[weights.value]
+    c = for_hardware(hw).moe[weights.value]
     scale_f = hw.flops_efficiency / _DEFAULT_FLOPS_EFF
     scale_m = hw.hbm_efficiency / _DEFAULT_HBM_EFF
     layer = c.t0 + d.slots * expert_hit(d) * c.slot + d.routed_tokens * d.top_k * c.item
@@ -204,7 +161,7 @@ def moe_seconds(
     """One rank's fused MoE layer for ``tokens`` routed tokens (``experts`` over ``ep``
     ranks, ``inter`` the per-rank expert width, gated, 16-bit activations): the form
     :func:`_moe_slot` prices per slot, summed over the rank's slots."""
-    c = MOE[weights.value]
+    c = for_hardware(hw).moe[weights.value]
     slots = experts / ep
     m = tokens * top_k / experts
     hit = np.where(tokens <= m, 1.0, -np.expm1(tokens * np.log1p(-np.minimum(m / tokens, 1.0))))
@@ -222,7 +179,7 @@ def gemm_seconds(hw: Hardware, weights: DType, m: F64, n: F64, k: F64) -> F64:
     """One ``[m, k] @ [k, n]`` matmul with weights in ``weights`` and 16-bit activations,
     by the GEMM form (weights, input and output streamed once; the quantisation pass of a
     W8A8 / W4A4 matmul). The measured models scale a table's edge by it (their trend)."""
-    c = GEMM[weights.value]
+    c = for_hardware(hw).gemm[weights.value]
     rate = hw.tflops(weights) * 1e12 * c.eta_f
     bw = hw.hbm_tbps * 1e12 * c.eta_m
     moved = n * k * weights.nbytes + 2.0 * m * k + 2.0 * m * n
@@ -234,8 +191,9 @@ def gemm_seconds(hw: Hardware, weights: DType, m: F64, n: F64, k: F64) -> F64:
 def decode_attention_seconds(hw: Hardware, items: F64, kv_bytes: F64) -> F64:
     """One decode attention call: ``items`` (sequence, KV head) pairs streaming
     ``kv_bytes`` of cache."""
-    c = DECODE_ATTENTION
-    out: F64 = c.t0 + items * DECODE_ITEM_S + kv_bytes / (hw.hbm_tbps * 1e12 * c.eta_m)
+    k = for_hardware(hw)
+    c = k.decode
+    out: F64 = c.t0 + items * k.decode_item + kv_bytes / (hw.hbm_tbps * 1e12 * c.eta_m)
     return out
 
 
