@@ -217,7 +217,7 @@ def test_check_prints_a_headline_per_finding_and_wraps_the_arithmetic(runner: Cl
         f"warning COST-THROUGHPUT-GPU {plan}:91:25: targets.tokens_per_s_per_gpu:"
     )
     assert verdict.endswith(
-        "throughput ≥ 1,850 tokens/s per GPU: fails (estimate 493 tokens/s/GPU; "
+        "throughput ≥ 1,850 tokens/s per GPU: fails (estimate 470 tokens/s/GPU; "
         "ceiling 2,418 tokens/s/GPU)."
     )
     # the arithmetic and the fix indented below, every line within the width

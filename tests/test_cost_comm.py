@@ -10,6 +10,7 @@ from conftest import make_plan
 
 from dagen.cost.comm import ONESHOT_LATENCY_S, bus_factor, comm_durations, group_crosses_hosts
 from dagen.cost.deepep import ETA_NORMAL_INTRA
+from dagen.cost.routing import pool_load_peak
 from dagen.graph.build import build_graph
 from dagen.graph.ir import Coll, Graph, Kind, Op
 from dagen.plan.model import Plan
@@ -66,9 +67,12 @@ def test_expert_all_to_all_moves_n_minus_one_over_n_of_its_buffer_on_deepep_norm
     i = _first(graph, Op.MOE_DISPATCH)
     assert graph.inst_coll[graph.inst[i]] == Coll.ALL_TO_ALL
     nbytes = int(graph.tmpl_bytes[graph.tmpl[i]])
-    # Prefill inside one node: DeepEP's normal kernels at 0.97 of NVLink (dagen.cost.deepep).
+    # Prefill inside one node: DeepEP's normal kernels at 0.97 of NVLink (dagen.cost.deepep),
+    # the busiest rank's share of the bytes (dagen.cost.routing).
     hw = plan.hardware
-    expect = hw.intra_node_latency_us * 1e-6 * 2 + 3 / 4 * nbytes / (
+    peak = pool_load_peak(graph.pools[0])
+    assert peak > 1.0
+    expect = hw.intra_node_latency_us * 1e-6 * 2 + 3 / 4 * nbytes * peak / (
         ETA_NORMAL_INTRA * hw.intra_node_gbps * 1e9
     )
     assert comm_durations(graph)[i] == pytest.approx(expect, rel=1e-12)

@@ -44,6 +44,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from dagen.cost.routing import pool_load_peak
 from dagen.graph.codes import Phase
 from dagen.graph.ir import Graph, Kind, Op
 from dagen.graph.overlap import NAME as OVERLAP_SCHEDULE
@@ -110,8 +111,10 @@ def group_hosts(graph: Graph) -> I64:
 
 
 def deepep_seconds(graph: Graph, pool: Pool, idx: I64, nbytes: F64, hosts: I64) -> F64:
-    """Seconds of dispatch/combine nodes ``idx`` (moving ``nbytes``) in ``pool``'s mode."""
+    """Seconds of dispatch/combine nodes ``idx`` (moving ``nbytes``) in ``pool``'s mode,
+    at the busiest rank's share (:mod:`dagen.cost.routing`)."""
     hw = pool.hardware
+    nbytes = nbytes * pool_load_peak(pool)
     group = graph.aux[idx].astype(np.int64)
     n = np.diff(graph.group_offsets).astype(np.int64)[group].astype(np.float64)
     h = hosts[group].astype(np.float64)

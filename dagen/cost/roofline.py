@@ -57,6 +57,7 @@ from dagen.cost.constants import (
     MoeConstants,
     for_hardware,
 )
+from dagen.cost.routing import pool_load_peak
 from dagen.graph.codes import Block, Engine
 from dagen.graph.dims import Dims
 from dagen.graph.ir import Graph, Kind
@@ -105,6 +106,7 @@ def _pool_tables(pool: Pool) -> tuple[F64, F64, F64, F64, F64]:
         engine = Engine(int(OP_ENGINE[int(op)]))
         if op is Op.MOE_EXPERT and d.slots:
             t0[int(op)], flops[int(op)], hbm[int(op)] = _moe_slot(hw, f.weights, f.math, d)
+            flops[int(op)] /= pool_load_peak(pool)  # the busiest rank's pairs set the pace
             continue
         if engine is Engine.GEMM and op.spec.resident is not None and op.label != "moe.router":
             weights, math = (
