@@ -16,6 +16,8 @@ from dagen import api
 from dagen.export import ExportContext, write_outputs
 from dagen.export.chakra_read import check_traces, read_traces
 from dagen.export.chakra_replay import replay
+from dagen.plan.deploy import is_deployment, load_deployment
+from dagen.study import analyse_deployment
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 HEAD = (
@@ -26,8 +28,12 @@ HEAD = (
 
 
 def row(plan: Path, tmp: Path) -> str | None:
-    """The table row of one sample (None when it has no graph)."""
-    a = api.analyse(api.load_plan(plan))
+    """The table row of one sample (None when it has no graph); a deployment of several
+    pools is analysed as one (its graph holds one unit of each pool)."""
+    if is_deployment(plan.read_text(encoding="utf-8")):
+        a = analyse_deployment(load_deployment(plan))
+    else:
+        a = api.analyse(api.load_plan(plan))
     if a.graph is None or a.estimate is None:
         return None
     g, out = a.graph, tmp / plan.stem
