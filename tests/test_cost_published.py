@@ -10,6 +10,8 @@ table cannot go stale, and that no roofline error exceeds the band the table doc
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import published
 import pytest
@@ -41,6 +43,22 @@ def test_the_documented_table_is_the_generated_one(cases: list[Row]) -> None:
 def test_no_roofline_error_exceeds_the_documented_band(cases: list[Row]) -> None:
     worst = max(cases, key=lambda r: abs(r.error("roofline")))
     assert abs(worst.error("roofline")) <= WORST, worst.name
+
+
+def test_the_readme_quotes_the_current_medians(cases: list[Row]) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    flat = " ".join(readme.split())
+    line = flat[flat.index(f"On {len(cases)} published measurements") :].split(" - ", 1)[0]
+    said = [float(x) for x in re.findall(r"(\d+\.\d) %", line)]
+    same = [r for r in cases if published.PEER in r.estimates]
+    want = [
+        published.summary(cases, "roofline")[0],
+        published.summary(cases, "auto")[0],
+        published.summary(same, "auto")[0],
+        published.summary(same, published.PEER)[0],
+    ]
+    assert f"on the {len(same)} that NVIDIA aiconfigurator expresses" in line
+    assert said == [round(100 * w, 1) for w in want]
 
 
 def test_summary_counts_the_band_and_the_median() -> None:
