@@ -38,6 +38,7 @@ from dagen.cost import (
     model_for,
     verdict_findings,
 )
+from dagen.cost.routing import pool_load_peak
 from dagen.errors import DagenError, FlagError, LayoutFault, MeshError, PlanInfeasible
 from dagen.export import ExportContext, Phases, write_outputs
 from dagen.findings import Finding, Severity, finding, has_errors
@@ -101,7 +102,29 @@ class Analysis:
             f"throughput: {e.tokens_per_s:,.0f} tokens/s, {e.tokens_per_s_per_gpu:,.0f} "
             f"tokens/s per GPU; pipeline bubble {e.bubble_fraction:.1%}"
         )
-        return [*lines, _critical_path_line(g, e), *_priced_lines(e)]
+        return [*lines, *_routing_lines(g), _critical_path_line(g, e), *_priced_lines(e)]
+
+
+def _routing_lines(g: Graph) -> list[str]:
+    """Each expert-parallel pool priced at its busiest rank: by how much, and why."""
+    out = []
+    for pool in g.pools:
+        peak = pool_load_peak(pool)
+        if peak <= 1.0005:
+            continue
+        ep, d = pool.mesh.sizes["ep"], pool.dims
+        why = (
+            f"workload.expert_balance {pool.workload.expert_balance:g}"
+            if pool.workload.expert_balance is not None
+            else f"balanced routing, {d.slots * d.slot_tokens:,.0f} (token, expert) pairs per "
+            "rank and micro-batch"
+        )
+        name = f"{pool.name} " if len(g.pools) > 1 else ""
+        out.append(
+            f"experts: {name}MoE layers wait for the busiest of {ep:,} EP ranks, "
+            f"{peak:.3g}× the mean load ({why})"
+        )
+    return out
 
 
 def _priced_lines(e: Estimate) -> list[str]:

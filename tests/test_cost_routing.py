@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from conftest import make_plan
@@ -82,3 +84,20 @@ def t0_of(g: Graph, i: int) -> float:
     finally:
         g.tmpl_flops[:], g.tmpl_hbm[:] = flops, hbm
         assert compute_durations(g)[i] == ref
+
+
+def test_a_measured_balance_sets_the_peak_and_slows_the_exchange() -> None:
+    plan = make_plan(**WIDE, phase="decode", batch=64, prompt_len=256)
+    skewed = dataclasses.replace(
+        plan, workload=dataclasses.replace(plan.workload, expert_balance=0.5)
+    )
+    g, s = build_graph(plan), build_graph(skewed)
+    assert pool_load_peak(s.pools[0]) == 2.0
+    i = int(np.flatnonzero(g.op == Op.MOE_COMBINE)[0])
+    alpha = plan.hardware.inter_node_latency_us * 1e-6
+    ratio = (comm_durations(s)[i] - alpha) / (comm_durations(g)[i] - alpha)
+    assert ratio == pytest.approx(2.0 / pool_load_peak(g.pools[0]))
+    # without expert parallelism there is no busiest rank to wait for
+    one = make_plan(experts=8, top_k=2, phase="decode", batch=8)
+    one = dataclasses.replace(one, workload=dataclasses.replace(one.workload, expert_balance=0.5))
+    assert pool_load_peak(build_graph(one).pools[0]) == 1.0

@@ -11,9 +11,11 @@ and variance ``μ (1 − 1/R)``, and the expected largest of ``R`` such loads is
     peak = 1 + z_R · √((1 − 1/R) / μ),   z_R = Φ⁻¹((R − 0.375) / (R + 0.25))
 
 (``z_R`` Blom's 1958 approximation of the expected maximum of ``R`` standard normals).
-Skew beyond this (experts more popular than EPLB corrects) is not modelled. The
-roofline scales the expert GEMMs' FLOPs and the dispatch and combine bytes by
-``peak``; the measured MoE tables already carry their own (skewed) routing.
+Skew beyond this (experts more popular than the balancer corrects) is the traffic's:
+a plan that measured it gives ``workload.expert_balance`` (mean over max pairs per rank,
+SGLang's "balancedness"), and ``peak = 1 / expert_balance``. The roofline scales the
+expert GEMMs' FLOPs and the dispatch and combine bytes by ``peak``; the measured MoE
+tables already carry their own (skewed) routing.
 
 Example:
     >>> round(load_peak(1024, 72), 3)   # SGLang's EP72 decode: 128 tokens x 8 per rank
@@ -42,6 +44,13 @@ def load_peak(pairs_per_rank: float, ranks: int) -> float:
 
 
 def pool_load_peak(pool: Pool) -> float:
-    """:func:`load_peak` of one micro-batch and layer of ``pool``'s expert-parallel group."""
-    d = pool.dims
-    return load_peak(d.slots * d.slot_tokens, pool.mesh.sizes.get("ep", 1))
+    """The busiest rank's load over the mean in ``pool``'s expert-parallel group: the
+    plan's measured ``workload.expert_balance`` (mean over max) when given, else
+    :func:`load_peak` of one micro-batch and layer under balanced routing."""
+    d, ep = pool.dims, pool.mesh.sizes.get("ep", 1)
+    if ep <= 1 or not d.slots:
+        return 1.0
+    balance = pool.workload.expert_balance
+    if balance is not None:
+        return 1.0 / balance
+    return load_peak(d.slots * d.slot_tokens, ep)

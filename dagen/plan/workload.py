@@ -104,6 +104,14 @@ class Workload:
         minimum=0,
         maximum=1,
     )
+    expert_balance: float | None = spec(
+        "MoE routing as measured on your traffic: mean over max (token, expert) pairs per "
+        "expert-parallel rank (SGLang's balancedness); default: balanced routing, whose "
+        "busiest rank is only its random fluctuation (docs/cost-model.md).",
+        default=None,
+        minimum=0.01,
+        maximum=1,
+    )
     micro_batches: int = spec(
         "Micro-batches per DP replica.", default=1, minimum=1, maximum=1 << 20
     )
