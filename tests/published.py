@@ -201,7 +201,26 @@ def render(cases: Sequence[Row], names: Sequence[str]) -> str:
         lines.append(_line(cases, PEER, " (the cases it can express)"))
         same = [r for r in cases if PEER in r.estimates]
         lines += [_line(same, n, " on the same cases") for n in ours]
+    for label, group in families(cases):
+        lines.append("")
+        lines += [
+            _line(group, n, f" on {label}") for n in names if any(n in r.estimates for r in group)
+        ]
     return "\n".join(lines) + "\n"
+
+
+FAMILY = "trtllm-v1.0-"
+"""File-name prefix of the TensorRT-LLM v1.0 perf-overview rows (bench/perf_overview.py)."""
+
+
+def families(cases: Sequence[Row]) -> list[tuple[str, list[Row]]]:
+    """The cases split by where they come from: the v1.0 perf-overview rows, the rest."""
+    new = [r for r in cases if r.name.startswith(FAMILY)]
+    rest = [r for r in cases if not r.name.startswith(FAMILY)]
+    if not new or not rest:
+        return []
+    return [(f"the {len(new)} TensorRT-LLM v1.0 perf-overview rows", new),
+            (f"the other {len(rest)} cases", rest)]  # fmt: skip
 
 
 def splice(doc: str, table: str) -> str:

@@ -51,13 +51,18 @@ def test_the_readme_quotes_the_current_medians(cases: list[Row]) -> None:
     line = flat[flat.index(f"On {len(cases)} published measurements") :].split(" - ", 1)[0]
     said = [float(x) for x in re.findall(r"(\d+\.\d) %", line)]
     same = [r for r in cases if published.PEER in r.estimates]
+    (_, new), (_, rest) = published.families(cases)
     want = [
         published.summary(cases, "roofline")[0],
         published.summary(cases, "auto")[0],
+        published.summary(new, "auto")[0],
+        published.summary(rest, "auto")[0],
         published.summary(same, "auto")[0],
         published.summary(same, published.PEER)[0],
     ]
     assert f"on the {len(same)} that NVIDIA aiconfigurator expresses" in line
+    assert f"the {len(new)} TensorRT-LLM v1.0 perf-overview rows" in line
+    assert f"on the other {len(rest)}" in line
     assert said == [round(100 * w, 1) for w in want]
 
 
