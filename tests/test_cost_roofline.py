@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from conftest import make_plan
 
-from dagen.cost.roofline import ATTENTION, ELEMENTWISE, GEMM, compute_durations
+from dagen.cost.constants import ATTENTION, ELEMENTWISE, GEMM, REFERENCE
+from dagen.cost.roofline import PREFILL_TILE, compute_durations
 from dagen.graph.build import build_graph
 from dagen.graph.codes import Engine
 from dagen.graph.dims import Dims, derive_dims
@@ -39,7 +40,11 @@ def _rates(plan: Plan, op: Op = Op.FFN_UP) -> tuple[float, float, float]:
     c = {Engine.GEMM: GEMM[plan.dtypes.weights.value], Engine.ATTENTION: ATTENTION,
          Engine.ELEMENTWISE: ELEMENTWISE}[op.spec.engine]  # fmt: skip
     fmt_ = plan.dtypes.math if op.spec.engine is Engine.GEMM else plan.dtypes.activations
-    return hw.tflops(fmt_) * 1e12 * c.eta_f, hw.hbm_tbps * 1e12 * c.eta_m, c.t0
+    t0 = c.t0
+    if op.spec.engine is Engine.ATTENTION:  # prefill: plus a cost per (seq, head, tile)
+        d = derive_dims(plan, build_mesh(plan.parallel))
+        t0 += d.seqs * d.heads * -(-d.prompt // (d.cp * PREFILL_TILE)) * REFERENCE.prefill_item
+    return hw.tflops(fmt_) * 1e12 * c.eta_f, hw.hbm_tbps * 1e12 * c.eta_m, t0
 
 
 def op_bytes(d: Dims) -> dict[Op, Traffic]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,11 @@ from click.testing import CliRunner
 from conftest import make_plan
 
 from dagen.cli import main
-from dagen.cost import CostModelError, estimate, judge_estimate
+from dagen.cost import CostModelError, estimate, judge_estimate, roofline
 from dagen.cost.roofline import Roofline
 from dagen.cost.table import load_table_model
 from dagen.graph.build import build_graph
+from dagen.graph.opcost import core_dims
 from dagen.graph.ops import Op
 from dagen.graph.serving import steady_state
 from dagen.plan.loader import load_plan
@@ -23,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVING = ROOT / "tests/data/plans/published/trtllm-deepseek-r1-h200-dep8-c1024-1024-2048.yaml"
 B200 = ROOT / "tests/data/plans/published/trtllm-deepseek-r1-0528-b200-dep8-c7168-1042-2048.yaml"
 LLAMA = ROOT / "tests/data/plans/published/trtllm-v09-llama2-70b-h100-tp4-b512-128-2048.yaml"
+LONG = ROOT / "tests/data/plans/published/trtllm-v1.0-llama3.3-70b-h200-tp1-20000-2000.yaml"
 
 
 def test_steady_state_conserves_requests_and_tokens() -> None:
@@ -158,3 +161,26 @@ def test_cli_cost_flag_chooses_the_model_and_rejects_unknown_ones() -> None:
     assert bad.exit_code == 2 and "--cost" in bad.output
     good = runner.invoke(main, ["-q", "check", "--cost", "auto", str(LLAMA), "--format", "json"])
     assert good.exit_code in (0, 1), good.output
+
+
+def test_prefill_chunks_are_priced_apart_from_the_decode_attention() -> None:
+    # Llama-3.3-70B at 20,000-token prompts: each iteration's attention is the decode
+    # kernel over the running requests plus a context kernel over the chunks
+    plan = load_plan(LONG)
+    g = build_graph(plan)
+    d = g.pools[0].dims
+    assert d.pf_pairs > 0 and not d.prefill
+    i = int((g.op == Op.ATTN_CORE).nonzero()[0][0])
+    whole = float(Roofline().node_seconds(g)[i])
+    # the same node with no chunks is the decode part alone (the chunks' FLOPs and bytes off)
+    k = roofline.for_hardware(plan.hardware)
+    dqk, dv = core_dims(dataclasses.replace(d, phase=Phase.PREFILL))
+    chunk_flops = 2.0 * d.pf_pairs * d.heads * (dqk + dv)
+    chunk = (k.prefill.t0 + d.heads * math.ceil(d.pf_tokens / roofline.PREFILL_TILE)
+             * k.prefill_item + chunk_flops / (plan.hardware.tflops(DType.BF16) * 1e12
+                                              * k.prefill.eta_f))  # fmt: skip
+    decode_bytes = float(g.tmpl_hbm[g.tmpl[i]])
+    decode = (k.decode.t0 + d.seqs * d.kv_heads * k.decode_item
+              + decode_bytes / (plan.hardware.hbm_tbps * 1e12 * k.decode.eta_m))  # fmt: skip
+    assert whole == pytest.approx(decode + chunk, rel=1e-6)
+    assert chunk > 0.3 * whole  # at these prompt lengths the chunks are a large share

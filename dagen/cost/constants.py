@@ -93,8 +93,10 @@ MOE: Mapping[str, MoeConstants] = _by_format(
 """Fused-MoE constants by the experts' weight format, ``η_f`` the GEMM's; fitted to
 ``moe_perf`` (H100, balanced routing; nvfp4 on B200)."""
 
-ATTENTION = KernelConstants(5.0e-6, 0.60, 0.85)
-"""Prefill (context) attention (an assumption from FlashAttention-3's figures)."""
+ATTENTION = KernelConstants(14.8e-6, 0.50, 0.40)
+"""Prefill (context) attention, H100: ``t₀`` plus :attr:`GpuKernels.prefill_item` per
+(sequence, head, 128-query tile), then the FLOPs at ``η_f`` of the bf16 peak or the Q, K,
+V and output bytes at ``η_m`` (``context_attention_perf``)."""
 ELEMENTWISE = KernelConstants(2.0e-6, 0.60, 0.80)
 """One small fused kernel in a CUDA graph (an assumption)."""
 
@@ -103,7 +105,8 @@ ELEMENTWISE = KernelConstants(2.0e-6, 0.60, 0.80)
 class GpuKernels:
     """One GPU's fitted kernel constants: matmuls and fused MoE layers by format, decode
     attention (``t₀``, ``η_m``, and the fixed cost per work item, s) for MHA/GQA and MLA
-    (whose ``η_f`` also counts)."""
+    (whose ``η_f`` also counts), and prefill attention (``t₀``, ``η_f``, ``η_m``, per
+    work item)."""
 
     gemm: Mapping[str, KernelConstants]
     moe: Mapping[str, MoeConstants]
@@ -111,6 +114,8 @@ class GpuKernels:
     decode_item: float
     mla: KernelConstants
     mla_item: float
+    prefill: KernelConstants
+    prefill_item: float
     fitted: str
     """The tables the GPU's own constants come from ("" for the reference)."""
 
@@ -122,6 +127,8 @@ REFERENCE = GpuKernels(
     decode_item=8.7e-9,
     mla=KernelConstants(13.6e-6, 0.65, 0.88),
     mla_item=15e-9,
+    prefill=ATTENTION,
+    prefill_item=30e-9,
     fitted="",
 )
 """H100 SXM, TensorRT-LLM 1.3.0rc20: every GPU without its own fit."""
@@ -137,6 +144,8 @@ _BY_PRESET: Mapping[str, GpuKernels] = MappingProxyType(
             moe=_by_format(MOE, bf16=MoeConstants(31.7e-6, 0.15e-6, 1.05e-9, 0.78, 0.72)),
             decode=KernelConstants(13.5e-6, 0.60, 0.70),
             decode_item=17.5e-9,
+            prefill=KernelConstants(14.5e-6, 0.50, 0.70),
+            prefill_item=130e-9,
             fitted="a100_sxm, TensorRT-LLM 1.0.0",
         ),
         # B200 SXM, TensorRT-LLM 1.3.0rc20 (nvfp4 is already B200's in the reference).
@@ -152,6 +161,8 @@ _BY_PRESET: Mapping[str, GpuKernels] = MappingProxyType(
             decode_item=8.0e-9,
             mla=KernelConstants(9.7e-6, 0.96, 0.70),
             mla_item=15e-9,
+            prefill=KernelConstants(14.1e-6, 0.34, 0.25),
+            prefill_item=20e-9,
             fitted="b200_sxm, TensorRT-LLM 1.3.0rc20",
         ),
     }

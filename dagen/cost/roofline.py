@@ -16,7 +16,9 @@ HBM bandwidth, and:
   ``t₀ = 8 µs + u · 8.7 ns``, ``u`` = sequences × KV heads on the rank (a fixed cost per
   work item: query load, softmax reductions, output); MLA decode has its own fit, with
   ``u`` = sequences × groups of 8 query heads (one latent KV head serves them all);
-  prefill runs at ``η_f = 0.6`` of the activations' peak.
+  prefill pays ``t₀ + u · t_item`` with ``u`` = sequences × heads × 128-query tiles,
+  then its FLOPs at ``η_f`` of the activations' peak or its Q, K, V and output bytes at
+  ``η_m``.
 * **ELEMENTWISE**: ``t₀ = 2 µs``, ``η_m = 0.8``.
 * **Routed experts** (``moe.expert``) run as one fused MoE kernel per layer, as the
   frameworks launch it: ``t₀ = T_moe + used slots · t_slot + T·top_k · t_item`` per rank
@@ -41,6 +43,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -48,7 +51,6 @@ import numpy.typing as npt
 
 from dagen.cost.comm import comm_durations
 from dagen.cost.constants import (
-    ATTENTION,
     ELEMENTWISE,
     GEMM,
     MOE,
@@ -58,9 +60,10 @@ from dagen.cost.constants import (
     for_hardware,
 )
 from dagen.cost.routing import pool_load_peak
-from dagen.graph.codes import Block, Engine
+from dagen.graph.codes import Block, Engine, Phase
 from dagen.graph.dims import Dims
 from dagen.graph.ir import Graph, Kind
+from dagen.graph.opcost import core_dims
 from dagen.graph.ops import OP_ENGINE, OPS, Op
 from dagen.graph.pool import Pool
 from dagen.graph.traffic import expert_hit
@@ -82,6 +85,8 @@ __all__ = [
 F64 = npt.NDArray[np.float64]
 
 
+PREFILL_TILE = 128
+"""Query rows of one prefill-attention work item (FlashAttention's tile)."""
 EAGER_LAUNCH_S = 10e-6
 """Without CUDA graphs: a node takes at least one CPU launch (PyTorch eager dispatch)."""
 
@@ -102,6 +107,8 @@ def _pool_tables(pool: Pool) -> tuple[F64, F64, F64, F64, F64]:
     scale_m = hw.hbm_efficiency / _DEFAULT_HBM_EFF
     k = for_hardware(hw)
     attn = _attention_constants(k, d)
+    chunk_s, chunk_scale = _prefill_chunks(k, hw, f.activations, d)
+    attn = replace(attn, t0=attn.t0 + chunk_s)
     for op in OPS:
         engine = Engine(int(OP_ENGINE[int(op)]))
         if op is Op.MOE_EXPERT and d.slots:
@@ -120,7 +127,7 @@ def _pool_tables(pool: Pool) -> tuple[F64, F64, F64, F64, F64]:
             c, rate = k.gemm[f.activations.value], _rate(hw, f.activations)
         elif engine is Engine.ATTENTION:
             c = attn
-            rate = _rate(hw, f.activations)
+            rate = _rate(hw, f.activations) * chunk_scale
         elif engine is Engine.ELEMENTWISE:
             c, rate = ELEMENTWISE, _rate(hw, f.activations)
         else:
@@ -136,13 +143,33 @@ def _pool_tables(pool: Pool) -> tuple[F64, F64, F64, F64, F64]:
 
 def _attention_constants(k: GpuKernels, d: Dims) -> KernelConstants:
     """The attention core's constants for the pool's phase (module docstring)."""
-    if d.prefill:
-        return ATTENTION
+    if d.prefill:  # a fixed cost per (sequence, head, 128-query tile) on top of the launch
+        u = d.seqs * d.heads * math.ceil(d.prompt / d.cp / PREFILL_TILE)
+        return replace(k.prefill, t0=k.prefill.t0 + u * k.prefill_item)
     if d.mla is not None:  # one latent head, query heads in groups of 8
         u = d.seqs * max(d.heads // 8, 1)
         return replace(k.mla, t0=k.mla.t0 + u * k.mla_item)
     u = d.seqs * d.kv_heads  # decode: a fixed cost per (sequence, KV head) on top of the launch
     return replace(k.decode, t0=k.decode.t0 + u * k.decode_item)
+
+
+def _prefill_chunks(
+    k: GpuKernels, hw: Hardware, activations: DType, d: Dims
+) -> tuple[float, float]:
+    """A serving iteration's prefill chunks, priced apart from its decode attention (the
+    frameworks run context and generation attention as separate kernels): their seconds in
+    prefill form, and the factor on the attention FLOP rate that leaves the node's FLOP
+    term to the decode part alone. ``(0, 1)`` without chunks."""
+    if d.prefill or not d.pf_pairs:
+        return 0.0, 1.0
+    dqk, dv = core_dims(d)
+    pqk, pv = core_dims(replace(d, phase=Phase.PREFILL))
+    decode = 2.0 * (d.pairs - d.pf_pairs) * d.heads * (dqk + dv)
+    chunks = 2.0 * d.pf_pairs * d.heads * (pqk + pv)
+    items = d.heads * math.ceil(d.pf_tokens / PREFILL_TILE)
+    c = k.prefill
+    seconds = c.t0 + items * k.prefill_item + chunks / (hw.tflops(activations) * 1e12 * c.eta_f)
+    return seconds, (decode + chunks) / decode if decode > 0 else math.inf
 
 
 def _moe_slot(hw: Hardware, weights: DType, math: DType, d: Dims) -> tuple[float, float, float]:
@@ -199,9 +226,18 @@ def decode_attention_seconds(hw: Hardware, items: F64, kv_bytes: F64) -> F64:
     return out
 
 
-def prefill_attention_seconds(hw: Hardware, activations: DType, flops: F64) -> F64:
-    """One causal prefill attention call of ``flops`` (query-key and value products)."""
-    out: F64 = ATTENTION.t0 + flops / (hw.tflops(activations) * 1e12 * ATTENTION.eta_f)
+def prefill_attention_seconds(
+    hw: Hardware, activations: DType, flops: F64, items: F64, nbytes: F64
+) -> F64:
+    """One causal prefill attention call of ``flops`` (query-key and value products) over
+    ``items`` (sequence, head, 128-query tile) work items, moving ``nbytes`` of Q, K, V and
+    output."""
+    k = for_hardware(hw)
+    c = k.prefill
+    work = np.maximum(
+        flops / (hw.tflops(activations) * 1e12 * c.eta_f), nbytes / (hw.hbm_tbps * 1e12 * c.eta_m)
+    )
+    out: F64 = c.t0 + items * k.prefill_item + work
     return out
 
 

@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from dagen.cost.kernels_grid import Trend
 from dagen.cost.roofline import (
+    PREFILL_TILE,
     decode_attention_seconds,
     gemm_seconds,
     prefill_attention_seconds,
@@ -59,8 +60,11 @@ def attention_trend(pool: Pool, *, prefill: bool) -> Trend:
         span = np.minimum(length, w) if w > 0 else length
         if prefill:  # causal: half the query-key pairs, QK and PV products
             pairs = batch * length * span / 2
-            flops = 4.0 * pairs * kv * float(group) * hd  # type: ignore[arg-type]
-            return prefill_attention_seconds(hw, activations, flops)
+            heads = kv * float(group)  # type: ignore[arg-type]
+            flops = 4.0 * pairs * heads * hd
+            items = batch * heads * np.ceil(length / PREFILL_TILE)
+            nbytes = batch * length * (2 * heads + 2 * kv) * hd * activations.nbytes
+            return prefill_attention_seconds(hw, activations, flops, items, nbytes)
         items = batch * kv
         width = 1.0 if kv_dtype == "fp8" else 2.0
         return decode_attention_seconds(hw, items, items * (span + 1) * hd * 2 * width)
