@@ -104,7 +104,7 @@ class Code(enum.StrEnum):
     PLAN_FFN_TP = "PLAN-FFN-TP", _E, _PLAN, "A dense or shared-expert FFN size is not divisible by tp."
     PLAN_HIDDEN_TP = "PLAN-HIDDEN-TP", _W, _PLAN, "hidden_size is not divisible by tp."
     PLAN_VOCAB_TP = "PLAN-VOCAB-TP", _W, _PLAN, "vocab_size is not divisible by tp, so the embedding is padded."
-    PLAN_MOE_DENSE = "PLAN-MOE-DENSE", _E, _PLAN, "ep, etp or redundant_experts is set on a dense model."
+    PLAN_MOE_DENSE = "PLAN-MOE-DENSE", _E, _PLAN, "ep, etp, redundant_experts or expert_balance is set on a dense model."
     PLAN_EXPERTS_EP = "PLAN-EXPERTS-EP", _E, _PLAN, "experts + redundant_experts is not divisible by ep."
     PLAN_EP_EXPERTS = "PLAN-EP-EXPERTS", _E, _PLAN, "ep is more than experts + redundant_experts."
     PLAN_TOPK = "PLAN-TOPK", _E, _PLAN, "top_k is more than the experts."

@@ -237,6 +237,14 @@ CASES: list[tuple[str, dict[str, Any], str, Severity, str, str]] = [
         "no moe block",
     ),
     (
+        "balance-dense",
+        {"workload.expert_balance": 0.8},
+        "PLAN-MOE-DENSE",
+        Severity.ERROR,
+        "workload.expert_balance",
+        "no moe block",
+    ),
+    (
         "experts-ep",
         {
             "model.moe": MOE,

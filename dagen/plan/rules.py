@@ -159,6 +159,11 @@ def _moe_on_dense(plan: Plan) -> list[Finding]:
             msg = f"parallel.{name} is {value} but the model has no moe block (it is dense)"
             fix = f"remove parallel.{name}, or add model.moe with experts, top_k, expert_ffn_size"
             out.append(finding(plan, Code.PLAN_MOE_DENSE, ERROR, f"parallel.{name}", msg, fix))
+    if plan.workload.expert_balance is not None:
+        msg = (f"workload.expert_balance is {plan.workload.expert_balance:g} but the model has "
+               "no moe block (it is dense)")  # fmt: skip
+        fix = "remove workload.expert_balance, or add model.moe"
+        out.append(finding(plan, Code.PLAN_MOE_DENSE, ERROR, "workload.expert_balance", msg, fix))
     return out
 
 
