@@ -107,7 +107,7 @@ def _pool_tables(pool: Pool) -> tuple[F64, F64, F64, F64, F64]:
     scale_m = hw.hbm_efficiency / _DEFAULT_HBM_EFF
     k = for_hardware(hw)
     attn = _attention_constants(k, d)
-    chunk_s, chunk_scale = _prefill_chunks(k, hw, f.activations, d)
+    chunk_s, chunk_scale = _prefill_chunks(k, hw, f.activations, d, scale_f)
     attn = replace(attn, t0=attn.t0 + chunk_s)
     for op in OPS:
         engine = Engine(int(OP_ENGINE[int(op)]))
@@ -154,7 +154,7 @@ def _attention_constants(k: GpuKernels, d: Dims) -> KernelConstants:
 
 
 def _prefill_chunks(
-    k: GpuKernels, hw: Hardware, activations: DType, d: Dims
+    k: GpuKernels, hw: Hardware, activations: DType, d: Dims, scale_f: float = 1.0
 ) -> tuple[float, float]:
     """A serving iteration's prefill chunks, priced apart from its decode attention (the
     frameworks run context and generation attention as separate kernels): their seconds in
@@ -168,7 +168,8 @@ def _prefill_chunks(
     chunks = 2.0 * d.pf_pairs * d.heads * (pqk + pv)
     items = d.heads * math.ceil(d.pf_tokens / PREFILL_TILE)
     c = k.prefill
-    seconds = c.t0 + items * k.prefill_item + chunks / (hw.tflops(activations) * 1e12 * c.eta_f)
+    rate = hw.tflops(activations) * 1e12 * min(1.0, c.eta_f * scale_f)
+    seconds = c.t0 + items * k.prefill_item + chunks / rate
     return seconds, (decode + chunks) / decode if decode > 0 else math.inf
 
 
