@@ -2,9 +2,10 @@
 
 ``python -m bench.perf_overview`` writes one plan under ``tests/data/plans/published/``
 for every row of two tables of NVIDIA/TensorRT-LLM ``docs/source/performance/
-perf-overview.md`` (commit 00f3768, the v1.0 data): Llama 3.1 8B (H200 and H100, TP1,
-FP8) and Llama 3.3 70B (B200 TP1 FP4, H200 TP1 FP8, H100 TP2 FP8), ten ISL/OSL pairs each:
-the two dense-model tables whose every GPU dagen has a preset for, taken whole.
+perf-overview.md`` (commit 00f3768, the v1.0 data) for its dense models on the GPUs
+dagen has presets for (H100, H200, B200; not GB200 or RTX 6000), taken whole: Llama 3.1
+8B (H200 and H100, TP1, FP8), Llama 3.3 70B (B200 TP1 FP4, H200 TP1 FP8, H100 TP2 FP8) and
+Llama 3.1 405B (B200 TP4 FP4, H200 and H100 TP8 FP8), ten ISL/OSL pairs each.
 
 The page runs ``trtllm-bench throughput`` with every request queued at once, so what
 runs concurrently is what the tool admits. Each plan's header gives the derivation:
@@ -55,7 +56,8 @@ class Model:
     heads: int
     ffn: int
     params: float
-    """Parameters as the model card gives them (the heuristic's engine size)."""
+    """Parameters, approximately (the Hugging Face checkpoints' counts; they only size the
+    heuristic's engine estimate, so a 1 % error moves no concurrency by more than one)."""
     config: str
 
 
@@ -73,23 +75,45 @@ class Column:
     """Total Output Throughput (tokens/sec), one per ISL/OSL pair of :data:`PAIRS`."""
 
 
-L8B = Model("llama3.1-8b", "Llama-3.1-8B", 32, 4096, 32, 14336, 8.03e9,
-            "meta-llama/Llama-3.1-8B-Instruct config.json")  # fmt: skip
-L70B = Model("llama3.3-70b", "Llama-3.3-70B", 80, 8192, 64, 28672, 70.6e9,
-             "meta-llama/Llama-3.3-70B-Instruct config.json")  # fmt: skip
+MODELS = {
+    m.key: m
+    for m in (
+        Model("llama3.1-8b", "Llama-3.1-8B", 32, 4096, 32, 14336, 8.03e9,
+              "meta-llama/Llama-3.1-8B-Instruct config.json"),
+        Model("llama3.3-70b", "Llama-3.3-70B", 80, 8192, 64, 28672, 70.6e9,
+              "meta-llama/Llama-3.3-70B-Instruct config.json"),
+        Model("llama3.1-405b", "Llama-3.1-405B", 126, 16384, 128, 53248, 405.9e9,
+              "meta-llama/Llama-3.1-405B-Instruct config.json"),
+    )
+}  # fmt: skip
 
-COLUMNS = (
-    Column(L8B, "h200", "H200", 1, "fp8", "H200 TP1 (FP8)",
-           (27911, 26221, 18027, 20770, 17744, 16828, 3538, 12194, 3902, 1804)),
-    Column(L8B, "h100", "H100-SXM-80GB", 1, "fp8", "H100 TP1 (FP8)",
-           (28312, 22714, 14325, 17660, 15220, 13899, 3450, 9305, 3459, 1351)),
-    Column(L70B, "b200", "B200", 1, "nvfp4", "B200 TP1 (FP4)",
-           (11147, 9922, 6831, 7762, 7007, 6271, 1339, 4783, 1459, 665)),
-    Column(L70B, "h200", "H200", 1, "fp8", "H200 TP1 (FP8)",
-           (3803, 4336, 2872, 3666, 2909, 2994, 442, 2003, 566, 283)),
-    Column(L70B, "h100", "H100-SXM-80GB", 2, "fp8", "H100 TP2 (FP8)",
-           (6378, 6651, 4199, 5222, 4205, 4146, 762, 3082, 898, 437)),
-)  # fmt: skip
+PAGE_TABLES = """
+llama3.1-8b   H200 TP1 (FP8)  27911 26221 18027 20770 17744 16828 3538 12194 3902 1804
+llama3.1-8b   H100 TP1 (FP8)  28312 22714 14325 17660 15220 13899 3450  9305 3459 1351
+llama3.3-70b  B200 TP1 (FP4)  11147  9922  6831  7762  7007  6271 1339  4783 1459  665
+llama3.3-70b  H200 TP1 (FP8)   3803  4336  2872  3666  2909  2994  442  2003  566  283
+llama3.3-70b  H100 TP2 (FP8)   6378  6651  4199  5222  4205  4146  762  3082  898  437
+llama3.1-405b B200 TP4 (FP4)   6281  8020  6345  6244  5209  4933  749  4212 1048  672
+llama3.1-405b H200 TP8 (FP8)   3814  5348  4741  4724  3330  3722  456  2948  650  505
+llama3.1-405b H100 TP8 (FP8)   3627  4340  3116  3994  2919  2895  453  2296  610  345
+"""
+"""The page's Total Output Throughput (tokens/sec): model, column head, then one figure per
+ISL/OSL pair of :data:`PAIRS`, as the page prints them."""
+
+PRESET = {"H200": "H200", "H100": "H100-SXM-80GB", "B200": "B200"}
+
+
+def _columns() -> tuple[Column, ...]:
+    out = []
+    for line in PAGE_TABLES.strip().splitlines():
+        key, gpu, tp, fmt, *totals = line.split()
+        out.append(Column(MODELS[key], gpu.lower(), PRESET[gpu], int(tp[2:]),
+                          "nvfp4" if fmt == "(FP4)" else "fp8", f"{gpu} {tp} {fmt}",
+                          tuple(int(t) for t in totals)))  # fmt: skip
+    return tuple(out)
+
+
+COLUMNS = _columns()
 
 KV_HEADS, HEAD_DIM, VOCAB = 8, 128, 128256
 FRACTION = 0.95
