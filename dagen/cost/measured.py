@@ -12,12 +12,13 @@ the measured share.
   ``k = FLOPs / (2·m·n)`` (a gated FFN is one GEMM of the same FLOPs and weights).
 * **Attention**: decode is a generation-attention call of the rank's sequences, mean
   context and heads; prefill a context-attention call; a serving iteration's prefill
-  chunks add one causal context call of the same query-key pairs. MLA uses the MLA tables (measured
-  for DeepSeek-V3's latent: ``kv_lora_rank`` 512, RoPE 64, nope 128, v 128).
+  chunks add one causal context call of the same query-key pairs. MLA uses the MLA
+  tables (measured for DeepSeek-V3's latent: ``kv_lora_rank`` 512, RoPE 64, nope 128, v 128).
 * **Routed experts** (``moe.expert``, one node per expert slot): the fused-MoE time of
   a rank at the same tokens per expert, ``num_tokens = slot_tokens · experts / top_k``,
   divided over the rank's ``experts / ep`` experts (``moe_tp_size = etp``,
-  ``moe_ep_size = ep``).
+  ``moe_ep_size = ep``); past the measured token counts, under ``auto`` too, the
+  roofline's fused layer.
 * **Collectives** inside one host: :mod:`dagen.cost.measured_comm`.
 
 ``measured`` prices only shapes inside the tables' grid; ``auto`` also takes their
@@ -120,7 +121,7 @@ class Measured:
         ops[graph.tmpl[at]] = graph.op[at]
         engine = OP_ENGINE[ops]
         experts = tmpls[ops[tmpls] == Op.MOE_EXPERT]
-        gemm = tmpls[engine[tmpls] == Engine.GEMM]
+        gemm = tmpls[(engine[tmpls] == Engine.GEMM) & (ops[tmpls] != Op.MOE_EXPERT)]
         in_attn = OP_BLOCK[ops[gemm]] == Block.ATTENTION
         self._gemm(graph, pool, tables, gemm[~in_attn], pool.formats.weights, out)
         self._gemm(graph, pool, tables, gemm[in_attn], pool.formats.attention, out)
