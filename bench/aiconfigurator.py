@@ -21,7 +21,7 @@ TTFT, TPOT targets TPOT, throughput targets the dagen formula of ``tests/publish
 (``batch · output / (TTFT + (output − 1)·TPOT) / GPUs``, prefill-only cases
 ``batch · input / TTFT / GPUs``, decode-only ``batch · tokens per step / TPOT / GPUs``), so
 both tools are scored on the same definition. Serving plans use ``--estimate-mode agg``
-and its tokens/s/gpu.
+with the plan's token budget (``--ctx-tokens`` = ``prefill_chunk``) and its tokens/s/gpu.
 """
 
 from __future__ import annotations
@@ -106,6 +106,8 @@ def command(plan: Plan, model_dir: Path) -> list[str]:
                  "--moe-tp-size", str(p.etp), "--moe-ep-size", str(p.ep)]  # fmt: skip
         if dp_attention:
             args += ["--attention-dp-size", str(p.dp)]
+    if w.serving and w.prefill_chunk is not None:  # the same token budget as dagen's
+        args += ["--ctx-tokens", str(w.prefill_chunk)]
     if w.speculative_tokens:
         args += ["--nextn", str(w.speculative_tokens), "--nextn-accepted", str(w.acceptance)]
     return [*args, "--log-level", "ERROR", "--no-color"]
