@@ -6,18 +6,23 @@ import dataclasses
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import make_plan
 
 from dagen.cli import main
 from dagen.cost import CostModelError, estimate, judge_estimate, roofline
+from dagen.cost.deepep import contended
+from dagen.cost.estimator import _priced_at, durations
 from dagen.cost.roofline import Roofline
 from dagen.cost.table import load_table_model
 from dagen.graph.build import build_graph
+from dagen.graph.dims import iteration_mix, steady
 from dagen.graph.opcost import core_dims
 from dagen.graph.ops import Op
 from dagen.graph.serving import steady_state
+from dagen.mesh import mesh_of
 from dagen.plan.loader import load_plan
 from dagen.plan.model import DType, Framework, Mode, Phase, Precision, Runtime
 
@@ -26,6 +31,7 @@ SERVING = ROOT / "tests/data/plans/published/trtllm-deepseek-r1-h200-dep8-c1024-
 B200 = ROOT / "tests/data/plans/published/trtllm-deepseek-r1-0528-b200-dep8-c7168-1042-2048.yaml"
 LLAMA = ROOT / "tests/data/plans/published/trtllm-v09-llama2-70b-h100-tp4-b512-128-2048.yaml"
 LONG = ROOT / "tests/data/plans/published/trtllm-v1.0-llama3.3-70b-h200-tp1-20000-2000.yaml"
+LONG_70B = ROOT / "tests/data/plans/published/trtllm-v1.0-llama3.3-70b-h200-tp1-2048-2048.yaml"
 
 
 def test_steady_state_conserves_requests_and_tokens() -> None:
@@ -184,3 +190,39 @@ def test_prefill_chunks_are_priced_apart_from_the_decode_attention() -> None:
               + decode_bytes / (plan.hardware.hbm_tbps * 1e12 * k.decode.eta_m))  # fmt: skip
     assert whole == pytest.approx(decode + chunk, rel=1e-6)
     assert chunk > 0.3 * whole  # at these prompt lengths the chunks are a large share
+
+
+def test_a_serving_steady_state_has_iterations_with_a_whole_chunk_and_without() -> None:
+    plan = load_plan(LONG_70B)
+    mesh = mesh_of(plan)
+    mix = iteration_mix(plan, mesh)
+    (f, chunk), (rest, none) = mix
+    ss = steady(plan.workload, mesh.sizes["dp"])
+    assert f + rest == pytest.approx(1.0) and none == 0.0
+    assert chunk == pytest.approx(plan.workload.prompt_len / ss.chunks)
+    assert f * chunk == pytest.approx(ss.prefill_tokens)  # the same prompt tokens on average
+    # repricing at the pool's own sizes gives back its own template table
+    g = build_graph(plan)
+    pool = g.pools[0]
+    assert pool.prices is not None and len(pool.mix) == 2
+    same = pool.prices.repriced(pool.dims)
+    np.testing.assert_array_equal(same.flops, g.tmpl_flops)
+    np.testing.assert_array_equal(same.hbm, g.tmpl_hbm)
+    # a static batch has one kind of iteration
+    assert iteration_mix(load_plan(LLAMA), mesh_of(load_plan(LLAMA))) == ()
+
+
+def test_whole_chunks_cost_more_than_an_even_trickle_on_memory_bound_decode() -> None:
+    # Llama-3.3-70B on one H200 at ~100 sequences: the decode matmuls stream the weights,
+    # so an even trickle of prompt tokens rides on them; a whole 2,048-token prompt in one
+    # iteration in 19 does not
+    plan = load_plan(LONG_70B)
+    g = build_graph(plan)
+    model = Roofline()
+    mixed = durations(g, model)
+    even = contended(g, model.node_seconds(g))
+    assert mixed.sum() > 1.05 * even.sum()
+    pool = g.pools[0]
+    by_kind = [model.node_seconds(_priced_at(g, 0, d)) for _, d in pool.mix]
+    want = sum(share * s for (share, _), s in zip(pool.mix, by_kind, strict=True))
+    np.testing.assert_allclose(mixed, contended(g, want))

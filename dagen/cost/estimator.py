@@ -27,7 +27,7 @@ from dagen.cost.model import CostModel, default_cost_model, node_seconds
 from dagen.cost.simulate import Schedule, simulate
 from dagen.cost.usage import utilisation
 from dagen.cost.verdicts import Verdict
-from dagen.graph.dims import steady
+from dagen.graph.dims import Dims, steady
 from dagen.graph.ir import Graph, Kind
 from dagen.graph.pool import Pool
 from dagen.graph.transfer import TRANSFER_OPS
@@ -169,10 +169,41 @@ def _with_hardware(graph: Graph, hardware: Hardware | None) -> Graph:
 
 
 def durations(graph: Graph, model: CostModel) -> F64:
-    """The time the schedule gives each node: the cost model's, with the compute of a
-    two-batch-overlap MoE layer slowed by the SMs its all-to-all kernels take
+    """The time the schedule gives each node: the cost model's, each serving pool's nodes
+    the mean over its kinds of iteration (:attr:`dagen.graph.pool.Pool.mix`), with the
+    compute of a two-batch-overlap MoE layer slowed by the SMs its all-to-all kernels take
     (:func:`dagen.cost.deepep.contended`)."""
-    return contended(graph, node_seconds(model, graph))
+    seconds = node_seconds(model, graph)
+    mixed = [p for p, pool in enumerate(graph.pools) if pool.mix and pool.prices is not None]
+    if mixed:
+        seconds = seconds.copy()  # the model may hand out its cached array
+    for p in mixed:
+        at = graph.node_slice(p)
+        seconds[at] = sum(
+            share * node_seconds(model, _priced_at(graph, p, dims))[at]
+            for share, dims in graph.pools[p].mix
+        )
+    return contended(graph, seconds)
+
+
+def _priced_at(graph: Graph, p: int, dims: Dims) -> Graph:
+    """``graph`` with pool ``p`` and its templates priced at ``dims`` (same nodes)."""
+    pool = graph.pools[p]
+    assert pool.prices is not None
+    table = pool.prices.repriced(dims)
+    first = int(graph.tmpl[graph.node_slice(p)].min())
+    span = slice(first, first + len(table.shape))
+    cols = {}
+    for name, new in (("tmpl_bytes", table.nbytes), ("tmpl_flops", table.flops),
+                      ("tmpl_hbm", table.hbm)):  # fmt: skip
+        col = getattr(graph, name).copy()
+        col[span] = new
+        cols[name] = col
+    shapes = list(graph.tmpl_shape)
+    shapes[span] = table.shape
+    pools = list(graph.pools)
+    pools[p] = dataclasses.replace(pool, dims=dims, mix=())
+    return dataclasses.replace(graph, tmpl_shape=shapes, pools=tuple(pools), **cols)
 
 
 def estimate(

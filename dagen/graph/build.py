@@ -24,7 +24,7 @@ from dagen.errors import LayoutFault, MeshError, PlanInfeasible
 from dagen.graph.assemble import MAX_NODES, PoolPart, assemble
 from dagen.graph.budget import Peak
 from dagen.graph.codes import Phase
-from dagen.graph.dims import derive_dims
+from dagen.graph.dims import derive_dims, iteration_mix
 from dagen.graph.expand import Expansion
 from dagen.graph.ir import INT16_MAX, Graph
 from dagen.graph.overlap import two_batch
@@ -112,10 +112,12 @@ def _placement(plan: Plan, mesh: Mesh) -> npt.NDArray[np.int32] | None:
 def _pool(plan: Plan, name: str, ctx: StageContext, mesh: Mesh, sched: Schedule, **at: int) -> Pool:
     """The description of one pool (``at``: index, rank0, host0, node0, node1)."""
     phase = Phase.DECODE if plan.workload.decoding else Phase.PREFILL
+    mix = tuple((share, derive_dims(plan, mesh, chunk_tokens=tokens))
+                for share, tokens in iteration_mix(plan, mesh))  # fmt: skip
     return Pool(
         name=name, phase=phase, mesh=mesh, parallel=plan.parallel, workload=plan.workload,
         hardware=plan.hardware, runtime=plan.runtime, formats=plan.dtypes, dims=ctx.dims, stage_layers=tuple(ctx.layers), schedule=sched,
-        tied_embeddings=plan.model.tied_embeddings, **at,
+        tied_embeddings=plan.model.tied_embeddings, mix=mix, prices=ctx.costs, **at,
     )  # fmt: skip
 
 

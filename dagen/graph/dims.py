@@ -113,11 +113,13 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def derive_dims(plan: Plan, mesh: Mesh) -> Dims:
+def derive_dims(plan: Plan, mesh: Mesh, *, chunk_tokens: float | None = None) -> Dims:
     """Sizes of one micro-batch on one rank (see docs/graph.md, "Sizes").
 
     The plan must pass its rules (:func:`dagen.plan.rules.plan_findings`): the sizes
-    assume heads, KV heads, batch and prompt split over the mesh.
+    assume heads, KV heads, batch and prompt split over the mesh. ``chunk_tokens`` sets a
+    serving iteration's prompt tokens (default: the steady state's mean, see
+    :func:`iteration_mix`).
     """
     m, w, pr = plan.model, plan.workload, plan.dtypes
     tp, cp = mesh.sizes["tp"], mesh.sizes["cp"]
@@ -132,7 +134,7 @@ def derive_dims(plan: Plan, mesh: Mesh) -> Dims:
         ss = steady(w, mesh.sizes["dp"])
         mb = w.micro_batches
         seqs = max(1, math.ceil(ss.decode_seqs / mb))
-        pf_tokens = ss.prefill_tokens / (mb * cp)
+        pf_tokens = ss.prefill_tokens / (mb * cp) if chunk_tokens is None else chunk_tokens
         tokens = math.ceil(seqs * verify + pf_tokens)
         pf_pairs = pf_tokens * ss.chunk_context
         pairs = seqs * verify * ss.context / cp + pf_pairs
@@ -166,3 +168,23 @@ def _with_moe(plan: Plan, mesh: Mesh, d: Dims) -> Dims:
         expert_ffn=_cdiv(moe.expert_ffn_size, etp),
         shared_ffn=_cdiv(moe.shared_experts * moe.shared_ffn, d.tp),
     )  # fmt: skip
+
+
+def iteration_mix(plan: Plan, mesh: Mesh) -> tuple[tuple[float, float], ...]:
+    """A serving steady state's two kinds of iteration, as ``(share, prompt tokens)``.
+
+    The scheduler admits a prompt chunk whole (up to the token budget) when a request
+    leaves, so a share ``f = P / C`` of the iterations carries one chunk of ``C = E[I] / k``
+    tokens (``k`` chunks a prompt) and the rest none, where the steady state's mean ``P``
+    would spread them over every iteration. Empty where every iteration carries at least a
+    chunk (``f ≥ 1``), or with micro-batches or context parallelism (the mean stands).
+    """
+    w = plan.workload
+    if not w.serving or w.micro_batches != 1 or mesh.sizes["cp"] != 1:
+        return ()
+    ss = steady(w, mesh.sizes["dp"])
+    chunk = w.prompt_mean() / ss.chunks
+    share = ss.prefill_tokens / chunk if chunk > 0 else 1.0
+    if not 0.0 < share < 1.0:
+        return ()
+    return ((share, chunk), (1.0 - share, 0.0))

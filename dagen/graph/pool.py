@@ -29,6 +29,7 @@ import numpy.typing as npt
 
 from dagen.graph.codes import Phase
 from dagen.graph.dims import Dims
+from dagen.graph.pricing import PriceTable
 from dagen.graph.residency import Residency, residency
 from dagen.graph.schedule import Schedule
 from dagen.mesh import GROUP_DIMS, Mesh
@@ -75,6 +76,12 @@ class Pool:
     :attr:`residency`)."""
     units: int = 1
     """Identical units of this pool the deployment runs (the graph expands one)."""
+    mix: tuple[tuple[float, Dims], ...] = ()
+    """A serving pool's kinds of iteration, ``(share, sizes)``, when they differ from the
+    mean :attr:`dims` (:func:`dagen.graph.dims.iteration_mix`); the estimate weighs them."""
+    prices: PriceTable | None = field(default=None, compare=False, repr=False)
+    """The pool's template pricing, to price :attr:`mix` (its rows are this pool's
+    templates, in order)."""
     _cache: dict[str, Residency] = field(default_factory=dict, init=False, compare=False,
                                          repr=False)  # fmt: skip
 

@@ -60,6 +60,14 @@ class PriceTable:
             self._rows.append((cost, hbm))
         return self._ids[key]
 
+    def repriced(self, dims: Dims) -> TemplateTable:
+        """Every template priced so far, in id order, at other sizes (a serving pool's
+        other kind of iteration: :func:`dagen.graph.dims.iteration_mix`)."""
+        other = PriceTable(dims)
+        for (op, tokens), _ in sorted(self._ids.items(), key=lambda kv: kv[1]):
+            other.id(Op.of(op), tokens=tokens)
+        return other.tables()
+
     def tables(self) -> TemplateTable:
         """The table in id order."""
         n = len(self._rows)
