@@ -60,10 +60,10 @@ from dagen.cost.constants import (
     for_hardware,
 )
 from dagen.cost.routing import pool_load_peak
-from dagen.graph.codes import Block, Engine, Phase
+from dagen.graph.codes import Block, Engine
 from dagen.graph.dims import Dims
 from dagen.graph.ir import Graph, Kind
-from dagen.graph.opcost import core_dims
+from dagen.graph.opcost import core_flops
 from dagen.graph.ops import OP_ENGINE, OPS, Op
 from dagen.graph.pool import Pool
 from dagen.graph.traffic import expert_hit
@@ -116,12 +116,12 @@ def _pool_tables(pool: Pool) -> tuple[F64, F64, F64, F64, F64]:
             flops[int(op)] /= pool_load_peak(pool)  # the busiest rank's pairs set the pace
             continue
         if engine is Engine.GEMM and op.spec.resident is not None and op.label != "moe.router":
-            weights, math = (
+            weights, multiply = (
                 (f.attention, f.attention_math) if op.spec.block is Block.ATTENTION
                 else (f.weights, f.math)
             )  # fmt: skip
-            c, rate = k.gemm[weights.value], _rate(hw, math)
-            if math.nbytes < 2 <= f.activations.nbytes and op.spec.traffic is not None:
+            c, rate = k.gemm[weights.value], _rate(hw, multiply)
+            if multiply.nbytes < 2 <= f.activations.nbytes and op.spec.traffic is not None:
                 quant[int(op)] = 1.5 * op.spec.traffic(d).act_in
         elif engine is Engine.GEMM:  # the router stays in the activations' format
             c, rate = k.gemm[f.activations.value], _rate(hw, f.activations)
@@ -162,10 +162,7 @@ def _prefill_chunks(
     term to the decode part alone. ``(0, 1)`` without chunks."""
     if d.prefill or not d.pf_pairs:
         return 0.0, 1.0
-    dqk, dv = core_dims(d)
-    pqk, pv = core_dims(replace(d, phase=Phase.PREFILL))
-    decode = 2.0 * (d.pairs - d.pf_pairs) * d.heads * (dqk + dv)
-    chunks = 2.0 * d.pf_pairs * d.heads * (pqk + pv)
+    decode, chunks = core_flops(d)
     items = d.heads * math.ceil(d.pf_tokens / PREFILL_TILE)
     c = k.prefill
     rate = hw.tflops(activations) * 1e12 * min(1.0, c.eta_f * scale_f)
@@ -173,14 +170,14 @@ def _prefill_chunks(
     return seconds, (decode + chunks) / decode if decode > 0 else math.inf
 
 
-def _moe_slot(hw: Hardware, weights: DType, math: DType, d: Dims) -> tuple[float, float, float]:
+def _moe_slot(hw: Hardware, weights: DType, multiply: DType, d: Dims) -> tuple[float, float, float]:
     """t₀, FLOP/s and bytes/s of one expert-slot node: the fused layer's fixed costs
     spread over the rank's ``d.slots`` slot nodes (module docstring)."""
     c = for_hardware(hw).moe[weights.value]
     scale_f = hw.flops_efficiency / _DEFAULT_FLOPS_EFF
     scale_m = hw.hbm_efficiency / _DEFAULT_HBM_EFF
     layer = c.t0 + d.slots * expert_hit(d) * c.slot + d.routed_tokens * d.top_k * c.item
-    return (layer / d.slots, _rate(hw, math) * min(1.0, c.eta_f * scale_f),
+    return (layer / d.slots, _rate(hw, multiply) * min(1.0, c.eta_f * scale_f),
             hw.hbm_tbps * 1e12 * min(1.0, c.eta_m * scale_m))  # fmt: skip
 
 

@@ -101,13 +101,20 @@ def core_dims(d: Dims) -> tuple[int, int]:
     return a.kv_lora_rank + a.qk_rope_head_dim, a.kv_lora_rank
 
 
-def core(d: Dims) -> Cost:
+def core_flops(d: Dims) -> tuple[float, float]:
+    """The attention core's FLOPs: (the decode or prompt pairs in the phase's own form, a
+    serving iteration's prefill chunks in prefill form, MLA not absorbed)."""
     dqk, dv = core_dims(d)
-    flops = 2.0 * (d.pairs - d.pf_pairs) * d.heads * (dqk + dv)
-    if d.pf_pairs:  # serving: the prefill chunks attend in prefill form (MLA not absorbed)
-        pqk, pv = core_dims(replace(d, phase=Phase.PREFILL))
-        flops += 2.0 * d.pf_pairs * d.heads * (pqk + pv)
-    return _act(d.tokens, d.heads * dv, d, flops)
+    own = 2.0 * (d.pairs - d.pf_pairs) * d.heads * (dqk + dv)
+    if not d.pf_pairs:
+        return own, 0.0
+    pqk, pv = core_dims(replace(d, phase=Phase.PREFILL))
+    return own, 2.0 * d.pf_pairs * d.heads * (pqk + pv)
+
+
+def core(d: Dims) -> Cost:
+    _, dv = core_dims(d)
+    return _act(d.tokens, d.heads * dv, d, sum(core_flops(d)))
 
 
 def cp_gather(d: Dims) -> Cost:
